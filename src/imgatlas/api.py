@@ -1,0 +1,124 @@
+"""The Python API: one function per CLI command, same names, same parameters.
+
+Each function opens the workspace, runs one stage and returns a JSON-able summary dict.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.backbones import create_backbone
+from imgatlas.decode import DEFAULT_MAX_PIXELS
+from imgatlas.embed import embed_workspace
+from imgatlas.errors import ConfigError, WorkspaceError
+from imgatlas.scan import scan_directory
+from imgatlas.store import FeatureStore, Status, Workspace
+
+PathLike = str | os.PathLike[str]
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX models are cached: ``$IMGATLAS_CACHE`` or ``~/.cache/imgatlas``."""
+    env = os.environ.get("IMGATLAS_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "imgatlas"
+
+
+def scan(directory: PathLike, workspace: PathLike, *, labels_from_folders: bool = False,
+         max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int = 4,
+         progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+    """Record every image under ``directory`` in ``workspace`` (created if needed)."""
+    if not os.path.isdir(directory):
+        what = "does not exist" if not os.path.exists(directory) else "is not a directory"
+        raise ConfigError(f"Cannot scan {os.fsdecode(directory)}: it {what}.")
+    with Workspace.open(workspace, create=True, write=True, wait=wait, purpose="scan") as ws:
+        return scan_directory(ws, directory, labels_from_folders=labels_from_folders,
+                              max_pixels=max_pixels, workers=workers, progress=progress)
+
+
+def embed(workspace: PathLike, *, backbone: str = "efficientnet_lite0", batch_size: int = 64,
+          device: str = "auto", threads: int | None = None, workers: int = 2,
+          l2_normalize: bool = False, dtype: str = "float32",
+          max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
+          progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+    """Compute (or finish computing) features of every usable image in ``workspace``."""
+    bb = create_backbone(backbone, cache_dir=cache_dir or default_cache_dir())
+    with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
+        if not ws.images(Status.OK):
+            raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
+        return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,
+                               workers=workers, l2_normalize=l2_normalize, dtype=dtype,
+                               progress=progress, max_pixels=max_pixels)
+
+
+def status(workspace: PathLike) -> dict[str, Any]:
+    """Counts per status, every failed file with its reason, and the feature stores."""
+    with Workspace.open(workspace) as ws:
+        counts = ws.status_counts()
+        failed = [
+            {"id": r[0], "path": r[1], "status": r[2], "reason": r[3]}
+            for r in ws.con.execute(
+                "SELECT id, display, status, reason FROM images "
+                "WHERE status NOT IN ('ok', 'missing') ORDER BY status, display")
+        ]
+        stores = []
+        for s in FeatureStore.all(ws):
+            n = ws.con.execute(
+                "SELECT count(*) FROM embedded e JOIN images i ON i.id=e.image_id "
+                "WHERE e.store=? AND i.status='ok'", (s.key,)).fetchone()[0]
+            stores.append({"key": s.key, "backbone": s.backbone, "dim": s.dim,
+                           "dtype": str(s.dtype), "embedded": n})
+        labels = ws.con.execute(
+            "SELECT count(DISTINCT label) FROM images WHERE status='ok' AND label IS NOT NULL"
+        ).fetchone()[0]
+        return {
+            "workspace": str(ws.path), "images": sum(counts.values()),
+            "usable": counts.get("ok", 0), "by_status": counts, "labels": labels,
+            "failed": failed, "stores": stores, "runs": len(ws.runs()),
+        }
+
+
+def _pick_store(ws: Workspace, features: str | None) -> FeatureStore:
+    stores = FeatureStore.all(ws)
+    if not stores:
+        raise WorkspaceError(f"Workspace {ws.path} has no features yet; run 'imgatlas embed'.")
+    if features is None:
+        return stores[-1]
+    for s in reversed(stores):
+        if features in (s.key, s.backbone):
+            return s
+    raise ConfigError(f"No feature store {features!r}; have {', '.join(s.key for s in stores)}.")
+
+
+def load_features(workspace: PathLike, features: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Return ``(ids, X, rows)``: image ids, their vectors, and path/label per row."""
+    with Workspace.open(workspace) as ws:
+        store = _pick_store(ws, features)
+        ids, X = store.read()
+        info = {r[0]: (r[1], r[2]) for r in ws.con.execute(
+            "SELECT id, display, label FROM images WHERE status='ok'")}
+        rows = [{"id": int(i), "path": info[i][0], "label": info[i][1]} for i in ids.tolist()]
+        return ids, X, rows
+
+
+def export_features(workspace: PathLike, out: PathLike, *, features: str | None = None
+                    ) -> dict[str, Any]:
+    """Write ids, paths, labels and vectors to ``out``: ``.parquet``, or ``.npy`` + ``.csv``."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".npy"):
+        raise ConfigError(f"--out must end in .parquet or .npy. Got {out.name!r} instead.")
+    ids, X, rows = load_features(workspace, features)
+    if not len(ids):
+        raise WorkspaceError(f"Workspace {workspace} has no embedded images to export.")
+    from imgatlas.store.export import write_npy, write_parquet
+
+    written = (write_parquet if suffix == ".parquet" else write_npy)(out, ids, X, rows)
+    return {"rows": int(len(ids)), "dim": int(X.shape[1]), "files": [str(p) for p in written]}

@@ -1,0 +1,15 @@
+"""Backbones: a registry of feature extractors, all run through ONNX Runtime."""
+
+from imgatlas.backbones import efficientnet_lite, tiny  # noqa: F401  (registers them)
+from imgatlas.backbones._base import Backbone, run_features
+from imgatlas.backbones._cfg import BackboneCfg
+from imgatlas.backbones._registry import create_backbone, list_backbones, register_backbone
+
+__all__ = [
+    "Backbone",
+    "BackboneCfg",
+    "create_backbone",
+    "list_backbones",
+    "register_backbone",
+    "run_features",
+]

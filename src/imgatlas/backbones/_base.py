@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.backbones._cfg import BackboneCfg
+from imgatlas.errors import ConfigError
+
+
+class Backbone:
+    """A feature extractor: a cfg plus an ONNX file that is materialised on first use.
+
+    ``build`` writes the ONNX file at the path it is given (export, download-free copy,
+    synthesis); it runs once per cache directory and never at import time.
+    """
+
+    def __init__(self, cfg: BackboneCfg, onnx_path: Path,
+                 build: Callable[[Path], None] | None = None) -> None:
+        self.cfg = cfg
+        self._onnx_path = onnx_path
+        self._build = build
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def onnx_path(self) -> Path:
+        if not self._onnx_path.exists():
+            if self._build is None:
+                from imgatlas.errors import MissingWeights
+
+                raise MissingWeights(f"Model file {self._onnx_path} does not exist.")
+            self._onnx_path.parent.mkdir(parents=True, exist_ok=True)
+            self._build(self._onnx_path)
+        return self._onnx_path
+
+    def session(self, device: str = "cpu", threads: int | None = None) -> Any:
+        import onnxruntime as ort
+
+        providers = _providers(device, ort.get_available_providers())
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(self.onnx_path()), so, providers=providers)
+
+    def record(self) -> dict[str, Any]:
+        """What a run stores about the backbone so it can be replayed."""
+        from dataclasses import asdict
+
+        return {"name": self.cfg.name, "fingerprint": self.cfg.fingerprint(), **asdict(self.cfg)}
+
+
+def _providers(device: str, available: list[str]) -> list[str]:
+    if device not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"device must be one of cpu, cuda, auto. Got {device!r} instead.")
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not has_cuda:
+        raise ConfigError(
+            "device 'cuda' was requested but this onnxruntime has no CUDA provider; "
+            "install onnxruntime-gpu or use --device cpu."
+        )
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def run_features(session: Any, cfg: BackboneCfg, batch: np.ndarray) -> np.ndarray:
+    """Run one batch of ``(n, H, W, 3)`` uint8 pixels; return ``(n, dim)`` float32 features."""
+    inp = session.get_inputs()[0].name
+    if cfg.input_format == "float_nchw":
+        x = batch.astype(np.float32)
+        x -= np.asarray(cfg.mean, np.float32)
+        x /= np.asarray(cfg.std, np.float32)
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    else:
+        x = batch
+    out_names = [o.name for o in session.get_outputs()]
+    which = cfg.feature_output
+    name = out_names[which] if isinstance(which, int) else which
+    (y,) = session.run([name], {inp: x})
+    if y.ndim == 4:  # spatial map: global average pool, as for the penultimate layer
+        y = y.mean(axis=(2, 3))
+    return np.asarray(y, dtype=np.float32).reshape(len(batch), -1)

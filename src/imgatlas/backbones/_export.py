@@ -1,0 +1,69 @@
+"""PyTorch -> ONNX, the one path every torch model (pretrained or trained here) takes.
+
+PyTorch is imported only inside these functions: inference never needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from imgatlas.errors import ImgatlasError
+
+
+def import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImgatlasError(
+            "PyTorch is needed once to export this model to ONNX; install the CPU wheel "
+            "with 'pip install torch==2.13.0' (or run 'make setup')."
+        ) from None
+    return torch
+
+
+def pixel_input_wrapper(net: Any, forward: Any, mean: tuple, std: tuple) -> Any:
+    """Wrap ``forward(net, x_nchw_float)`` so the exported graph takes uint8 NHWC pixels.
+
+    Normalisation and the layout change then run inside ONNX Runtime, which is faster than
+    doing them in NumPy and moves a quarter of the bytes.
+    """
+    torch = import_torch()
+
+    class PixelInput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+        def forward(self, x: Any) -> Any:
+            x = x.permute(0, 3, 1, 2).float()
+            return forward(self.net, (x - self.mean) / self.std)
+
+    return PixelInput().eval()
+
+
+def export_onnx(module: Any, example: Any, path: Path, output_names: list[str],
+                input_name: str = "pixels") -> None:
+    """Export ``module`` with a dynamic batch axis; the file appears atomically."""
+    torch = import_torch()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's constant-folding chatter
+            torch.onnx.export(
+                module, (example,), tmp, dynamo=False, opset_version=17,
+                input_names=[input_name], output_names=output_names,
+                dynamic_axes={input_name: {0: "batch"}, **{o: {0: "batch"} for o in output_names}},
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,43 @@
+"""Backbone registry in the style of timm: ``@register_backbone`` on a factory function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imgatlas.backbones._base import Backbone
+from imgatlas.errors import UnknownBackbone
+
+_factories: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_backbone(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+    """Register ``fn`` under its own name; it returns a :class:`Backbone`."""
+    _factories[fn.__name__] = fn
+    return fn
+
+
+def list_backbones() -> list[str]:
+    return sorted(_factories)
+
+
+def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs: Any) -> Backbone:
+    """Return the backbone called ``name``, or one built from a local ``.onnx`` file.
+
+    ``name`` is a registered name (see :func:`list_backbones`) or a path to an ONNX model with
+    a preprocessing spec beside it (``model.json``, see :mod:`imgatlas.backbones.onnx_file`).
+    Nothing is loaded until the backbone is used.
+    """
+    if name.endswith(".onnx"):
+        from imgatlas.backbones.onnx_file import onnx_file
+
+        return onnx_file(Path(name), **kwargs)
+    try:
+        factory = _factories[name]
+    except KeyError:
+        raise UnknownBackbone(
+            f"Unknown backbone {name!r}; choose one of {', '.join(list_backbones())} "
+            "or give a path to an .onnx file."
+        ) from None
+    return factory(cache_dir=Path(cache_dir) if cache_dir else None, **kwargs)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from imgatlas.errors import DecodeError
+
+# Pillow's own bomb check is a process-wide setting; imgatlas checks every open against the
+# limit its caller passes instead (``max_pixels``), so the global one is switched off here.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+try:  # HEIC/AVIF when the plugin is installed; optional by design.
+    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - depends on the environment
+    pass
+
+DEFAULT_MAX_PIXELS = 178_956_970  # twice Pillow's default warning level (~13k x 13k)
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class TooLarge(DecodeError):
+    pass
+
+
+def open_image(src: str | bytes | os.PathLike | IO[bytes], max_pixels: int | None) -> Image.Image:
+    """Open lazily (header only) and enforce the pixel limit before anything is decoded."""
+    if isinstance(src, bytes | str | os.PathLike):
+        f: IO[bytes] | str | bytes | os.PathLike = src
+    else:
+        f = src
+    try:
+        img = Image.open(f)
+    except UnidentifiedImageError as e:
+        raise DecodeError("not an image file Pillow can identify") from e
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        img.close()
+        raise TooLarge(f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB. Transparency is composited on white, 16-bit scaled to 8."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    return img.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV
+
+
+def decode_rgb(
+    src: str | bytes | os.PathLike,
+    size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resize: str = "squash",
+    interpolation: str = "bilinear",
+) -> np.ndarray:
+    """Decode one file to an ``(H, W, 3)`` uint8 array, resized to ``size=(W, H)`` if given.
+
+    ``resize`` is ``squash`` (whole image to exactly ``size``) or ``center_crop`` (shorter
+    side to ``size``, centre cropped). JPEGs are DCT-downscaled while decoding when the
+    target is much smaller than the source. Raises :class:`DecodeError` with a reason.
+    """
+    if isinstance(src, bytes) and not os.path.exists(src):
+        src = io.BytesIO(src)  # type: ignore[assignment]
+    try:
+        with open_image(src, max_pixels) as img:
+            if size is not None and img.format == "JPEG":
+                # draft() keeps both sides >= the request, so quality at the target is intact.
+                img.draft("RGB", _draft_request(img.size, size, resize))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            img = to_rgb(img)
+            if size is not None:
+                img = _resize(img, size, resize, _RESAMPLE[interpolation])
+            return np.asarray(img)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as e:  # pragma: no cover - we disabled Pillow's check
+        raise TooLarge(str(e)) from e
+    except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
+        raise DecodeError(_reason(e)) from e
+
+
+def _draft_request(src: tuple[int, int], size: tuple[int, int], resize: str) -> tuple[int, int]:
+    if resize == "center_crop":
+        s = min(src)
+        scale = max(size) / s
+        return (max(1, int(src[0] * scale)), max(1, int(src[1] * scale)))
+    return size
+
+
+def _resize(img: Image.Image, size: tuple[int, int], mode: str, resample: int) -> Image.Image:
+    if mode == "squash":
+        if img.size == size:
+            return img
+        return img.resize(size, resample, reducing_gap=3.0)
+    if mode == "center_crop":
+        w, h = img.size
+        scale = max(size[0] / w, size[1] / h)
+        nw, nh = max(size[0], round(w * scale)), max(size[1], round(h * scale))
+        img = img.resize((nw, nh), resample, reducing_gap=3.0)
+        left, top = (nw - size[0]) // 2, (nh - size[1]) // 2
+        return img.crop((left, top, left + size[0], top + size[1]))
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def _reason(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return msg.splitlines()[0]

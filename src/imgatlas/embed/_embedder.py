@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from imgatlas.backbones._base import Backbone, run_features
+from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb
+from imgatlas.errors import DecodeError
+
+Item = tuple[Hashable, "str | bytes | os.PathLike[str]"]
+
+
+class Embedder:
+    """Turn image files into ``(n, dim)`` float32 features with one backbone.
+
+    Decoding runs in ``workers`` threads (Pillow releases the GIL while decoding and
+    resizing) and stays ``prefetch`` batches ahead of the model, so ONNX Runtime never waits
+    for pixels. The ONNX session is created on first use, not in ``__init__``.
+    """
+
+    def __init__(self, backbone: Backbone, *, batch_size: int = 64, device: str = "auto",
+                 threads: int | None = None, workers: int = 2, prefetch: int = 2,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.backbone = backbone
+        self.batch_size = batch_size
+        self.device = device
+        self.threads = threads
+        self.workers = workers
+        self.prefetch = prefetch
+        self.max_pixels = max_pixels
+        self._session: Any = None
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            self._session = self.backbone.session(self.device, self.threads or _cores())
+        return self._session
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def decode(self, path: str | bytes | os.PathLike[str]) -> np.ndarray:
+        cfg = self.backbone.cfg
+        return decode_rgb(path, cfg.input_size, max_pixels=self.max_pixels, resize=cfg.resize,
+                          interpolation=cfg.interpolation)
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        """Features of an ``(n, H, W, 3)`` uint8 batch already at the input size."""
+        return run_features(self.session, self.backbone.cfg, pixels)
+
+    def iter_batches(
+        self, items: Iterable[Item]
+    ) -> Iterator[tuple[list[Hashable], np.ndarray, list[tuple[Hashable, str]]]]:
+        """Yield ``(keys, X, failures)`` per batch; a file that fails to decode is reported in
+        ``failures`` as ``(key, reason)`` and the rest of its batch goes on."""
+        it = iter(items)
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            queue: deque[list[tuple[Hashable, Future[np.ndarray]]]] = deque()
+
+            def submit_next() -> bool:
+                chunk = list(islice(it, self.batch_size))
+                if chunk:
+                    queue.append([(k, pool.submit(self.decode, p)) for k, p in chunk])
+                return bool(chunk)
+
+            for _ in range(self.prefetch + 1):
+                if not submit_next():
+                    break
+            while queue:
+                batch = queue.popleft()
+                submit_next()
+                keys, arrays, failures = [], [], []
+                for k, fut in batch:
+                    try:
+                        arrays.append(fut.result())
+                        keys.append(k)
+                    except DecodeError as e:
+                        failures.append((k, str(e)))
+                    except MemoryError:
+                        failures.append((k, "out of memory while decoding"))
+                X = (self.features(np.stack(arrays)) if arrays
+                     else np.empty((0, self.backbone.cfg.dim), np.float32))
+                yield keys, X, failures
+
+    def embed_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
+        """Features of ``paths`` in order; raises :class:`DecodeError` naming a bad file."""
+        out = np.empty((len(paths), self.backbone.cfg.dim), np.float32)
+        for keys, X, failures in self.iter_batches(enumerate(paths)):
+            if failures:
+                k, reason = failures[0]
+                raise DecodeError(f"Cannot read {os.fsdecode(paths[k])}: {reason}.")
+            out[keys] = X
+        return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

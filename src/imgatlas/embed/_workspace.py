@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from imgatlas._progress import progress_bar
+from imgatlas.backbones._base import Backbone
+from imgatlas.embed._embedder import Embedder
+from imgatlas.errors import ConfigError
+from imgatlas.store.catalog import Status
+from imgatlas.store.features import FeatureStore
+from imgatlas.store.workspace import Workspace
+
+DTYPES = ("float32", "float16")
+
+
+def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:
+    """Name of the feature store: backbone, its cfg, its weights, and the output options."""
+    h = hashlib.sha256()
+    with open(backbone.onnx_path(), "rb") as f:
+        while chunk := f.read(2**20):
+            h.update(chunk)
+    tag = hashlib.sha256(f"{backbone.cfg.fingerprint()}:{h.hexdigest()}".encode()).hexdigest()
+    return f"{backbone.name}-{tag[:10]}{'-l2' if l2_normalize else ''}-{dtype}"
+
+
+def embed_workspace(
+    ws: Workspace,
+    backbone: Backbone,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    threads: int | None = None,
+    workers: int = 2,
+    l2_normalize: bool = False,
+    dtype: str = "float32",
+    progress: bool = False,
+    max_pixels: int | None = None,
+) -> dict[str, Any]:
+    """Compute features for every usable image that the store does not hold yet.
+
+    Resumable: each batch is written and recorded before the next one starts, so a killed
+    run loses at most one batch. Exact duplicates (same sha256) are decoded once.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1. Got {batch_size} instead.")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}. Got {dtype!r} instead.")
+    t0 = time.perf_counter()
+    key = store_key(backbone, l2_normalize, dtype)
+    store = FeatureStore.ensure(ws, key, backbone.name,
+                                {"backbone": backbone.record(), "l2_normalize": l2_normalize},
+                                backbone.cfg.dim, dtype)
+    done = set(store.done_ids().tolist())
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    path_of: dict[str, bytes] = {}
+    for img in ws.images(Status.OK):
+        if img.id not in done:
+            by_sha[img.sha256 or f"id{img.id}"].append(img.id)
+            path_of.setdefault(img.sha256 or f"id{img.id}", img.path)
+    # Same content already embedded under another id: copy, don't recompute.
+    pending_images = sum(len(v) for v in by_sha.values())
+
+    embedder = Embedder(backbone, batch_size=batch_size, device=device, threads=threads,
+                        workers=workers, max_pixels=max_pixels)
+    params = {"backbone": backbone.record(), "store": key, "batch_size": batch_size,
+              "device": device, "threads": threads, "workers": workers,
+              "l2_normalize": l2_normalize, "dtype": dtype}
+    run_id = ws.start_run("embed", params)
+    n_done = n_failed = 0
+    bar = progress_bar(total=pending_images, desc=f"embed {backbone.name}", unit="img",
+                       enable=progress)
+    try:
+        with store.open_writer(ws.max_image_id()) as writer:
+            for shas, X, failures in embedder.iter_batches(path_of.items()):
+                if l2_normalize and len(X):
+                    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+                ids = [i for s in shas for i in by_sha[s]]
+                rows = np.repeat(X, [len(by_sha[s]) for s in shas], axis=0)
+                if ids:
+                    writer.write(np.asarray(ids), rows)
+                if failures:
+                    with ws.transaction("recording decode failures") as con:
+                        con.executemany(
+                            "UPDATE images SET status='decode_error', reason=? WHERE id=?",
+                            [(reason, i) for s, reason in failures for i in by_sha[s]],
+                        )
+                n_failed += sum(len(by_sha[s]) for s, _ in failures)
+                n_done += len(ids)
+                bar.update(len(ids) + sum(len(by_sha[s]) for s, _ in failures))
+    except BaseException:
+        bar.close()
+        ws.finish_run(run_id, {"embedded": n_done, "failed": n_failed}, status="interrupted")
+        raise
+    bar.close()
+    seconds = time.perf_counter() - t0
+    results = {
+        "store": key, "backbone": backbone.name, "dim": backbone.cfg.dim,
+        "embedded": n_done, "failed": n_failed, "already_done": len(done),
+        "unique_decoded": len(path_of), "seconds": round(seconds, 3),
+        "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
+        "providers": embedder.providers if n_done or n_failed else None, "run_id": run_id,
+    }
+    ws.finish_run(run_id, results)
+    return results

@@ -1,0 +1,49 @@
+"""The one error tree of imgatlas.
+
+Every failure a user can cause or meet is an :class:`ImgatlasError` whose message is one
+sentence saying what happened and what to do. The CLI prints it on one line and exits
+non-zero; anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class ImgatlasError(Exception):
+    """Base class of every error imgatlas raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(ImgatlasError, ValueError):
+    """A parameter or option has an invalid value."""
+
+    exit_code = 2
+
+
+class NotFittedError(ImgatlasError, ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class DecodeError(ImgatlasError):
+    """An image file cannot be decoded."""
+
+
+class WorkspaceError(ImgatlasError):
+    """The workspace is missing, locked, damaged, too new, or cannot be written."""
+
+
+class WorkspaceLocked(WorkspaceError):
+    """Another process holds the workspace."""
+
+    exit_code = 75  # EX_TEMPFAIL: retrying later will work
+
+
+class UnknownBackbone(ImgatlasError, KeyError):
+    """No backbone is registered under the requested name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingWeights(ImgatlasError, FileNotFoundError):
+    """A model's weight file is not where its configuration says."""

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+from imgatlas.decode._image import TooLarge, _reason, open_image, to_rgb
+from imgatlas.errors import DecodeError
+from imgatlas.store.catalog import Status
+
+_READ_WHOLE = 256 * 2**20  # files up to this size are read once for hash + decode
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    status: Status
+    reason: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    mode: str | None = None
+
+
+def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
+    """Hash a file and check that it decodes, cheaply (JPEGs at 1/8 scale).
+
+    A full (reduced) decode is the only way to catch truncated files; the ``draft`` trick
+    makes it cost a fraction of a real decode.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return ProbeResult(Status.UNREADABLE, _reason(e))
+    base = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if st.st_size == 0:
+        return ProbeResult(Status.EMPTY, "zero-byte file", **base)
+    try:
+        digest, data = _hash(path, st.st_size)
+    except OSError as e:
+        return ProbeResult(Status.UNREADABLE, e.strerror or _reason(e), **base)
+    base["sha256"] = digest
+    src = io.BytesIO(data) if data is not None else path
+    try:
+        img = open_image(src, max_pixels)
+    except TooLarge as e:
+        return ProbeResult(Status.TOO_LARGE, str(e), **base)
+    except DecodeError:
+        return ProbeResult(Status.NOT_IMAGE, "not an image (content is no known image format)",
+                           **base)
+    except OSError as e:
+        return ProbeResult(Status.UNREADABLE, _reason(e), **base)
+    with img:
+        fmt, mode = img.format, img.mode
+        try:
+            if fmt == "JPEG":
+                img.draft(img.mode, (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
+            img.load()
+            w, h = ImageOps.exif_transpose(img).size
+            to_rgb(img)
+        except OSError as e:
+            msg = _reason(e)
+            status = Status.TRUNCATED if "truncat" in msg.lower() else Status.CORRUPT
+            return ProbeResult(status, msg, **base, format=fmt, mode=mode)
+        except (SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+            return ProbeResult(Status.CORRUPT, _reason(e), **base, format=fmt, mode=mode)
+    return ProbeResult(Status.OK, None, **base, width=w, height=h, format=fmt, mode=mode)
+
+
+def _hash(path: bytes, size: int) -> tuple[str, bytes | None]:
+    with open(path, "rb") as f:
+        if size <= _READ_WHOLE:
+            data = f.read()
+            return hashlib.sha256(data).hexdigest(), data
+        h = hashlib.sha256()
+        while chunk := f.read(2**20):
+            h.update(chunk)
+        return h.hexdigest(), None

@@ -1,0 +1,97 @@
+"""Catalog schema: images, runs and the bookkeeping of feature stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from enum import Enum
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    """Why an image is (not) usable. Everything but ``ok`` comes with a one-line reason."""
+
+    OK = "ok"
+    EMPTY = "empty"
+    TRUNCATED = "truncated"
+    NOT_IMAGE = "not_image"
+    TOO_LARGE = "too_large"
+    CORRUPT = "corrupt"
+    UNREADABLE = "unreadable"
+    BROKEN_SYMLINK = "broken_symlink"
+    SYMLINK_LOOP = "symlink_loop"
+    DECODE_ERROR = "decode_error"  # passed the scan but failed when embedded
+    MISSING = "missing"  # was scanned once, gone at the latest scan
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    path        BLOB NOT NULL UNIQUE,  -- os.fsencode(absolute path): survives non-UTF-8 names
+    display     TEXT NOT NULL,         -- printable form of the path
+    root        BLOB NOT NULL,
+    size        INTEGER,
+    mtime_ns    INTEGER,
+    sha256      TEXT,
+    width       INTEGER,
+    height      INTEGER,
+    format      TEXT,
+    mode        TEXT,
+    label       TEXT,
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    scanned_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL,
+    status      TEXT NOT NULL,         -- running | done | failed | interrupted
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    version     TEXT NOT NULL,
+    params      TEXT NOT NULL,         -- JSON
+    results     TEXT                   -- JSON
+);
+CREATE TABLE IF NOT EXISTS stores (
+    key         TEXT PRIMARY KEY,
+    backbone    TEXT NOT NULL,
+    cfg         TEXT NOT NULL,         -- JSON: everything that changes the numbers
+    dim         INTEGER NOT NULL,
+    dtype       TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embedded (
+    store       TEXT NOT NULL,
+    image_id    INTEGER NOT NULL,
+    PRIMARY KEY (store, image_id)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    path: bytes
+    display: str
+    sha256: str | None
+    label: str | None
+    status: str
+    reason: str | None
+    width: int | None = None
+    height: int | None = None
+
+
+def connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is one transaction.
+    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA foreign_keys=ON")
+    return con

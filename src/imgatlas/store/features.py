@@ -1,0 +1,145 @@
+"""Feature matrices: one raw, memory-mappable file per backbone + preprocessing.
+
+Row ``image_id - 1`` of ``features/<key>.bin`` holds that image's vector. A row counts only
+once the ``embedded`` table says so, and that row is inserted in the same transaction that
+follows the (synced) write of the vector. A process killed at any moment therefore leaves
+rows that are either complete and recorded, or unrecorded and recomputed on the next run:
+never half-written rows that are believed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.errors import WorkspaceError
+from imgatlas.store.workspace import Workspace, io_errors
+
+
+class FeatureStore:
+    def __init__(self, ws: Workspace, key: str, backbone: str, cfg: dict[str, Any],
+                 dim: int, dtype: str) -> None:
+        self.ws = ws
+        self.key = key
+        self.backbone = backbone
+        self.cfg = cfg
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def path(self) -> Path:
+        return self.ws.path / "features" / f"{self.key}.bin"
+
+    # -- lookup ------------------------------------------------------------------------------
+    @classmethod
+    def ensure(cls, ws: Workspace, key: str, backbone: str, cfg: dict[str, Any],
+               dim: int, dtype: str) -> FeatureStore:
+        existing = cls.get(ws, key)
+        if existing is not None:
+            if existing.dim != dim or existing.dtype != np.dtype(dtype):
+                raise WorkspaceError(
+                    f"Feature store {key} holds {existing.dim}-d {existing.dtype} vectors, "
+                    f"not {dim}-d {dtype}."
+                )
+            return existing
+        with ws.transaction("registering a feature store"):
+            ws.con.execute(
+                "INSERT INTO stores(key, backbone, cfg, dim, dtype, created_at) VALUES (?,?,?,?,?,?)",
+                (key, backbone, json.dumps(cfg, sort_keys=True), dim, str(np.dtype(dtype)),
+                 time.time()),
+            )
+        return cls(ws, key, backbone, cfg, dim, dtype)
+
+    @classmethod
+    def get(cls, ws: Workspace, key: str) -> FeatureStore | None:
+        row = ws.con.execute(
+            "SELECT key, backbone, cfg, dim, dtype FROM stores WHERE key=?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return cls(ws, row[0], row[1], json.loads(row[2]), int(row[3]), row[4])
+
+    @classmethod
+    def all(cls, ws: Workspace) -> list[FeatureStore]:
+        keys = [r[0] for r in ws.con.execute("SELECT key FROM stores ORDER BY created_at")]
+        return [s for k in keys if (s := cls.get(ws, k)) is not None]
+
+    # -- state -------------------------------------------------------------------------------
+    def done_ids(self) -> np.ndarray:
+        """Ids of the images whose vector is stored, whatever their current status."""
+        rows = self.ws.con.execute(
+            "SELECT image_id FROM embedded WHERE store=? ORDER BY image_id", (self.key,)
+        ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # -- writing -----------------------------------------------------------------------------
+    def open_writer(self, max_id: int) -> _Writer:
+        return _Writer(self, max_id)
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(ids, X)`` for the usable images (status ok) whose vectors are stored.
+
+        ``X`` is a fresh array, ``ids`` ascending. Passing ``ids`` restricts to those.
+        """
+        q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
+             "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
+        have = np.array([r[0] for r in self.ws.con.execute(q, (self.key,))], dtype=np.int64)
+        if ids is not None:
+            have = np.intersect1d(have, np.asarray(ids, dtype=np.int64))
+        if have.size == 0:
+            return have, np.empty((0, self.dim), dtype=self.dtype)
+        mm = self.memmap()
+        return have, np.ascontiguousarray(mm[have - 1])
+
+    def memmap(self) -> np.memmap:
+        if not self.path.exists():
+            raise WorkspaceError(f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
+        rows = self.path.stat().st_size // (self.dim * self.dtype.itemsize)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.dim))
+
+
+class _Writer:
+    """Writes rows with ``pwrite`` into a pre-allocated file, then records them."""
+
+    def __init__(self, store: FeatureStore, max_id: int) -> None:
+        self.store = store
+        self.row_bytes = store.dim * store.dtype.itemsize
+        with io_errors(f"opening {store.path}"):
+            self.fd = os.open(store.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self.reserve(max_id)
+
+    def reserve(self, max_id: int) -> None:
+        # posix_fallocate fails with ENOSPC now, instead of a sparse file failing later.
+        need = max_id * self.row_bytes
+        with io_errors(f"allocating {self.store.path}"):
+            if os.fstat(self.fd).st_size < need:
+                os.posix_fallocate(self.fd, 0, need)
+
+    def write(self, ids: np.ndarray, X: np.ndarray) -> None:
+        X = np.ascontiguousarray(X, dtype=self.store.dtype)
+        if X.shape != (len(ids), self.store.dim):
+            raise ValueError(f"expected {(len(ids), self.store.dim)} features, got {X.shape}")
+        with io_errors(f"writing {self.store.path}"):
+            for i, row in zip(ids, X):
+                os.pwrite(self.fd, row.tobytes(), (int(i) - 1) * self.row_bytes)
+            os.fdatasync(self.fd)
+        with self.store.ws.transaction("recording embedded rows") as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO embedded(store, image_id) VALUES (?, ?)",
+                [(self.store.key, int(i)) for i in ids],
+            )
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
