@@ -15,7 +15,7 @@ from imgatlas.backbones import create_backbone
 from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.embed import embed_workspace
 from imgatlas.errors import ConfigError, WorkspaceError
-from imgatlas.scan import scan_directory
+from imgatlas.scan import IMAGE_EXTENSIONS, scan_directory, walk
 from imgatlas.store import FeatureStore, Status, Workspace
 
 PathLike = str | os.PathLike[str]
@@ -37,6 +37,11 @@ def scan(directory: PathLike, workspace: PathLike, *, labels_from_folders: bool 
     if not os.path.isdir(directory):
         what = "does not exist" if not os.path.exists(directory) else "is not a directory"
         raise ConfigError(f"Cannot scan {os.fsdecode(directory)}: it {what}.")
+    if next(walk(os.fsencode(directory), frozenset({os.fsencode(os.path.abspath(workspace))})),
+            None) is None:
+        raise ConfigError(
+            f"No images found under {os.fsdecode(directory)} (looked for "
+            f"{', '.join(sorted(e.decode() for e in IMAGE_EXTENSIONS))}).")
     with Workspace.open(workspace, create=True, write=True, wait=wait, purpose="scan") as ws:
         return scan_directory(ws, directory, labels_from_folders=labels_from_folders,
                               max_pixels=max_pixels, workers=workers, progress=progress)
@@ -48,8 +53,8 @@ def embed(workspace: PathLike, *, backbone: str = "efficientnet_lite0", batch_si
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
           progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Compute (or finish computing) features of every usable image in ``workspace``."""
-    bb = create_backbone(backbone, cache_dir=cache_dir or default_cache_dir())
     with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
+        bb = create_backbone(backbone, cache_dir=cache_dir or default_cache_dir())
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
         return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,

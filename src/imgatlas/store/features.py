@@ -49,7 +49,8 @@ class FeatureStore:
             return existing
         with ws.transaction("registering a feature store"):
             ws.con.execute(
-                "INSERT INTO stores(key, backbone, cfg, dim, dtype, created_at) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO stores(key, backbone, cfg, dim, dtype, created_at) "
+                "VALUES (?,?,?,?,?,?)",
                 (key, backbone, json.dumps(cfg, sort_keys=True), dim, str(np.dtype(dtype)),
                  time.time()),
             )
@@ -99,7 +100,8 @@ class FeatureStore:
 
     def memmap(self) -> np.memmap:
         if not self.path.exists():
-            raise WorkspaceError(f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
+            raise WorkspaceError(
+                f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
         rows = self.path.stat().st_size // (self.dim * self.dtype.itemsize)
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.dim))
 
@@ -126,7 +128,7 @@ class _Writer:
         if X.shape != (len(ids), self.store.dim):
             raise ValueError(f"expected {(len(ids), self.store.dim)} features, got {X.shape}")
         with io_errors(f"writing {self.store.path}"):
-            for i, row in zip(ids, X):
+            for i, row in zip(ids, X, strict=True):
                 os.pwrite(self.fd, row.tobytes(), (int(i) - 1) * self.row_bytes)
             os.fdatasync(self.fd)
         with self.store.ws.transaction("recording embedded rows") as con:

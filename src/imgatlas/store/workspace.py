@@ -81,7 +81,8 @@ class Workspace:
                     ws._close_stale_runs()
         except sqlite3.DatabaseError as e:
             _release(lock_fd)
-            raise WorkspaceError(f"Workspace {root} is damaged: {CATALOG} is unreadable ({e}).") from e
+            raise WorkspaceError(
+                f"Workspace {root} is damaged: {CATALOG} is unreadable ({e}).") from e
         except BaseException:
             _release(lock_fd)
             raise

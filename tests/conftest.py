@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A real dev-set folder from ../shared/data, or skip the test cleanly."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real data {p} is not present")
+    return p
+
+
+def pattern(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """A smooth, seeded RGB pattern: compresses well and survives JPEG."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = rng.uniform(0.02, 0.2, 3)
+    p = rng.uniform(0, 6.28, 3)
+    a = np.stack([127 + 120 * np.sin(f[c] * xx + f[(c + 1) % 3] * yy + p[c]) for c in range(3)],
+                 -1)
+    return a.astype(np.uint8)
+
+
+def write_image(path: Path, w: int = 48, h: int = 40, seed: int = 0, fmt: str | None = None,
+                mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(pattern(w, h, seed))
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(path, format=fmt)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One model cache for the whole session: the default backbone is exported once."""
+    env = os.environ.get("IMGATLAS_TEST_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture()
+def image_dir(tmp_path: Path) -> Path:
+    """Three labelled folders of small generated images, 12 in all."""
+    root = tmp_path / "images"
+    for k, cls in enumerate(["cats", "dogs", "birds"]):
+        for j in range(4):
+            write_image(root / cls / f"{cls}_{j}.png", 40 + j, 32, seed=10 * k + j)
+    return root

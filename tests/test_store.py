@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+
+from imgatlas import api
+from imgatlas.errors import WorkspaceError, WorkspaceLocked
+from imgatlas.store import SCHEMA_VERSION, Workspace
+
+
+def test_second_writer_is_refused_with_a_clear_message(tmp_path):
+    with Workspace.open(tmp_path / "ws", create=True, write=True, purpose="embed"):
+        with pytest.raises(WorkspaceLocked, match=r"in use by another imgatlas process \(pid"):
+            Workspace.open(tmp_path / "ws", write=True)
+        # readers are never blocked
+        with Workspace.open(tmp_path / "ws") as reader:
+            assert reader.status_counts() == {}
+    with Workspace.open(tmp_path / "ws", write=True):  # released on close
+        pass
+
+
+def test_newer_workspace_is_refused(tmp_path):
+    with Workspace.open(tmp_path / "ws", create=True, write=True) as ws:
+        ws.con.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                       (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(WorkspaceError, match="newer than this imgatlas"):
+        Workspace.open(tmp_path / "ws")
+
+
+def test_damaged_catalog_is_a_clear_error(tmp_path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "catalog.sqlite").write_bytes(b"garbage" * 1000)
+    with pytest.raises(WorkspaceError, match="damaged|not an imgatlas"):
+        Workspace.open(tmp_path / "ws")
+
+
+def test_foreign_sqlite_file_is_refused(tmp_path):
+    (tmp_path / "ws").mkdir()
+    con = sqlite3.connect(tmp_path / "ws" / "catalog.sqlite")
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    with pytest.raises(WorkspaceError, match="not an imgatlas catalog"):
+        Workspace.open(tmp_path / "ws")
+
+
+def test_missing_workspace(tmp_path):
+    with pytest.raises(WorkspaceError, match="No workspace"):
+        api.status(tmp_path / "none")
+
+
+def test_disk_full_while_embedding_leaves_a_valid_workspace(image_dir, tmp_path, cache_dir,
+                                                            monkeypatch):
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(WorkspaceError, match="Disk full"):
+        api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    monkeypatch.undo()
+    st = api.status(ws)
+    assert st["usable"] == 12
+    res = api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    assert res["embedded"] == 12
+    with Workspace.open(ws) as w:
+        runs = w.runs("embed")
+    assert [r["status"] for r in runs] == ["interrupted", "done"]
+
+
+def test_feature_rows_align_with_ids(image_dir, tmp_path, cache_dir):
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    ids, X, rows = api.load_features(ws)
+    assert X.shape == (12, 16) and X.dtype == np.float32
+    assert [r["id"] for r in rows] == ids.tolist()
+    assert {r["label"] for r in rows} == {"cats", "dogs", "birds"}
