@@ -47,7 +47,7 @@ def scan(directory: PathLike, workspace: PathLike, *, labels_from_folders: bool 
                               max_pixels=max_pixels, workers=workers, progress=progress)
 
 
-def embed(workspace: PathLike, *, backbone: str = "efficientnet_lite0", batch_size: int = 64,
+def embed(workspace: PathLike, *, backbone: str = "efficientnet_lite0", batch_size: int = 32,
           device: str = "auto", threads: int | None = None, workers: int = 2,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,

@@ -83,7 +83,7 @@ def _print_scan(r: dict[str, Any]) -> None:
 @workspace_opt
 @click.option("--backbone", default="efficientnet_lite0", show_default=True,
               help="Registered backbone name, or a path to an .onnx file with a .json spec.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto",
               show_default=True)
 @click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: cores).")

@@ -24,7 +24,7 @@ class Embedder:
     for pixels. The ONNX session is created on first use, not in ``__init__``.
     """
 
-    def __init__(self, backbone: Backbone, *, batch_size: int = 64, device: str = "auto",
+    def __init__(self, backbone: Backbone, *, batch_size: int = 32, device: str = "auto",
                  threads: int | None = None, workers: int = 2, prefetch: int = 2,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         self.backbone = backbone

@@ -32,7 +32,7 @@ def embed_workspace(
     ws: Workspace,
     backbone: Backbone,
     *,
-    batch_size: int = 64,
+    batch_size: int = 32,
     device: str = "auto",
     threads: int | None = None,
     workers: int = 2,

@@ -1,0 +1,77 @@
+"""Shared helpers for the benchmark scripts: machine description and data discovery."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = ""
+    try:
+        kb = int(next(ln for ln in open("/proc/meminfo") if ln.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {cores} cores{mem}, {platform.system()} {platform.release()}"
+
+
+def versions(*mods: str) -> str:
+    out = [f"Python {platform.python_version()}"]
+    for m in mods:
+        try:
+            mod = __import__(m)
+            out.append(f"{m} {getattr(mod, '__version__', '?')}")
+        except ImportError:
+            out.append(f"{m} (absent)")
+    return ", ".join(out)
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+def command() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def class_balanced(folder: Path, n: int, exts=(".jpg", ".jpeg", ".png")) -> list[Path]:
+    """Up to ``n`` files from ``folder/<class>/``, taken round-robin across classes."""
+    per = [sorted(p for p in d.iterdir() if p.suffix.lower() in exts)
+           for d in sorted(folder.iterdir()) if d.is_dir()]
+    out: list[Path] = []
+    k = 0
+    while len(out) < n and any(k < len(p) for p in per):
+        out += [p[k] for p in per if k < len(p)]
+        k += 1
+    return out[:n]
+
+
+def write_section(results: Path, title: str, body: str) -> None:
+    """Replace (or append) the section ``## title`` of RESULTS.md, keeping the others."""
+    text = results.read_text() if results.exists() else "# Benchmark results\n\n" \
+        "Every figure here was written by a script in `benchmarks/`; rerun it to check.\n"
+    head = f"## {title}\n"
+    parts = text.split("\n## ")
+    kept = [parts[0]] + [p for p in parts[1:] if not p.startswith(title + "\n")]
+    text = "\n## ".join(kept).rstrip() + "\n\n" + head + body.rstrip() + "\n"
+    results.write_text(text)
