@@ -66,25 +66,40 @@ def end_to_end(files: list[Path], tmp: Path, cache: Path, **kw) -> tuple[float, 
     return len(files) / dt, ws
 
 
-def naive(files: list[Path]) -> tuple[float, np.ndarray]:
+def _torch_net():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
-    from PIL import Image
 
     from imgatlas.backbones.efficientnet_lite import weights_file
 
     torch.set_num_threads(2)
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(weights_file(), map_location="cpu", weights_only=True))
-    net.eval()
-    out = []
+    return net.eval()
+
+
+def naive(files: list[Path]) -> float:
+    import torch
+    from PIL import Image
+
+    net = _torch_net()
     t = time.perf_counter()
     with torch.no_grad():
         for f in files:
             img = Image.open(f).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)
             x = (torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() - 127) / 128
-            out.append(net.extract_features(x).mean((2, 3))[0].numpy())
-    return len(files) / (time.perf_counter() - t), np.stack(out)
+            net.extract_features(x).mean((2, 3))
+    return len(files) / (time.perf_counter() - t)
+
+
+def torch_reference(pixels: np.ndarray) -> np.ndarray:
+    """PyTorch eager features of the very pixels imgatlas fed to ONNX Runtime."""
+    import torch
+
+    net = _torch_net()
+    with torch.no_grad():
+        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() - 127) / 128
+        return net.extract_features(x).mean((2, 3)).numpy()
 
 
 def main() -> None:
@@ -131,9 +146,9 @@ def main() -> None:
             pratio.append(p / ((c + c2) / 2))
             print(f"  {name}: ceiling {c:.0f}/{c2:.0f} pipeline {p:.0f} end-to-end {e:.0f}",
                   flush=True)
-        nv, ref = naive(files[:args.naive_n])
+        nv = naive(files[:args.naive_n])
+        ref = torch_reference(pixels[:args.naive_n])
         _, X, rows_ = api.load_features(ws)
-        # rows are in scan order (folder, then copy index) == files order per class folder
         by_name = {Path(r["path"]).name: x for r, x in zip(rows_, X, strict=True)}
         got = np.stack([by_name[f"{k:05d}{f.suffix}"] for k, f in enumerate(files[:args.naive_n])])
         cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
@@ -172,7 +187,10 @@ def main() -> None:
             "Whole run = `imgatlas.api.embed` on a fresh workspace: loads the model, pays "
             "ONNX Runtime's warm-up (~0.3-1 s for the first batches), decodes, infers, writes "
             "and records every row. Naive = PIL full decode + PyTorch "
-            f"eager, batch 1, on the first {args.naive_n} images. Medians of {args.repeats} "
+            f"eager, batch 1, on the first {args.naive_n} images. Cosine: the features "
+            "`imgatlas embed` stored vs PyTorch eager on the same decoded pixels (the "
+            "inference path's fidelity; the resize filter is compared in its own section). "
+            f"Medians of {args.repeats} "
             "interleaved repeats; the ratio is per repeat against the ceilings measured just "
             "before and after it.", "",
             "| set | images | typical size | ceiling img/s | pipeline img/s | pipeline / ceiling "

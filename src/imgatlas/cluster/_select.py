@@ -1,0 +1,65 @@
+"""Choosing k: a sweep of internal criteria, and one documented rule to pick from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from imgatlas.evaluate.metrics import find_elbow
+
+
+def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
+            random_state: int = 0, silhouette_sample: int = 5000) -> dict[str, Any]:
+    """Fit ``method`` for every k in ``ks`` and report SSE, silhouette, Davies-Bouldin,
+    Calinski-Harabasz (and BIC for GMM); pick k by the rule below.
+
+    Rule (``chosen_k``): the k with the highest mean silhouette, unless the SSE elbow's
+    silhouette is within 0.01 of it, in which case the elbow (the smaller, simpler answer)
+    wins. Silhouette is computed on a seeded sample of ``silhouette_sample`` points for
+    large n. ``reason`` says which branch decided.
+    """
+    from imgatlas.cluster._methods import GMMClusterer, KMeansClusterer
+
+    ks = sorted({int(k) for k in ks if 2 <= int(k) < X.shape[0]})
+    if not ks:
+        from imgatlas.errors import ConfigError
+
+        raise ConfigError(f"No k to try: need 2 <= k < {X.shape[0]} (the number of images).")
+    rows = []
+    for k in ks:
+        if method == "gmm":
+            est = GMMClusterer(k, covariance_type="diag", random_state=random_state).fit(X)
+        else:
+            est = KMeansClusterer(k, n_init=3, random_state=random_state).fit(X)
+        labels = est.labels_
+        row: dict[str, Any] = {"k": k}
+        centers = np.asarray(est.cluster_centers_)
+        row["sse"] = float(((X - centers[labels]) ** 2).sum())
+        if len(np.unique(labels)) > 1:
+            n = min(silhouette_sample, X.shape[0])
+            row["silhouette"] = float(silhouette_score(X, labels, sample_size=n,
+                                                       random_state=random_state))
+            row["davies_bouldin"] = float(davies_bouldin_score(X, labels))
+            row["calinski_harabasz"] = float(calinski_harabasz_score(X, labels))
+        else:
+            row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
+        if method == "gmm":
+            row["bic"] = est.bic_
+        rows.append(row)
+    elbow = find_elbow([r["k"] for r in rows], [r["sse"] for r in rows])
+    sil = {r["k"]: r["silhouette"] if r["silhouette"] is not None else -1 for r in rows}
+    best = max(sil, key=lambda k: sil[k])
+    if elbow is not None and sil[elbow] >= sil[best] - 0.01:
+        chosen, reason = elbow, (f"SSE elbow at k={elbow}; its silhouette {sil[elbow]:.3f} is "
+                                 f"within 0.01 of the best ({sil[best]:.3f} at k={best})")
+    else:
+        chosen, reason = best, (f"highest mean silhouette {sil[best]:.3f} at k={best} "
+                                f"(SSE elbow at k={elbow} scores {sil.get(elbow, -1):.3f})")
+    out: dict[str, Any] = {"method": method, "rows": rows, "elbow_k": elbow,
+                           "best_silhouette_k": best, "chosen_k": chosen, "reason": reason}
+    if method == "gmm":
+        out["best_bic_k"] = min(rows, key=lambda r: r["bic"])["k"]
+    return out

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.preprocessing import normalize
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+class L2Normalizer(TransformerMixin, BaseEstimator):
+    """Scale each row to unit length, so Euclidean distance ranks like cosine."""
+
+    def fit(self, X: Any, y: Any = None) -> L2Normalizer:
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
+        self.fitted_ = True
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return normalize(X)
+
+
+class PCAReducer(TransformerMixin, BaseEstimator):
+    """PCA by component count (int) or by explained-variance fraction (float in (0, 1)).
+
+    A thin wrapper over :class:`sklearn.decomposition.PCA` that caps the count at what the
+    data allows (a 64-image folder cannot give 128 components) instead of failing.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"),
+                         Interval(Real, 0, 1, closed="neither")],
+        "whiten": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_components: int | float = 0.95, whiten: bool = False,
+                 random_state: int | None = 0) -> None:
+        self.n_components = n_components
+        self.whiten = whiten
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> PCAReducer:
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
+        n = self.n_components
+        if isinstance(n, Integral):
+            n = int(min(n, X.shape[0], X.shape[1]))
+        self.pca_ = PCA(n_components=n, whiten=self.whiten, random_state=self.random_state,
+                        svd_solver="full" if not isinstance(n, int) else "auto").fit(X)
+        self.n_components_ = int(self.pca_.n_components_)
+        self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return self.pca_.transform(X).astype(np.float32)
+
+
+class UMAPReducer(TransformerMixin, BaseEstimator):
+    """UMAP (umap-learn). Its numba kernels compile on first use in a process (70-90 s cold on
+    2 cores); they are cached on disk by numba (``NUMBA_CACHE_DIR``), so only the first run
+    on a machine pays. See ``imgatlas warmup``."""
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 2, None, closed="left")],
+        "min_dist": [Interval(Real, 0, None, closed="left")],
+        "metric": [StrOptions({"euclidean", "cosine", "manhattan", "correlation", "chebyshev"})],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_components: int = 10, n_neighbors: int = 15, min_dist: float = 0.0,
+                 metric: str = "cosine", random_state: int | None = 0) -> None:
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> UMAPReducer:
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
+        import umap
+
+        self.umap_ = umap.UMAP(
+            n_components=self.n_components, n_neighbors=min(self.n_neighbors, X.shape[0] - 1),
+            min_dist=self.min_dist, metric=self.metric, random_state=self.random_state,
+            n_jobs=1 if self.random_state is not None else -1,
+        ).fit(X)
+        self.embedding_ = self.umap_.embedding_.astype(np.float32)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **kw: Any) -> np.ndarray:
+        return self.fit(X).embedding_
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        return self.umap_.transform(X).astype(np.float32)
+
+
+def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | None:
+    """Parse ``none`` | ``l2`` | ``pca:128`` | ``pca:0.95`` | ``pca-whiten:64`` | ``umap:10``
+    | ``umap:10:cosine`` into an estimator (``None`` for ``none``)."""
+    from imgatlas.errors import ConfigError
+
+    parts = spec.lower().split(":")
+    kind = parts[0]
+    try:
+        if kind in ("none", ""):
+            return None
+        if kind == "l2":
+            return L2Normalizer()
+        if kind in ("pca", "pca-whiten"):
+            n: float = float(parts[1]) if len(parts) > 1 else 0.95
+            return PCAReducer(int(n) if n >= 1 else n, whiten=kind == "pca-whiten",
+                              random_state=random_state)
+        if kind == "umap":
+            return UMAPReducer(n_components=int(parts[1]) if len(parts) > 1 else 10,
+                               metric=parts[2] if len(parts) > 2 else "cosine",
+                               random_state=random_state)
+    except (ValueError, IndexError):
+        pass
+    raise ConfigError(
+        f"Unknown reduction {spec!r}; use none, l2, pca:N, pca:0.95, pca-whiten:N or "
+        "umap:N[:metric]."
+    )
