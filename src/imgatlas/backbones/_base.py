@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,23 @@ class Backbone:
     """
 
     def __init__(self, cfg: BackboneCfg, onnx_path: Path,
-                 build: Callable[[Path], None] | None = None) -> None:
+                 build: Callable[[Path], None] | None = None, identity: str | None = None
+                 ) -> None:
         self.cfg = cfg
         self._onnx_path = onnx_path
         self._build = build
+        self._identity = identity
+
+    def identity(self) -> str:
+        """What pins the weights: given by the factory (a hash it already knows), or the
+        sha256 of the ONNX file."""
+        if self._identity is None:
+            h = hashlib.sha256()
+            with open(self.onnx_path(), "rb") as f:
+                while chunk := f.read(2**20):
+                    h.update(chunk)
+            self._identity = h.hexdigest()
+        return self._identity
 
     @property
     def name(self) -> str:

@@ -87,4 +87,4 @@ def efficientnet_lite0(cache_dir: Path | None = None) -> Backbone:
     tag = f"{_sha256(weights)[:12]}-v{EXPORT_VERSION}"
     cache = cache_dir or Path.home() / ".cache" / "imgatlas"
     return Backbone(cfg, cache / "backbones" / f"efficientnet_lite0-{tag}.onnx",
-                    _build(weights, cfg))
+                    _build(weights, cfg), identity=tag)

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
+from imgatlas._validation import check_is_fitted
 from imgatlas.errors import ConfigError
 
 
@@ -132,9 +133,9 @@ def knee_eps(X: np.ndarray, min_samples: int) -> float:
     k = min(min_samples, X.shape[0] - 1)
     d = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)[0][:, k]
     d = np.sort(d)
-    # An increasing, convex curve: flip it into the decreasing shape find_elbow expects.
-    i = find_elbow(list(range(len(d))), -d[::-1])
-    return float(d[::-1][i])
+    # Increasing and convex: the knee is the point farthest below the chord, as for SSE.
+    i = find_elbow(list(range(len(d))), d)
+    return float(d[i])
 
 
 class DBSCANClusterer(ClusterMixin, BaseEstimator):

@@ -20,11 +20,8 @@ DTYPES = ("float32", "float16")
 
 def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:
     """Name of the feature store: backbone, its cfg, its weights, and the output options."""
-    h = hashlib.sha256()
-    with open(backbone.onnx_path(), "rb") as f:
-        while chunk := f.read(2**20):
-            h.update(chunk)
-    tag = hashlib.sha256(f"{backbone.cfg.fingerprint()}:{h.hexdigest()}".encode()).hexdigest()
+    tag = hashlib.sha256(f"{backbone.cfg.fingerprint()}:{backbone.identity()}".encode()
+                         ).hexdigest()
     return f"{backbone.name}-{tag[:10]}{'-l2' if l2_normalize else ''}-{dtype}"
 
 

@@ -112,7 +112,7 @@ def hopkins(X: np.ndarray, sample_size: int | float = 0.1, random_state: int = 0
         raise ValueError("hopkins needs at least 3 samples")
     m = int(sample_size if sample_size >= 1 else round(sample_size * n))
     m = min(max(m, 1), n - 1)
-    rng = np.random.default_rng(random_state)
+    rng = _hopkins_rng(random_state)
     idx = rng.choice(n, m, replace=False)
     lo, hi = X.min(0), X.max(0)
     U = rng.uniform(lo, hi, size=(m, d))
@@ -130,6 +130,11 @@ def hopkins(X: np.ndarray, sample_size: int | float = 0.1, random_state: int = 0
     return float(ud.sum() / den)
 
 
+def _hopkins_rng(random_state: int) -> np.random.Generator:
+    # A stream of its own: data drawn from default_rng(seed) must not share our draws.
+    return np.random.default_rng(np.random.SeedSequence([random_state, 0x40B]))
+
+
 def cophenetic_correlation(X: np.ndarray, method: str = "average",
                            metric: str = "euclidean") -> float:
     """How faithfully a hierarchical clustering preserves the pairwise distances."""
@@ -143,8 +148,8 @@ def cophenetic_correlation(X: np.ndarray, method: str = "average",
 
 
 def find_elbow(ks: Any, values: Any) -> Any:
-    """The elbow of a decreasing curve (SSE vs k): the point farthest below the chord
-    joining its ends, after scaling both axes to [0, 1] (the "kneedle" rule)."""
+    """The elbow of a convex curve (SSE vs k, or a sorted k-distance curve): the point
+    farthest below the chord joining its ends, both axes scaled to [0, 1] ("kneedle")."""
     k = np.asarray(ks, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     if k.size < 3:

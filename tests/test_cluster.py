@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.pipeline import make_pipeline
+
+from imgatlas.cluster import (
+    Agglomerative,
+    DBSCANClusterer,
+    GMMClusterer,
+    HDBSCANClusterer,
+    KMeansClusterer,
+    KMedoidsClusterer,
+    knee_eps,
+    sweep_k,
+)
+from imgatlas.errors import ConfigError, NotFittedError
+from imgatlas.evaluate import cluster_accuracy
+from imgatlas.reduce import L2Normalizer, PCAReducer, make_reducer
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=400, centers=4, n_features=8, cluster_std=0.6, random_state=3)
+    return X.astype(np.float32), y
+
+
+ESTIMATORS = [
+    KMeansClusterer(4), GMMClusterer(4), DBSCANClusterer(min_samples=8),
+    HDBSCANClusterer(min_cluster_size=20), KMedoidsClusterer(4),
+    *[Agglomerative(4, linkage=m) for m in
+      ("single", "complete", "average", "weighted", "centroid", "median", "ward")],
+    Agglomerative(4, linkage="average", metric="cosine"),
+    Agglomerative(4, linkage="complete", metric="manhattan"),
+    Agglomerative(4, linkage="average", metric="chebyshev"),
+]
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=lambda e: repr(e))
+def test_every_method_recovers_separated_blobs(est, blobs):
+    X, y = blobs
+    labels = clone(est).fit_predict(X)
+    assert cluster_accuracy(y, labels) > 0.97
+
+
+@pytest.mark.parametrize("est", ESTIMATORS[:5], ids=lambda e: type(e).__name__)
+def test_estimator_contract(est, blobs):
+    X, _ = blobs
+    params = est.get_params()
+    fresh = clone(est)
+    assert fresh.get_params() == params
+    assert not [k for k in vars(fresh) if k.endswith("_")]  # __init__ sets no learned state
+    assert fresh.fit(X) is fresh
+    if hasattr(fresh, "predict") and type(fresh).__name__ not in ("DBSCANClusterer",
+                                                                 "HDBSCANClusterer"):
+        with pytest.raises(NotFittedError):
+            clone(est).predict(X)
+        assert (fresh.predict(X) == fresh.labels_).mean() > 0.99
+
+
+def test_determinism_under_seed(blobs):
+    X, _ = blobs
+    for est in (KMeansClusterer(4, random_state=7), GMMClusterer(4, random_state=7),
+                KMedoidsClusterer(4, random_state=7)):
+        a = clone(est).fit(X).labels_
+        b = clone(est).fit(X).labels_
+        assert np.array_equal(a, b)
+
+
+def test_pipeline_composition(blobs):
+    X, y = blobs
+    pipe = make_pipeline(L2Normalizer(), PCAReducer(4), KMeansClusterer(4))
+    assert cluster_accuracy(y, pipe.fit_predict(X)) > 0.95
+    p = PCAReducer(0.9).fit(X)
+    assert p.explained_variance_ratio_.sum() >= 0.9 and p.n_components_ < 8
+
+
+def test_k_sweep_picks_true_k(blobs):
+    X, _ = blobs
+    res = sweep_k(X, range(2, 9))
+    assert res["chosen_k"] == 4 and res["reason"]
+    assert [r["k"] for r in res["rows"]] == list(range(2, 9))
+    gm = sweep_k(X, range(2, 7), method="gmm")
+    assert gm["best_bic_k"] == 4
+
+
+def test_knee_eps_is_between_within_and_between_distances(blobs):
+    X, _ = blobs
+    eps = knee_eps(X, 8)
+    assert 0.3 < eps < 5
+    assert DBSCANClusterer(min_samples=8).fit(X).noise_share_ < 0.1
+
+
+def test_quadratic_methods_fit_on_a_sample(blobs):
+    X, y = blobs
+    ag = Agglomerative(4, linkage="ward", max_samples=100).fit(X)
+    assert len(ag.fit_indices_) == 100 and cluster_accuracy(y, ag.labels_) > 0.97
+    km = KMedoidsClusterer(4, max_samples=80).fit(X)
+    assert cluster_accuracy(y, km.labels_) > 0.97
+
+
+def test_bad_parameters_are_clear(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="n_clusters"):
+        KMeansClusterer(0).fit(X)
+    with pytest.raises(ConfigError, match="euclidean metric only"):
+        Agglomerative(3, linkage="ward", metric="cosine").fit(X)
+    with pytest.raises(ConfigError, match="Cannot make 500 clusters"):
+        KMeansClusterer(500).fit(X)
+    with pytest.raises(ConfigError, match="Unknown reduction"):
+        make_reducer("tsne:2")
+
+
+def test_faiss_kmeans_path(blobs):
+    X, y = blobs
+    km = KMeansClusterer(4, faiss_above=100).fit(X)
+    assert cluster_accuracy(y, km.labels_) > 0.97
