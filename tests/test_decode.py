@@ -104,3 +104,22 @@ def test_truncated_jpeg_raises(tmp_path):
     p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(DecodeError, match="truncated"):
         decode_rgb(p)
+
+
+@pytest.mark.parametrize("w,h,mode,orientation", [
+    (300, 200, "RGB", 1), (300, 200, "L", 1), (300, 200, "RGB", 6), (1900, 1500, "RGB", 1),
+    (1900, 1500, "RGB", 8),
+])
+def test_jpeg_fast_path_matches_pillow(tmp_path, monkeypatch, w, h, mode, orientation):
+    from imgatlas.decode import _image
+
+    img = Image.fromarray(pattern(w, h, seed=4)).convert(mode)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "x.jpg"
+    img.save(p, exif=exif.tobytes(), quality=92)
+    fast = decode_rgb(p, (224, 160))
+    monkeypatch.setattr(_image, "_jpeg_fast_path", lambda *a: None)
+    slow = decode_rgb(p, (224, 160))
+    assert fast.shape == slow.shape == (160, 224, 3)
+    assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 1.0

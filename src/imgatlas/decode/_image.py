@@ -87,30 +87,59 @@ def decode_rgb(
 ) -> np.ndarray:
     """Decode one file to an ``(H, W, 3)`` uint8 array, resized to ``size=(W, H)`` if given.
 
-    ``resize`` is ``squash`` (whole image to exactly ``size``) or ``center_crop`` (shorter
-    side to ``size``, centre cropped). JPEGs are DCT-downscaled while decoding when the
-    target is much smaller than the source. Raises :class:`DecodeError` with a reason.
+    ``src`` is a path (str, bytes or PathLike). ``resize`` is ``squash`` (whole image to
+    exactly ``size``) or ``center_crop`` (shorter side to ``size``, centre cropped). JPEGs
+    are DCT-downscaled while decoding when the target is much smaller than the source.
+    Raises :class:`DecodeError` with a one-line reason.
     """
-    if isinstance(src, bytes) and not os.path.exists(src):
-        src = io.BytesIO(src)  # type: ignore[assignment]
     try:
-        with open_image(src, max_pixels) as img:
-            if size is not None and img.format == "JPEG":
-                # draft() keeps both sides >= the request, so quality at the target is intact.
-                img.draft("RGB", _draft_request(img.size, size, resize))
+        with open(src, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DecodeError(e.strerror or _reason(e)) from e
+    try:
+        with open_image(io.BytesIO(data), max_pixels) as img:
+            if size is not None:
+                fast = _jpeg_fast_path(img, data, size, resize)
+                if fast is not None:
+                    return _resize(fast, size, resize, _INTERPOLATION[interpolation])
+                if img.format == "JPEG":
+                    # draft() keeps both sides >= the request: quality at the target is intact.
+                    img.draft("RGB", _draft_request(img.size, size, resize))
             img.load()
             if _rotated(img):
                 img = ImageOps.exif_transpose(img)
-            img = to_rgb(img)
+            a = np.asarray(to_rgb(img))
             if size is None:
-                return np.asarray(img)
-            return _resize(img, size, resize, _INTERPOLATION[interpolation])
+                return a
+            return _resize(a, size, resize, _INTERPOLATION[interpolation])
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:  # pragma: no cover - we disabled Pillow's check
         raise TooLarge(str(e)) from e
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
         raise DecodeError(_reason(e)) from e
+
+
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _jpeg_fast_path(img: Image.Image, data: bytes, size: tuple[int, int], resize: str
+                    ) -> np.ndarray | None:
+    """Baseline RGB/grey JPEGs through OpenCV's libjpeg-turbo: the same pixels as Pillow,
+    ~35% faster, with the same DCT downscaling and EXIF rotation. Anything else (CMYK,
+    a missing end marker that may mean truncation) goes the careful Pillow way."""
+    if img.format != "JPEG" or img.mode not in ("RGB", "L") or b"\xff\xd9" not in data[-64:]:
+        return None
+    need = _draft_request(img.size, size, resize)
+    w, h = img.size
+    scale = next(k for k in (8, 4, 2, 1)
+                 if k == 1 or (-(-w // k) >= need[0] and -(-h // k) >= need[1]))
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[scale])
+    if a is None:
+        return None
+    return cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
 
 
 def _rotated(img: Image.Image) -> bool:
@@ -128,14 +157,15 @@ def _draft_request(src: tuple[int, int], size: tuple[int, int], resize: str) -> 
     return size
 
 
-def _resize(img: Image.Image, size: tuple[int, int], mode: str, interpolation: int
+def _resize(a: np.ndarray, size: tuple[int, int], mode: str, interpolation: int
             ) -> np.ndarray:
     """Resize with OpenCV (5-10x faster than Pillow's filters on these CPUs).
 
     Plain bilinear aliases when shrinking by more than 2x, so larger reductions first take an
-    integer box-filter ``reduce`` (what Pillow's ``reducing_gap`` does) to within 2x.
+    integer box filter (what Pillow's ``reducing_gap`` does) to within 2x. Measured against
+    Pillow's antialiased filter in benchmarks/RESULTS.md: no loss of feature quality.
     """
-    w, h = img.size
+    h, w = a.shape[:2]
     if mode == "squash":
         tw, th = size
     elif mode == "center_crop":
@@ -143,10 +173,9 @@ def _resize(img: Image.Image, size: tuple[int, int], mode: str, interpolation: i
         tw, th = max(size[0], round(w * scale)), max(size[1], round(h * scale))
     else:
         raise ValueError(f"unknown resize mode {mode!r}")
-    fx, fy = w // (2 * tw), h // (2 * th)
+    fx, fy = max(1, w // (2 * tw)), max(1, h // (2 * th))
     if fx > 1 or fy > 1:
-        img = img.reduce((max(1, fx), max(1, fy)))
-    a = np.asarray(img)
+        a = cv2.resize(a, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
     if a.shape[1] != tw or a.shape[0] != th:
         a = cv2.resize(a, (tw, th), interpolation=interpolation)
     if mode == "center_crop":
