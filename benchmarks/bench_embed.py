@@ -201,7 +201,7 @@ def main() -> None:
         body.append(f"| {r['set']} | {r['n']} | {r['size']} | {r['ceiling']:.0f} | "
                     f"{r['pipe']:.0f} | {r['pratio']:.0%} | "
                     f"{r['e2e']:.0f} | {r['ratio']:.0%} | {r['naive']:.1f} | "
-                    f"{r['speedup']:.1f}x | {r['cos_min']:.5f} |")
+                    f"{r['speedup']:.1f}x | {r['cos_min']:.7f} |")
     if variants:
         body += ["", f"Variants of `imgatlas embed` on {rows[0]['set']} (end-to-end img/s):", "",
                  "| variant | img/s | vs default |", "|---|---|---|"]

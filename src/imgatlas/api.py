@@ -127,3 +127,72 @@ def export_features(workspace: PathLike, out: PathLike, *, features: str | None 
 
     written = (write_parquet if suffix == ".parquet" else write_npy)(out, ids, X, rows)
     return {"rows": int(len(ids)), "dim": int(X.shape[1]), "files": [str(p) for p in written]}
+
+
+# -- clustering ----------------------------------------------------------------------------
+DEFAULT_REDUCE = "l2"
+DEFAULT_METHOD = "kmeans"
+
+
+def cluster(workspace: PathLike, *, features: str | None = None, reduce: str = DEFAULT_REDUCE,
+            method: str = DEFAULT_METHOD, k: int | str | None = "auto",
+            k_range: tuple[int, int] = (2, 30), options: dict[str, Any] | None = None,
+            seed: int = 0, within: tuple[int, int] | None = None,
+            exclude: list[tuple[int, list[int]]] | None = None, wait: float = 0.0
+            ) -> dict[str, Any]:
+    """Cluster the workspace's features and record the run (see ``imgatlas cluster``)."""
+    from imgatlas.cluster._workspace import cluster_workspace
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
+        store = _pick_store(ws, features)
+        return cluster_workspace(ws, store, reduce=reduce, method=method, k=k,
+                                 k_range=k_range, options=options, seed=seed, within=within,
+                                 exclude=exclude)
+
+
+def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:
+    """Score a clustering run against folder labels (latest run by default)."""
+    from imgatlas.evaluate._workspace import evaluate_run
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate") as ws:
+        return evaluate_run(ws, run)
+
+
+def runs(workspace: PathLike, kind: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded run, oldest first, with its parameters and results."""
+    with Workspace.open(workspace) as ws:
+        return ws.runs(kind)
+
+
+def name_cluster(workspace: PathLike, run: int, cluster_id: int, name: str) -> dict[str, Any]:
+    """Give cluster ``cluster_id`` of run ``run`` a name (shown in exports and reports)."""
+    with Workspace.open(workspace, write=True, purpose="name-cluster") as ws:
+        ws.run(run, "cluster")
+        if not ws.con.execute("SELECT 1 FROM assignments WHERE run_id=? AND cluster=? LIMIT 1",
+                              (run, cluster_id)).fetchone():
+            raise ConfigError(f"Run {run} has no cluster {cluster_id}.")
+        with ws.transaction("naming a cluster") as con:
+            con.execute("INSERT OR REPLACE INTO cluster_names VALUES (?,?,?)",
+                        (run, cluster_id, name))
+        return {"run_id": run, "cluster": cluster_id, "name": name}
+
+
+def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None
+                    ) -> dict[str, Any]:
+    """Write one row per image (id, path, label, cluster, cluster name, silhouette) to CSV
+    or Parquet."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ConfigError(f"--out must end in .csv or .parquet. Got {out.name!r} instead.")
+    with Workspace.open(workspace) as ws:
+        r = ws.run(run, "cluster")
+        rows = ws.con.execute(
+            "SELECT a.image_id, i.display, i.label, a.cluster, n.name, a.silhouette "
+            "FROM assignments a JOIN images i ON i.id=a.image_id LEFT JOIN cluster_names n "
+            "ON n.run_id=a.run_id AND n.cluster=a.cluster WHERE a.run_id=? "
+            "ORDER BY a.image_id", (r["id"],)).fetchall()
+    from imgatlas.store.export import write_table
+
+    cols = ["id", "path", "label", "cluster", "cluster_name", "silhouette"]
+    write_table(out, cols, rows)
+    return {"run_id": r["id"], "rows": len(rows), "file": str(out)}

@@ -150,6 +150,167 @@ def export_features(workspace, out, features, as_json):
         f"wrote {r['rows']} x {r['dim']} features to {', '.join(r['files'])}"))
 
 
+# -- cluster ---------------------------------------------------------------------------------
+def _k_option(value: str) -> int | str:
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an int or 'auto', got {value!r}") from None
+
+
+def _k_range(value: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"expected LO:HI such as 2:30, got {value!r}") from None
+    if not 2 <= lo <= hi:
+        raise click.BadParameter(f"need 2 <= LO <= HI, got {value!r}")
+    return lo, hi
+
+
+def _run_clusters(value: str) -> tuple[int, list[int]]:
+    try:
+        run_id, clusters = value.split(":")
+        return int(run_id), [int(c) for c in clusters.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected RUN:C[,C...] such as 3:0,4, got {value!r}") from None
+
+
+@cli.command("cluster")
+@workspace_opt
+@click.option("--features", default=None, help="Feature store key or backbone name.")
+@click.option("--reduce", "reduce_", default=api.DEFAULT_REDUCE, show_default=True,
+              help="none | l2 | pca:N | pca:0.95 | pca-whiten:N | umap:N[:metric], "
+                   "chained with commas (l2,pca:128).")
+@click.option("--method", default=api.DEFAULT_METHOD, show_default=True,
+              type=click.Choice(["kmeans", "gmm", "dbscan", "hdbscan", "kmedoids",
+                                 "agglomerative"]))
+@click.option("--k", "k", default="auto", show_default=True,
+              help="Number of clusters, or 'auto' to choose it by the k sweep.")
+@click.option("--k-range", default="2:30", show_default=True, help="LO:HI for --k auto.")
+@click.option("--covariance", type=click.Choice(["full", "tied", "diag", "spherical"]),
+              default=None, help="GMM covariance type.")
+@click.option("--linkage", type=click.Choice(["single", "complete", "average", "weighted",
+                                              "centroid", "median", "ward"]), default=None)
+@click.option("--metric", default=None,
+              help="Distance for k-medoids/agglomerative/DBSCAN (euclidean, manhattan, "
+                   "chebyshev, cosine).")
+@click.option("--distance-threshold", type=float, default=None,
+              help="Agglomerative: cut the tree at this distance instead of k.")
+@click.option("--eps", type=float, default=None, help="DBSCAN eps (default: k-distance knee).")
+@click.option("--min-samples", type=int, default=None, help="DBSCAN/HDBSCAN min_samples.")
+@click.option("--min-cluster-size", type=int, default=None, help="HDBSCAN.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--within", default=None, help="RUN:C: re-cluster the members of one cluster.")
+@click.option("--exclude", multiple=True, help="RUN:C[,C...]: leave those clusters out.")
+@wait_opt
+@json_opt
+def cluster_cmd(workspace, features, reduce_, method, k, k_range, covariance, linkage, metric,
+                distance_threshold, eps, min_samples, min_cluster_size, seed, within, exclude,
+                wait, as_json):
+    """Group the images: reduce, cluster, validate, and record the run."""
+    options = {
+        "gmm": {"covariance_type": covariance},
+        "agglomerative": {"linkage": linkage, "metric": metric,
+                          "distance_threshold": distance_threshold},
+        "kmedoids": {"metric": metric},
+        "dbscan": {"eps": eps, "min_samples": min_samples, "metric": metric},
+        "hdbscan": {"min_samples": min_samples, "min_cluster_size": min_cluster_size},
+    }.get(method, {})
+    k_value = None if distance_threshold is not None or method in ("dbscan", "hdbscan") \
+        else _k_option(k)
+    w = None
+    if within:
+        run_id, clusters = _run_clusters(within)
+        w = (run_id, clusters[0])
+    res = api.cluster(workspace, features=features, reduce=reduce_, method=method, k=k_value,
+                      k_range=_k_range(k_range), options=options, seed=seed, within=w,
+                      exclude=[_run_clusters(e) for e in exclude], wait=wait)
+    _emit(res, as_json, _print_cluster)
+
+
+def _print_cluster(r: dict[str, Any]) -> None:
+    iv = r["internal"]
+    sil = f"{iv['silhouette']:.3f}" if iv.get("silhouette") is not None else "n/a"
+    click.echo(f"run {r['run_id']}: {r['n_images']} images -> {r['n_clusters']} clusters "
+               f"({r['method']} on {r['reduce']}, {r['reduced_dim']}-d) in "
+               f"{r['timings']['total']:.1f}s")
+    if r.get("k_selection"):
+        click.echo(f"  k chosen: {r['k_selection']['reason']}")
+    click.echo(f"  silhouette {sil}, Hopkins {iv['hopkins']:.3f}, noise {iv['noise_share']:.1%}")
+    click.echo("  sizes: " + ", ".join(f"{c}:{n}" for c, n in r["sizes"].items()))
+
+
+@cli.command("evaluate")
+@workspace_opt
+@click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
+@json_opt
+def evaluate_cmd(workspace, run_id, as_json):
+    """Score a clustering run against folder labels: ACC, NMI, ARI, purity."""
+    res = api.evaluate(workspace, run_id)
+
+    def human(r):
+        click.echo(f"run {r['run_id']}: ACC {r['acc']:.3f}  NMI {r['nmi']:.3f}  "
+                   f"ARI {r['ari']:.3f}  purity {r['purity']:.3f}  "
+                   f"({r['n_images']} images, {r['n_clusters']} clusters, "
+                   f"{r['n_classes']} classes)")
+        for c, comp in r["composition"].items():
+            top = ", ".join(f"{k} {v:.0%}" for k, v in list(comp["shares"].items())[:3])
+            click.echo(f"  cluster {c} ({comp['size']}): {top}")
+
+    _emit(res, as_json, human)
+
+
+@cli.command("runs")
+@workspace_opt
+@click.option("--kind", default=None, help="scan, embed, cluster ...")
+@json_opt
+def runs_cmd(workspace, kind, as_json):
+    """List the recorded runs with their parameters and results."""
+    res = api.runs(workspace, kind)
+
+    def human(rs):
+        for r in rs:
+            res_ = r["results"] or {}
+            extra = ""
+            if r["kind"] == "cluster" and res_:
+                ev = res_.get("evaluation") or {}
+                extra = (f" {res_.get('method')} on {res_.get('reduce')}, "
+                         f"k={res_.get('n_clusters')}"
+                         + (f", ACC {ev['acc']:.3f}" if ev else ""))
+            click.echo(f"{r['id']:>4} {r['kind']:<8} {r['status']:<11} v{r['version']}{extra}")
+
+    if as_json:
+        click.echo(json.dumps(res, indent=2, default=str))
+    else:
+        human(res)
+
+
+@cli.command("name-cluster")
+@workspace_opt
+@click.option("--run", "run_id", type=int, required=True)
+@click.argument("cluster_id", type=int)
+@click.argument("name")
+def name_cluster_cmd(workspace, run_id, cluster_id, name):
+    """Name a cluster of a run (for exports and reports)."""
+    api.name_cluster(workspace, run_id, cluster_id, name)
+    click.echo(f"run {run_id}: cluster {cluster_id} is now {name!r}")
+
+
+@cli.command("export-clusters")
+@workspace_opt
+@click.option("--run", "run_id", type=int, default=None)
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="FILE.csv or FILE.parquet")
+@json_opt
+def export_clusters_cmd(workspace, run_id, out, as_json):
+    """Write each image's cluster assignment to CSV or Parquet."""
+    res = api.export_clusters(workspace, out, run_id)
+    _emit(res, as_json, lambda r: click.echo(f"wrote {r['rows']} rows to {r['file']}"))
+
+
 # -- run ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("directory", type=click.Path())

@@ -109,8 +109,22 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
 
 
 def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | None:
-    """Parse ``none`` | ``l2`` | ``pca:128`` | ``pca:0.95`` | ``pca-whiten:64`` | ``umap:10``
-    | ``umap:10:cosine`` into an estimator (``None`` for ``none``)."""
+    """Parse a reduction spec into an estimator (``None`` for ``none``).
+
+    One step is ``none`` | ``l2`` | ``pca:128`` | ``pca:0.95`` | ``pca-whiten:64`` |
+    ``umap:10`` | ``umap:10:cosine``; steps joined by commas (``l2,pca:128``) chain into a
+    scikit-learn Pipeline.
+    """
+    steps = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(steps) > 1:
+        from sklearn.pipeline import make_pipeline
+
+        ests = [e for e in (_one_reducer(p, random_state) for p in steps) if e is not None]
+        return make_pipeline(*ests) if ests else None
+    return _one_reducer(steps[0] if steps else "none", random_state)
+
+
+def _one_reducer(spec: str, random_state: int | None) -> BaseEstimator | None:
     from imgatlas.errors import ConfigError
 
     parts = spec.lower().split(":")

@@ -67,6 +67,19 @@ CREATE TABLE IF NOT EXISTS stores (
     dtype       TEXT NOT NULL,
     created_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS assignments (
+    run_id      INTEGER NOT NULL,
+    image_id    INTEGER NOT NULL,
+    cluster     INTEGER NOT NULL,      -- -1 = noise (density methods)
+    silhouette  REAL,
+    PRIMARY KEY (run_id, image_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cluster_names (
+    run_id      INTEGER NOT NULL,
+    cluster     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    PRIMARY KEY (run_id, cluster)
+);
 CREATE TABLE IF NOT EXISTS embedded (
     store       TEXT NOT NULL,
     image_id    INTEGER NOT NULL,

@@ -58,3 +58,22 @@ def write_npy(out: Path, ids: np.ndarray, X: np.ndarray, rows: list[dict[str, An
     _atomic(out, write_matrix)
     _atomic(side, write_csv)
     return [out, side]
+
+
+def write_table(out: Path, columns: list[str], rows: list[tuple]) -> None:
+    """Rows to ``.csv`` or ``.parquet`` (by suffix), atomically."""
+    if out.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({c: [r[k] for r in rows] for k, c in enumerate(columns)})
+        _atomic(out, lambda p: pq.write_table(table, p))
+        return
+
+    def write_csv(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(["" if v is None else v for v in r] for r in rows)
+
+    _atomic(out, write_csv)

@@ -112,6 +112,9 @@ class Workspace:
             )
         if version < 1:
             raise WorkspaceError(f"Workspace {self.path} has no valid schema version.")
+        if self._lock_fd is not None:
+            # Additive, idempotent: tables added within a schema version appear on next write.
+            self.con.executescript(SCHEMA)
 
     def _close_stale_runs(self) -> None:
         # We hold the lock, so any run still marked running died without cleaning up.
@@ -160,6 +163,28 @@ class Workspace:
                 "UPDATE runs SET status=?, finished_at=?, results=? WHERE id=?",
                 (status, time.time(), json.dumps(results, sort_keys=True, default=str), run_id),
             )
+
+    def run(self, run_id: int | None, kind: str) -> dict[str, Any]:
+        """One run by id, or the latest finished run of ``kind``."""
+        from imgatlas.errors import ConfigError
+
+        done = [r for r in self.runs(kind) if r["status"] == "done"]
+        if run_id is None:
+            if not done:
+                raise ConfigError(f"Workspace {self.path} has no finished {kind} run yet.")
+            return done[-1]
+        for r in self.runs(kind):
+            if r["id"] == run_id:
+                return r
+        raise ConfigError(f"Workspace {self.path} has no {kind} run with id {run_id}.")
+
+    def update_results(self, run_id: int, extra: dict[str, Any]) -> None:
+        row = self.con.execute("SELECT results FROM runs WHERE id=?", (run_id,)).fetchone()
+        results = json.loads(row[0]) if row and row[0] else {}
+        results.update(extra)
+        with self.transaction("recording results"):
+            self.con.execute("UPDATE runs SET results=? WHERE id=?",
+                             (json.dumps(results, sort_keys=True, default=str), run_id))
 
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT id, kind, status, started_at, finished_at, version, params, results FROM runs"
