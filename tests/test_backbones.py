@@ -121,3 +121,14 @@ def test_onnx_features_match_pytorch_reference(lite0):
     got = lite0.features(pixels)
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() > 0.9999
+
+
+def test_raw_pixels_backbone(tmp_path, cache_dir):
+    bb = create_backbone("raw_pixels_32", cache_dir=cache_dir)
+    assert bb.cfg.dim == 32 * 32 * 3
+    img = write_image(tmp_path / "a.png", 32, 32)
+    X = Embedder(bb).embed_files([img])
+    from PIL import Image
+
+    ref = np.asarray(Image.open(img).convert("RGB"), np.float32).reshape(-1) / 255
+    np.testing.assert_allclose(X[0], ref, atol=1e-6)

@@ -1,6 +1,6 @@
 """Backbones: a registry of feature extractors, all run through ONNX Runtime."""
 
-from imgatlas.backbones import efficientnet_lite, tiny  # noqa: F401  (registers them)
+from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny  # noqa: F401  (registers)
 from imgatlas.backbones._base import Backbone, run_features
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones._registry import create_backbone, list_backbones, register_backbone
