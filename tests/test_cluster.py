@@ -27,9 +27,18 @@ def blobs():
     return X.astype(np.float32), y
 
 
+try:
+    import kmedoids  # noqa: F401  (optional GPL extra)
+
+    HAS_KMEDOIDS = True
+except ImportError:
+    HAS_KMEDOIDS = False
+needs_kmedoids = pytest.mark.skipif(not HAS_KMEDOIDS, reason="optional 'kmedoids' not installed")
+
 ESTIMATORS = [
     KMeansClusterer(4), GMMClusterer(4), DBSCANClusterer(min_samples=8),
-    HDBSCANClusterer(min_cluster_size=20), KMedoidsClusterer(4),
+    HDBSCANClusterer(min_cluster_size=20), pytest.param(KMedoidsClusterer(4),
+                                                        marks=needs_kmedoids),
     *[Agglomerative(4, linkage=m) for m in
       ("single", "complete", "average", "weighted", "centroid", "median", "ward")],
     Agglomerative(4, linkage="average", metric="cosine"),
@@ -60,6 +69,7 @@ def test_estimator_contract(est, blobs):
         assert (fresh.predict(X) == fresh.labels_).mean() > 0.99
 
 
+@needs_kmedoids
 def test_determinism_under_seed(blobs):
     X, _ = blobs
     for est in (KMeansClusterer(4, random_state=7), GMMClusterer(4, random_state=7),
@@ -93,6 +103,7 @@ def test_knee_eps_is_between_within_and_between_distances(blobs):
     assert DBSCANClusterer(min_samples=8).fit(X).noise_share_ < 0.1
 
 
+@needs_kmedoids
 def test_quadratic_methods_fit_on_a_sample(blobs):
     X, y = blobs
     ag = Agglomerative(4, linkage="ward", max_samples=100).fit(X)
