@@ -128,3 +128,21 @@ def test_faiss_kmeans_path(blobs):
     X, y = blobs
     km = KMeansClusterer(4, faiss_above=100).fit(X)
     assert cluster_accuracy(y, km.labels_) > 0.97
+
+
+def test_knn_smoother_tightens_clusters(blobs):
+    from sklearn.metrics import silhouette_score
+
+    from imgatlas.reduce import KNNSmoother
+
+    X, y = blobs
+    noisy = X + np.random.default_rng(0).normal(0, 3, X.shape).astype(np.float32)
+    sm = KNNSmoother(10, 2)
+    Z = sm.fit_transform(noisy)
+    assert np.allclose(np.linalg.norm(Z, axis=1), 1, atol=1e-5)
+    base = L2Normalizer().fit_transform(noisy)
+    assert silhouette_score(Z, y) > silhouette_score(base, y)
+    q = sm.transform(noisy[:5])
+    assert q.shape == (5, 8)
+    assert (KMeansClusterer(4).fit(Z).predict(q) == KMeansClusterer(4).fit(Z).labels_[:5]).all()
+    assert isinstance(make_reducer("knn-smooth:5:1"), KNNSmoother)

@@ -1,5 +1,11 @@
 """Dimensionality reduction as scikit-learn transformers: L2, PCA, UMAP."""
 
-from imgatlas.reduce._reducers import L2Normalizer, PCAReducer, UMAPReducer, make_reducer
+from imgatlas.reduce._reducers import (
+    KNNSmoother,
+    L2Normalizer,
+    PCAReducer,
+    UMAPReducer,
+    make_reducer,
+)
 
-__all__ = ["L2Normalizer", "PCAReducer", "UMAPReducer", "make_reducer"]
+__all__ = ["KNNSmoother", "L2Normalizer", "PCAReducer", "UMAPReducer", "make_reducer"]
