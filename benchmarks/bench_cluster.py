@@ -38,7 +38,9 @@ PIPELINES: dict[str, tuple[str, dict]] = {
     "baseline: features + L2 + k-means": (
         "efficientnet_lite0", {"reduce": "l2", "method": "kmeans"}),
     "imgatlas default": ("efficientnet_lite0", {}),
-    "imgatlas default, k auto": ("efficientnet_lite0", {"k": "auto"}),
+    "candidate: kNN-smooth + UMAP-10 + GMM": (
+        "efficientnet_lite0", {"reduce": "knn-smooth:10,umap:10:cosine", "method": "gmm"}),
+    "imgatlas default (k auto)": ("efficientnet_lite0", {"k": "auto"}),
 }
 
 

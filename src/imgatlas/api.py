@@ -16,7 +16,7 @@ from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.embed import embed_workspace
 from imgatlas.errors import ConfigError, WorkspaceError
 from imgatlas.scan import IMAGE_EXTENSIONS, scan_directory, walk
-from imgatlas.store import FeatureStore, Status, Workspace
+from imgatlas.store import FeatureStore, Status, Workspace  # noqa: F401  (api.Workspace)
 
 PathLike = str | os.PathLike[str]
 
@@ -196,3 +196,18 @@ def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None
     cols = ["id", "path", "label", "cluster", "cluster_name", "silhouette"]
     write_table(out, cols, rows)
     return {"run_id": r["id"], "rows": len(rows), "file": str(out)}
+
+
+def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: int = 30,
+                      batch_size: int = 64, val_split: float = 0.1, patience: int = 5,
+                      max_images: int = 20_000, seed: int = 0, device: str = "cpu",
+                      progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+    """Train a convolutional autoencoder on the collection; its encoder becomes a backbone
+    (``imgatlas embed --backbone <results['onnx']>``)."""
+    from imgatlas.train.autoencoder import train_workspace_autoencoder
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="train-autoencoder") as ws:
+        return train_workspace_autoencoder(ws, preset, epochs=epochs, batch_size=batch_size,
+                                           val_split=val_split, patience=patience,
+                                           max_images=max_images, seed=seed, device=device,
+                                           progress=progress)

@@ -311,6 +311,39 @@ def export_clusters_cmd(workspace, run_id, out, as_json):
     _emit(res, as_json, lambda r: click.echo(f"wrote {r['rows']} rows to {r['file']}"))
 
 
+@cli.command("train-autoencoder")
+@workspace_opt
+@click.option("--preset", type=click.Choice(["default", "apparel", "fashion"]),
+              default="default", show_default=True,
+              help="apparel: 240x320x3, 32-16-8; fashion: 28x28x1, 16-8-8; default: ours.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--val-split", type=float, default=0.1, show_default=True)
+@click.option("--patience", type=int, default=5, show_default=True,
+              help="Stop after this many epochs without a better validation loss.")
+@click.option("--max-images", type=int, default=20_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@progress_opt
+@json_opt
+def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, patience,
+                          max_images, seed, device, progress, as_json):
+    """Train a convolutional autoencoder on the collection; its encoder becomes a backbone."""
+    res = api.train_autoencoder(workspace, preset=preset, epochs=epochs,
+                                batch_size=batch_size, val_split=val_split, patience=patience,
+                                max_images=max_images, seed=seed, device=device,
+                                progress=_progress(progress))
+
+    def human(r):
+        click.echo(f"trained {preset} autoencoder for {r['epochs_run']} epochs "
+                   f"({'stopped early' if r['stopped_early'] else 'all epochs'}) in "
+                   f"{r['seconds']:.1f}s; best validation MSE {r['best_val_loss']:.5f}")
+        click.echo(f"  encoder: {r['onnx']} ({r['dim']}-d)")
+        click.echo(f"  use it:  imgatlas embed --workspace {workspace} --backbone {r['onnx']}")
+
+    _emit(res, as_json, human)
+
+
 # -- run ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("directory", type=click.Path())

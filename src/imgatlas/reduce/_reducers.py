@@ -159,9 +159,9 @@ class KNNSmoother(TransformerMixin, BaseEstimator):
 def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | None:
     """Parse a reduction spec into an estimator (``None`` for ``none``).
 
-    One step is ``none`` | ``l2`` | ``knn-smooth:K[:ITER]`` | ``pca:128`` | ``pca:0.95`` | ``pca-whiten:64`` |
-    ``umap:10`` | ``umap:10:cosine``; steps joined by commas (``l2,pca:128``) chain into a
-    scikit-learn Pipeline.
+    One step is ``none`` | ``l2`` | ``knn-smooth:K[:ITER]`` | ``pca:128`` | ``pca:0.95`` |
+    ``pca-whiten:64`` | ``umap:10`` | ``umap:10:cosine``; steps joined by commas
+    (``l2,pca:128``) chain into a scikit-learn Pipeline.
     """
     steps = [p.strip() for p in spec.split(",") if p.strip()]
     if len(steps) > 1:

@@ -1,0 +1,1 @@
+"""Training on the collection itself (PyTorch, CPU or GPU); results export to ONNX."""
