@@ -349,12 +349,21 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 @click.argument("directory", type=click.Path())
 @click.option("--workspace", "-w", type=click.Path(file_okay=False), default=None,
               help="Workspace directory (default: DIRECTORY/../<name>.imgatlas).")
-@click.option("--labels-from-folders", is_flag=True)
+@click.option("--labels-from-folders", is_flag=True,
+              help="Use folder names as labels: they only score the clustering.")
 @click.option("--backbone", default="efficientnet_lite0", show_default=True)
+@click.option("--k", "k", default="auto", show_default=True,
+              help="Number of clusters, or 'auto'.")
+@click.option("--k-range", default="2:30", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
 @progress_opt
 @json_opt
-def run(directory, workspace, labels_from_folders, backbone, progress, as_json):
-    """The main job: scan DIRECTORY, embed it, and summarise (reuses the workspace)."""
+def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, progress,
+        as_json):
+    """The main job: scan, embed, cluster (default pipeline) and, with labels, evaluate.
+
+    Reuses whatever the workspace already holds: a second run only does new work.
+    """
     import os
 
     if workspace is None:
@@ -364,13 +373,25 @@ def run(directory, workspace, labels_from_folders, backbone, progress, as_json):
     scan_res = api.scan(directory, workspace, labels_from_folders=labels_from_folders,
                         progress=p)
     embed_res = api.embed(workspace, backbone=backbone, progress=p)
+    cluster_res = api.cluster(workspace, features=embed_res["store"], k=_k_option(k),
+                              k_range=_k_range(k_range), seed=seed)
     st = api.status(workspace)
-    res = {"workspace": str(workspace), "scan": scan_res, "embed": embed_res, "status": st}
+    eval_res = api.evaluate(workspace, cluster_res["run_id"]) if st["labels"] else None
+    res = {"workspace": str(workspace), "scan": scan_res, "embed": embed_res,
+           "cluster": cluster_res, "evaluation": eval_res, "status": st}
 
     def human(r):
         _print_scan(r["scan"])
         _print_embed(r["embed"])
-        _print_status(r["status"])
+        _print_cluster(r["cluster"])
+        ev = r["evaluation"]
+        if ev:
+            click.echo(f"  against folder labels: ACC {ev['acc']:.3f}  NMI {ev['nmi']:.3f}  "
+                       f"ARI {ev['ari']:.3f}  purity {ev['purity']:.3f}")
+        if r["status"]["failed"]:
+            click.echo(f"  {len(r['status']['failed'])} files could not be used: "
+                       f"imgatlas status --workspace {r['workspace']}")
+        click.echo(f"workspace: {r['workspace']}")
 
     _emit(res, as_json, human)
 

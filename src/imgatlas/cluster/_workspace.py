@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,9 @@ def cluster_workspace(
               "exclude": [[r, c] for r, c in exclude], "n_images": int(len(ids))}
     run_id = ws.start_run("cluster", params)
     timings: dict[str, float] = {}
+    caught = warnings.catch_warnings(record=True)
+    noted = caught.__enter__()  # library warnings go into the run record, not the terminal
+    warnings.simplefilter("always")
     try:
         t = time.perf_counter()
         reducer = make_reducer(reduce, random_state=seed)
@@ -131,8 +135,10 @@ def cluster_workspace(
                 internal[attr.rstrip("_")] = float(getattr(est, attr))
         timings["validate"] = time.perf_counter() - t
     except BaseException:
+        caught.__exit__(None, None, None)
         ws.finish_run(run_id, {"timings": timings}, status="failed")
         raise
+    caught.__exit__(None, None, None)
 
     with ws.transaction("recording cluster assignments") as con:
         con.executemany(
@@ -148,6 +154,7 @@ def cluster_workspace(
         "k_selection": sweep, "sizes": sizes, "internal": internal,
         "reduced_dim": int(Z.shape[1]), "estimator": _params(est),
         "timings": {key: round(v, 3) for key, v in timings.items()},
+        "warnings": sorted({str(w.message).splitlines()[0] for w in noted}),
     }
     ws.finish_run(run_id, results)
     return results
