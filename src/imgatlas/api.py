@@ -211,3 +211,43 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
                                            val_split=val_split, patience=patience,
                                            max_images=max_images, seed=seed, device=device,
                                            progress=progress)
+
+
+# -- search ---------------------------------------------------------------------------------
+def index(workspace: PathLike, *, codes: str | None = None, features: str | None = None,
+          seed: int = 0, wait: float = 0.0) -> dict[str, Any]:
+    """Build a search index over the workspace's features (swapped in atomically)."""
+    from imgatlas.index._workspace import DEFAULT_CODES, build_index
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
+        return build_index(ws, _pick_store(ws, features), codes or DEFAULT_CODES, seed)
+
+
+def search(workspace: PathLike, images: list[PathLike] | None = None, *,
+           ids: list[int] | None = None, k: int = 10, codes: str | None = None,
+           cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
+    """Top-k images for query files (embedded on the fly) or for image ids."""
+    from imgatlas.index._workspace import search_files, search_ids
+
+    if not images and not ids:
+        raise ConfigError("Give query images or --id.")
+    with Workspace.open(workspace) as ws:
+        out = []
+        if images:
+            out += search_files(ws, [os.fspath(p) for p in images], k=k, codes=codes,
+                                cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+        if ids:
+            out += search_ids(ws, list(ids), k=k, codes=codes)
+        return out
+
+
+def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
+                       features: str | None = None, n_queries: int = 1000, seed: int = 0,
+                       wait: float = 0.0) -> dict[str, Any]:
+    """Leave-one-out mAP, MRR, P@10, PR curve, latency, bytes per image for each code spec."""
+    from imgatlas.index._workspace import DEFAULT_CODES
+    from imgatlas.index._workspace import evaluate_retrieval as _evaluate
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate-retrieval") as ws:
+        return _evaluate(ws, _pick_store(ws, features), codes or [DEFAULT_CODES],
+                         n_queries=n_queries, seed=seed)

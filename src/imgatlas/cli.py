@@ -344,6 +344,79 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
     _emit(res, as_json, human)
 
 
+# -- search ----------------------------------------------------------------------------------
+CODES_HELP = ("float | pca:D | pq:BYTES | ivfpq:BYTES | sign:BITS | itq:BITS | hnsw:M, "
+              "optionally +smooth (e.g. itq:512+smooth, the default)")
+
+
+@cli.command("index")
+@workspace_opt
+@click.option("--codes", default=None, help=CODES_HELP)
+@click.option("--features", default=None, help="Feature store key or backbone name.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@wait_opt
+@json_opt
+def index_cmd(workspace, codes, features, seed, wait, as_json):
+    """Build a search index over the features (replaces the old one atomically)."""
+    res = api.index(workspace, codes=codes, features=features, seed=seed, wait=wait)
+    _emit(res, as_json, lambda r: click.echo(
+        f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
+        f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
+        f"{r['index_bytes']:g} index bytes per image"))
+
+
+@cli.command("search")
+@workspace_opt
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--id", "ids", type=int, multiple=True, help="Query by image id (repeatable).")
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--codes", default=None, help="Which index (default: the latest built).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@json_opt
+def search_cmd(workspace, images, ids, k, codes, cache_dir, as_json):
+    """Find the images most like IMAGE... (any files) or --id N (images in the workspace)."""
+    res = api.search(workspace, list(images), ids=list(ids), k=k, codes=codes,
+                     cache_dir=cache_dir)
+
+    def human(rs):
+        for r in rs:
+            click.echo(f"{r['query']}:")
+            for n, h in enumerate(r["results"], 1):
+                lab = f" [{h['label']}]" if h["label"] else ""
+                click.echo(f"  {n:>3}. {h['score']:+.3f}  {h['path']}{lab}")
+
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+    else:
+        human(res)
+
+
+@cli.command("evaluate-retrieval")
+@workspace_opt
+@click.option("--codes", multiple=True, help=CODES_HELP + "; repeat to compare.")
+@click.option("--features", default=None)
+@click.option("--queries", type=int, default=1000, show_default=True,
+              help="Leave-one-out queries (a seeded sample when the collection is larger).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@wait_opt
+@json_opt
+def evaluate_retrieval_cmd(workspace, codes, features, queries, seed, wait, as_json):
+    """Leave-one-out retrieval quality per code family: mAP, MRR, P@10, latency, bytes."""
+    res = api.evaluate_retrieval(workspace, list(codes) or None, features=features,
+                                 n_queries=queries, seed=seed, wait=wait)
+
+    def human(r):
+        click.echo(f"{r['n_images']} images, relevance = same label")
+        click.echo(f"  {'codes':<18} {'mAP':>6} {'MRR':>6} {'P@10':>6} {'p50 ms':>7} "
+                   f"{'p99 ms':>7} {'bytes':>7} {'build s':>8}")
+        for spec, m in r["codes"].items():
+            click.echo(f"  {spec:<18} {m['map']:6.3f} {m['mrr']:6.3f} {m['p_at_10']:6.3f} "
+                       f"{m['ms_per_query_p50']:7.2f} {m['ms_per_query_p99']:7.2f} "
+                       f"{m['bytes_per_image']:7g} {m['build_seconds']:8.2f}")
+
+    _emit(res, as_json, human)
+
+
 # -- run ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("directory", type=click.Path())

@@ -1,0 +1,256 @@
+"""The index, search and evaluate-retrieval stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.errors import ConfigError, WorkspaceError
+from imgatlas.evaluate.retrieval import (
+    average_precision,
+    pr_curve,
+    precision_at,
+    reciprocal_rank,
+)
+from imgatlas.index._codes import CodeIndex, parse_spec
+from imgatlas.store.features import FeatureStore
+from imgatlas.store.workspace import Workspace, io_errors
+
+DEFAULT_CODES = "itq:512+smooth"
+
+
+def _slug(spec: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", spec.lower()).strip("-")
+
+
+def index_dir(ws: Workspace) -> Path:
+    return ws.path / "index"
+
+
+def build_index(ws: Workspace, store: FeatureStore, codes: str = DEFAULT_CODES,
+                seed: int = 0) -> dict[str, Any]:
+    """Fit a :class:`CodeIndex` on the store's vectors and swap it in atomically.
+
+    Each build goes to a fresh folder ``index/<slug>@<time>``; the symlink
+    ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
+    complete index or the new complete one, never a partial one.
+    """
+    spec = parse_spec(codes)
+    ids, X = store.read()
+    if len(ids) < 2:
+        raise ConfigError("Need at least 2 embedded images to build an index.")
+    run_id = ws.start_run("index", {"codes": str(spec), "features": store.key, "seed": seed})
+    t = time.perf_counter()
+    ci = CodeIndex(str(spec), random_state=seed).fit(X)
+    seconds = time.perf_counter() - t
+    root = index_dir(ws)
+    root.mkdir(exist_ok=True)
+    slug = _slug(str(spec))
+    final = root / f"{slug}@{time.time_ns()}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    meta = {"codes": str(spec), "features": store.key, "factory": ci.factory_, "n": int(ci.n_),
+            "dim": int(ci.dim_), "build_seconds": round(seconds, 3), "run_id": run_id,
+            **ci.bytes_per_image()}
+    with io_errors(f"writing index {final}"):
+        tmp.mkdir()
+        save(ci, ids, meta, tmp)
+        os.replace(tmp, final)
+        link = root / slug
+        tmp_link = root / f".tmp-link-{slug}-{os.getpid()}"
+        os.symlink(final.name, tmp_link)
+        os.replace(tmp_link, link)
+    for old in root.glob(f"{slug}@*"):  # superseded builds
+        if old.name != final.name:
+            shutil.rmtree(old, ignore_errors=True)
+    ws.finish_run(run_id, meta)
+    return {**meta, "path": str(root / slug)}
+
+
+def save(ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any], folder: Path) -> None:
+    import faiss
+
+    faiss.write_index(ci.index_, str(folder / "index.faiss"))
+    np.save(folder / "ids.npy", ids)
+    if ci.spec_.smooth:
+        np.save(folder / "smooth_base.npy", faiss.rev_swig_ptr(
+            ci.smoother_.index_.get_xb(), ci.smoother_.index_.ntotal * ci.dim_
+        ).reshape(-1, ci.dim_).copy())
+        np.save(folder / "smooth_embedding.npy", ci.smoother_.embedding_)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_index(ws: Workspace, codes: str | None = None
+               ) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
+    """The current index for ``codes`` (or the only/most recent one), its image ids, meta."""
+    import faiss
+
+    root = index_dir(ws)
+    links = sorted((p for p in root.glob("*") if p.is_symlink()),
+                   key=lambda p: p.resolve().name) if root.exists() else []
+    if not links:
+        raise WorkspaceError(f"Workspace {ws.path} has no search index yet; run "
+                             f"'imgatlas index --workspace {ws.path}' first.")
+    if codes is None:
+        link = links[-1]
+    else:
+        link = root / _slug(str(parse_spec(codes)))
+        if not link.exists():
+            raise WorkspaceError(f"No index with codes {codes!r}; built: "
+                                 f"{', '.join(p.name for p in links)}.")
+    folder = link.resolve()
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        index = faiss.read_index(str(folder / "index.faiss"))
+        ids = np.load(folder / "ids.npy")
+    except (OSError, RuntimeError, ValueError) as e:
+        raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
+                             "rebuild it with 'imgatlas index'.") from e
+    ci = CodeIndex(meta["codes"])
+    ci.spec_ = parse_spec(meta["codes"])
+    ci.index_, ci.factory_, ci.n_, ci.dim_ = index, meta["factory"], meta["n"], meta["dim"]
+    if ci.spec_.smooth:
+        from imgatlas.reduce import KNNSmoother
+
+        base = np.load(folder / "smooth_base.npy")
+        sm = KNNSmoother(ci.smooth_neighbors, 2)
+        sm.index_ = faiss.IndexFlatIP(base.shape[1])
+        sm.index_.add(base)
+        sm.embedding_ = np.load(folder / "smooth_embedding.npy")
+        sm.n_features_in_ = base.shape[1]
+        ci.smoother_ = sm
+    if ci.spec_.family == "hnsw":
+        ci.index_.hnsw.efSearch = 128
+    if ci.spec_.family == "ivfpq":
+        faiss.extract_index_ivf(ci.index_).nprobe = 16
+    return ci, ids, meta
+
+
+def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
+                     n_queries: int = 1000, latency_queries: int = 200, seed: int = 0
+                     ) -> dict[str, Any]:
+    """Leave-one-out retrieval on the fitted collection; relevance = same label.
+
+    Up to ``n_queries`` seeded queries each rank the whole collection (itself removed).
+    Latency is timed on ``latency_queries`` single queries (one vector per search call).
+    """
+    n = len(X)
+    rng = np.random.default_rng(seed)
+    q = np.sort(rng.choice(n, min(n_queries, n), replace=False))
+    Q = ci.transform_queries(X[q])
+    _, found = ci.search(Q, n, prepared=True)
+    keep = q[:, None] != found
+    ranked = np.stack([row[k][: n - 1] for row, k in zip(found, keep, strict=True)])
+    # approximate indexes may return fewer than n results, padded with -1: never relevant
+    rel = (ranked >= 0) & (labels[np.maximum(ranked, 0)] == labels[q][:, None])
+    counts = {lab: int(c) for lab, c in zip(*np.unique(labels, return_counts=True),
+                                            strict=True)}
+    n_rel = np.array([counts[lab] - 1 for lab in labels[q]])
+    ap = average_precision(rel, n_rel)
+    levels, precision = pr_curve(rel, n_rel)
+    per_class = {str(lab): float(ap[labels[q] == lab].mean()) for lab in np.unique(labels[q])}
+    lat = []
+    for i in q[:latency_queries]:
+        t = time.perf_counter()
+        ci.search(X[i:i + 1], 10)
+        lat.append((time.perf_counter() - t) * 1000)
+    return {
+        "map": float(ap.mean()), "mrr": float(reciprocal_rank(rel).mean()),
+        "p_at_10": float(precision_at(rel, 10).mean()),
+        "ms_per_query_p50": float(np.percentile(lat, 50)),
+        "ms_per_query_p99": float(np.percentile(lat, 99)),
+        "pr_curve": {"recall": levels, "precision": precision},
+        "per_class_map": per_class, "n_queries": int(len(q)),
+    }
+
+
+def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
+                       n_queries: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Build each code family on the store's vectors and score it leave-one-out."""
+    ids, X = store.read()
+    label_of = dict(ws.con.execute("SELECT id, label FROM images WHERE status='ok'"))
+    labels = np.array([label_of.get(int(i)) for i in ids], dtype=object)
+    if any(lab is None for lab in labels):
+        raise ConfigError("Retrieval is scored against labels: scan with "
+                          "--labels-from-folders (every image needs one).")
+    labels = labels.astype(str)
+    out = {"features": store.key, "n_images": int(len(ids)), "codes": {}}
+    for spec in codes:
+        t = time.perf_counter()
+        ci = CodeIndex(spec, random_state=seed).fit(X)
+        build = time.perf_counter() - t
+        scores = retrieval_scores(ci, X, labels, n_queries=n_queries, seed=seed)
+        out["codes"][str(ci.spec_)] = {**scores, "build_seconds": round(build, 3),
+                                       "factory": ci.factory_,
+                                       "bytes_per_image": ci.bytes_per_image()["code_bytes"],
+                                       "index_bytes_per_image":
+                                           ci.bytes_per_image()["index_bytes"]}
+    run_id = ws.start_run("evaluate-retrieval", {"codes": codes, "features": store.key,
+                                                 "n_queries": n_queries, "seed": seed})
+    ws.finish_run(run_id, {k: {m: v[m] for m in ("map", "mrr", "p_at_10", "bytes_per_image")}
+                           for k, v in out["codes"].items()})
+    out["run_id"] = run_id
+    return out
+
+
+def search_files(ws: Workspace, files: list[str], *, k: int = 10, codes: str | None = None,
+                 cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Embed query image files with the index's backbone and return their top-k."""
+    from imgatlas.backbones import create_backbone
+    from imgatlas.embed import Embedder, store_key
+
+    ci, ids, meta = load_index(ws, codes)
+    store = FeatureStore.get(ws, meta["features"])
+    if store is None:
+        raise WorkspaceError(f"The index was built on features {meta['features']}, which are "
+                             "no longer in the workspace; rebuild it.")
+    record = store.cfg["backbone"]
+    try:
+        bb = create_backbone(record["name"], cache_dir=cache_dir)
+    except KeyError:  # a user's ONNX file: its path is the record's 'weights'
+        bb = create_backbone(record["weights"], cache_dir=cache_dir)
+    key = store_key(bb, store.cfg.get("l2_normalize", False), str(store.dtype))
+    if key != store.key:
+        raise ConfigError(f"Backbone mismatch: the index holds {store.key} features but "
+                          f"{record['name']} now gives {key}; rebuild the index.")
+    Q = Embedder(bb).embed_files(files)
+    return _results(ws, ci, ids, Q, k, [os.fsdecode(f) for f in files])
+
+
+def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str | None = None
+               ) -> list[dict[str, Any]]:
+    """Top-k for images already in the workspace, by id (themselves excluded)."""
+    ci, ids, meta = load_index(ws, codes)
+    store = FeatureStore.get(ws, meta["features"])
+    have, X = store.read(np.asarray(image_ids))
+    missing = set(image_ids) - set(have.tolist())
+    if missing:
+        raise ConfigError(f"No embedded image with id {sorted(missing)[0]}.")
+    order = [int(np.flatnonzero(have == i)[0]) for i in image_ids]
+    res = _results(ws, ci, ids, X[order], k + 1, [f"id {i}" for i in image_ids])
+    for r, i in zip(res, image_ids, strict=True):
+        r["results"] = [h for h in r["results"] if h["id"] != i][:k]
+    return res
+
+
+def _results(ws: Workspace, ci: CodeIndex, ids: np.ndarray, Q: np.ndarray, k: int,
+             names: list[str]) -> list[dict[str, Any]]:
+    scores, rows = ci.search(Q, k)
+    info = {r[0]: (r[1], r[2]) for r in ws.con.execute("SELECT id, display, label FROM images")}
+    out = []
+    for name, srow, irow in zip(names, scores, rows, strict=True):
+        hits = []
+        for s, r in zip(srow, irow, strict=True):
+            if r < 0:
+                continue
+            image_id = int(ids[r])
+            path, label = info.get(image_id, (None, None))
+            hits.append({"id": image_id, "path": path, "label": label, "score": float(s)})
+        out.append({"query": name, "results": hits})
+    return out

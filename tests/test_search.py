@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from imgatlas import api
+from imgatlas.cli import main
+from imgatlas.errors import ConfigError, WorkspaceError
+from imgatlas.evaluate.retrieval import average_precision, pr_curve, reciprocal_rank
+from imgatlas.index import CodeIndex, parse_spec
+
+
+def test_average_precision_hand_computed():
+    rel = np.array([[1, 0, 1, 0], [0, 0, 0, 1]], bool)
+    # q0: hits at ranks 1 and 3 -> (1/1 + 2/3) / 2;  q1: one hit at rank 4, 2 relevant exist
+    ap = average_precision(rel, np.array([2, 2]))
+    assert ap[0] == pytest.approx((1 + 2 / 3) / 2)
+    assert ap[1] == pytest.approx((1 / 4) / 2)
+    assert reciprocal_rank(rel).tolist() == [1.0, 0.25]
+    levels, prec = pr_curve(rel[:1], np.array([2]))
+    assert levels[0] == 0 and prec[0] == 1.0 and prec[-1] == pytest.approx(2 / 3)
+
+
+def test_specs():
+    assert str(parse_spec("itq:512+smooth")) == "itq:512+smooth"
+    assert parse_spec("pq").size == 64
+    for bad in ("itq:12", "lsh:8", "pca:x"):
+        with pytest.raises(ConfigError):
+            parse_spec(bad)
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 64)).astype(np.float32)
+    y = np.repeat(np.arange(5), 60)
+    X = centres[y] + 0.6 * rng.normal(size=(300, 64)).astype(np.float32)
+    return X, y
+
+
+@pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "sign:32", "itq:32",
+                                  "hnsw:16", "itq:32+smooth", "float+smooth"])
+def test_every_family_retrieves_its_class(clustered, spec):
+    from imgatlas.index._workspace import retrieval_scores
+
+    X, y = clustered
+    ci = CodeIndex(spec).fit(X)
+    s = retrieval_scores(ci, X, y.astype(str), n_queries=100, latency_queries=20)
+    # plain sign codes spend bits on noise directions (why ITQ exists): a lower bar
+    assert s["map"] > (0.3 if spec.startswith("sign") else 0.7), (spec, s["map"])
+    assert 0 < s["ms_per_query_p50"] <= s["ms_per_query_p99"]
+    b = ci.bytes_per_image()
+    if spec.startswith(("sign", "itq")):
+        assert b["code_bytes"] == 4
+    if spec == "float":
+        exact = CodeIndex("float").fit(X).search(X[:5], 5)[1]
+        assert (exact[:, 0] == np.arange(5)).all()
+
+
+def test_index_search_evaluate_through_workspace(image_dir, tmp_path, cache_dir, capsys):
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    with pytest.raises(WorkspaceError, match="no search index"):
+        api.search(ws, ids=[1])
+    res = api.index(ws, codes="float")
+    assert res["n"] == 12 and os.path.islink(res["path"])
+    hits = api.search(ws, ids=[1], k=3)[0]["results"]
+    assert len(hits) == 3 and all(h["id"] != 1 for h in hits)
+    query = sorted(image_dir.rglob("*.png"))[0]
+    top = api.search(ws, [query], k=1, cache_dir=cache_dir)[0]["results"][0]
+    assert top["path"].endswith(query.name) and top["score"] == pytest.approx(1, abs=1e-5)
+    api.index(ws, codes="float")  # rebuild: the link moves, the old build is removed
+    assert len(list((ws / "index").glob("float@*"))) == 1
+    ev = api.evaluate_retrieval(ws, ["float", "pca:4"], n_queries=12)
+    for m in ev["codes"].values():
+        assert {"map", "mrr", "p_at_10", "ms_per_query_p50", "bytes_per_image"} <= set(m)
+    assert main(["search", "-w", str(ws), "--id", "2", "--k", "2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["results"]) == 2
+    assert main(["search", "-w", str(ws), str(tmp_path / "nope.jpg")]) != 0
+    assert "Cannot read" in capsys.readouterr().err
+
+
+def test_corrupt_index_is_a_clear_error(image_dir, tmp_path, cache_dir):
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    res = api.index(ws, codes="float")
+    with open(os.path.join(res["path"], "index.faiss"), "wb") as f:
+        f.write(b"junk")
+    with pytest.raises(WorkspaceError, match="damaged"):
+        api.search(ws, ids=[1])
