@@ -74,3 +74,15 @@ def write_section(results: Path, title: str, body: str) -> None:
     kept = [parts[0]] + [p for p in parts[1:] if not p.startswith(title + "\n")]
     text = "\n## ".join(kept).rstrip() + "\n\n" + head + body.rstrip() + "\n"
     results.write_text(text)
+
+
+def preamble(*mods: str) -> list[str]:
+    """The lines every results section starts with: machine, software, commit, command."""
+    import time
+
+    lines = [f"Machine: {machine()}  "]
+    if mods:
+        lines.append(f"Software: {versions(*mods)}  ")
+    lines += [f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
+              f"Command: `{command()}`", ""]
+    return lines

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-from _common import ROOT, SHARED, command, git_rev, machine, write_section
+from _common import ROOT, SHARED, preamble, write_section
 from imgatlas import api
 
 WORK = ROOT / "benchmarks" / "_work"
@@ -53,8 +52,7 @@ def main() -> None:
         lines.append(f"| {s} | {preset} | {tr['epochs_run']}{early} | {tr['seconds']:.0f} | "
                      f"{tr['dim']} | {cells[0]} | {cells[1]} |")
         print(lines[-1], flush=True)
-    body = [f"Machine: {machine()}  ", f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
-            f"Command: `{command()}`", "",
+    body = [*preamble("torch"),
             f"Hungarian ACC, mean ± sd over {args.seeds} seeds, k = number of classes. GMM runs "
             "on PCA-50 of the code with diagonal covariances (a full covariance on thousands "
             "of dimensions is not estimable from these sample sizes).", ""] + lines

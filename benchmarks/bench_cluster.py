@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import ROOT, SHARED, command, git_rev, machine, write_section
+from _common import ROOT, SHARED, preamble, write_section
 from imgatlas import api
 
 WORK = ROOT / "benchmarks" / "_work"
@@ -103,8 +103,7 @@ def main() -> None:
             cells.append(f"**{r['acc']:.3f}** ± {r['sd']:.3f} ({r['min']:.2f}-{r['max']:.2f}); "
                          f"NMI {r['nmi']:.2f}, ARI {r['ari']:.2f}; {r['sec']:.1f}s{kk}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    body = [f"Machine: {machine()}  ", f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
-            f"Command: `{command()}`", "",
+    body = [*preamble(),
             f"Hungarian-matched ACC, mean ± sd over {args.seeds} seeds (min-max), mean NMI/ARI, "
             "median seconds per clustering run (features already computed; UMAP's first call "
             "in a process includes numba compilation). k = number of classes unless the row "

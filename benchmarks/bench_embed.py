@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import ROOT, SHARED, class_balanced, command, git_rev, machine, versions, write_section
+from _common import ROOT, SHARED, class_balanced, preamble, write_section
 from imgatlas import api
 from imgatlas.backbones import create_backbone
 from imgatlas.embed import Embedder
@@ -178,10 +178,7 @@ def main() -> None:
             variants.append((label, v, v / base))
             print(label, v, flush=True)
 
-    body = [f"Machine: {machine()}  ",
-            f"Software: {versions('onnxruntime', 'torch', 'PIL', 'numpy')}  ",
-            f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
-            f"Command: `{command()}`", "",
+    body = [*preamble("onnxruntime", "torch", "PIL", "cv2", "numpy"),
             "Ceiling = model alone on pre-decoded tensors (warm session). Pipeline = the "
             "embedder's decode/infer pipeline with the same warm session (steady state). "
             "Whole run = `imgatlas.api.embed` on a fresh workspace: loads the model, pays "

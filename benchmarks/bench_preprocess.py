@@ -16,7 +16,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from _common import ROOT, SHARED, class_balanced, command, git_rev, machine, write_section
+from _common import ROOT, SHARED, class_balanced, preamble, write_section
 from imgatlas.backbones import create_backbone
 from imgatlas.decode import _image
 from imgatlas.embed import Embedder
@@ -71,7 +71,7 @@ def main() -> None:
                          f"{ms:.2f} |")
             print(lines[-1], flush=True)
         _image._resize = original
-    body = [f"Machine: {machine()}  ", f"Commit: {git_rev()}  ", f"Command: `{command()}`", "",
+    body = [*preamble("cv2", "PIL"),
             "Leave-one-out 10-NN label agreement (cosine) and k-means ACC (k = classes, "
             "n_init 10, seed 0) of default-backbone features; labels only score.", ""] + lines
     write_section(ROOT / "benchmarks" / "RESULTS.md", "Resize filter and feature quality",

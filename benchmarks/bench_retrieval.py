@@ -9,9 +9,8 @@ Writes the section "Retrieval quality (dev sets)" of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import time
 
-from _common import ROOT, SHARED, command, git_rev, machine, write_section
+from _common import ROOT, SHARED, preamble, write_section
 from imgatlas import api
 
 WORK = ROOT / "benchmarks" / "_work"
@@ -53,8 +52,7 @@ def main() -> None:
         extra = (f" (+{b['index_bytes_per_image'] - b['bytes_per_image']:.0f} for query "
                  "expansion)" if spec.endswith("+smooth") else "")
         lines.append(f"| {spec} | {b['bytes_per_image']:g}{extra} | " + " | ".join(cells) + " |")
-    body = [f"Machine: {machine()}  ", f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
-            f"Command: `{command()}`", "",
+    body = [*preamble(),
             f"Leave-one-out over {args.queries} seeded queries per set (all images when fewer), "
             "each ranking the whole collection; relevance = same label. Cells: **mAP** / MRR / "
             "P@10; single-query latency p50/p99. Code bytes are what one image costs in the "

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from _common import ROOT, command, git_rev, machine, versions, write_section
+from _common import ROOT, preamble, write_section
 from imgatlas.cluster import Agglomerative, KMeansClusterer
 from imgatlas.evaluate import cluster_accuracy
 
@@ -60,9 +60,7 @@ def main() -> None:
                         f"{cluster_accuracy(y, ag.labels_):.3f} |")
             print(rows[-1], flush=True)
         del X, y
-    body = [f"Machine: {machine()}  ", f"Software: {versions('faiss', 'sklearn', 'numpy')}  ",
-            f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
-            f"Command: `{command()}`", "",
+    body = [*preamble("faiss", "sklearn", "numpy"),
             "| method | data | k | seconds | peak RSS growth MB | ACC vs generating blob |",
             "|---|---|---|---|---|---|", *rows]
     write_section(ROOT / "benchmarks" / "RESULTS.md", "Clustering at scale", "\n".join(body))

@@ -67,3 +67,16 @@ def export_onnx(module: Any, example: Any, path: Path, output_names: list[str],
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_graph(graph: Any, out: Path) -> None:
+    """Check an ONNX graph written by hand (opset 17) and save it atomically."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    tmp = Path(out).with_suffix(".tmp")
+    onnx.save(model, tmp)
+    tmp.replace(out)

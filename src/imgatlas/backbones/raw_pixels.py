@@ -9,6 +9,7 @@ import numpy as np
 
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
+from imgatlas.backbones._export import save_graph
 from imgatlas.backbones._registry import register_backbone
 
 SIZES = (28, 32, 64)
@@ -23,7 +24,6 @@ default_cfgs = {
 
 def _builder(size: int):
     def build(out: Path) -> None:
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         nodes = [
@@ -39,12 +39,7 @@ def _builder(size: int):
                                            ["batch", size * size * 3])],
             [numpy_helper.from_array(np.array(255.0, np.float32), "scale")],
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        tmp = out.with_suffix(".tmp")
-        onnx.save(model, tmp)
-        tmp.replace(out)
+        save_graph(graph, out)
 
     return build
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
+from imgatlas.backbones._export import save_graph
 from imgatlas.backbones._registry import register_backbone
 
 default_cfgs = {
@@ -20,7 +21,6 @@ default_cfgs = {
 
 
 def _build(out: Path) -> None:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -47,12 +47,7 @@ def _build(out: Path) -> None:
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    tmp = out.with_suffix(".tmp")
-    onnx.save(model, tmp)
-    tmp.replace(out)
+    save_graph(graph, out)
 
 
 @register_backbone
