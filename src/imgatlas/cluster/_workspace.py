@@ -26,7 +26,8 @@ from imgatlas.store.workspace import Workspace
 
 METHODS = ("kmeans", "gmm", "dbscan", "hdbscan", "kmedoids", "agglomerative")
 K_METHODS = ("kmeans", "gmm", "kmedoids", "agglomerative")
-SILHOUETTE_ALL_BELOW = 20_000  # per-image silhouettes are O(n^2); above, a seeded sample
+SILHOUETTE_ALL_BELOW = 20_000
+HOPKINS_DIM = 10  # per-image silhouettes are O(n^2); above, a seeded sample
 
 
 def build_method(method: str, k: int | None, options: dict[str, Any], seed: int
@@ -185,8 +186,16 @@ def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int
     else:
         out["silhouette"] = None
     m = min(1000, max(1, n // 10))
-    out["hopkins"] = hopkins(Z, m, random_state=seed)
+    # In hundreds of dimensions the d-th powers in Hopkins' formula saturate (H -> 1 for
+    # nearly any data), so it is computed on a 10-d PCA projection of the clustering space.
+    H = Z
+    if Z.shape[1] > HOPKINS_DIM:
+        from sklearn.decomposition import PCA
+
+        H = PCA(HOPKINS_DIM, random_state=seed).fit_transform(Z)
+    out["hopkins"] = hopkins(H, m, random_state=seed)
     out["hopkins_sample"] = m
+    out["hopkins_space"] = f"pca{HOPKINS_DIM}" if H is not Z else "as clustered"
     return out, sil
 
 
