@@ -66,9 +66,9 @@ class PCAReducer(TransformerMixin, BaseEstimator):
 
 
 class UMAPReducer(TransformerMixin, BaseEstimator):
-    """UMAP (umap-learn). Its numba kernels compile on first use in a process (70-90 s cold on
-    2 cores); they are cached on disk by numba (``NUMBA_CACHE_DIR``), so only the first run
-    on a machine pays. See ``imgatlas warmup``."""
+    """UMAP (umap-learn). Its numba kernels compile on the first fit in a process (70-90 s
+    with a cold numba cache on 2 cores, ~12 s once umap-learn's cached kernels exist); later
+    fits in the same process take a fraction of a second for small inputs."""
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
