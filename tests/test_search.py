@@ -41,8 +41,8 @@ def clustered():
     return X, y
 
 
-@pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "sign:32", "itq:32",
-                                  "hnsw:16", "itq:32+smooth", "float+smooth"])
+@pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "hnswpq:8", "sign:32",
+                                  "itq:32", "hnsw:16", "itq:32+smooth", "float+smooth"])
 def test_every_family_retrieves_its_class(clustered, spec):
     from imgatlas.index._workspace import retrieval_scores
 

@@ -12,7 +12,8 @@ from sklearn.preprocessing import normalize
 from imgatlas._validation import check_is_fitted
 from imgatlas.errors import ConfigError
 
-SPEC_HELP = ("float | pca:D | pq:M | ivfpq:M | sign:BITS | itq:BITS | hnsw:M, each optionally "
+SPEC_HELP = ("float | pca:D | pq:M | ivfpq:M | hnswpq:M | sign:BITS | itq:BITS | hnsw:M, each "
+             "optionally "
              "followed by +smooth (kNN diffusion of the collection, query expansion for "
              "queries), e.g. itq:512+smooth")
 
@@ -29,12 +30,14 @@ class Spec:
 
 
 def parse_spec(text: str) -> Spec:
-    m = re.fullmatch(r"(float|pca|pq|ivfpq|sign|itq|hnsw)(?::(\d+))?(\+smooth)?", text.strip())
+    m = re.fullmatch(r"(float|pca|pq|ivfpq|hnswpq|sign|itq|hnsw)(?::(\d+))?(\+smooth)?",
+                     text.strip())
     if not m:
         raise ConfigError(f"Unknown code spec {text!r}; use {SPEC_HELP}.")
     family, size, smooth = m.group(1), m.group(2), bool(m.group(3))
     if family != "float" and size is None:
-        size = {"pca": 64, "pq": 64, "ivfpq": 64, "sign": 512, "itq": 512, "hnsw": 32}[family]
+        size = {"pca": 64, "pq": 64, "ivfpq": 64, "hnswpq": 64, "sign": 512, "itq": 512,
+                "hnsw": 32}[family]
     if family in ("sign", "itq") and int(size) % 8:
         raise ConfigError(f"Binary codes need a multiple of 8 bits. Got {size} instead.")
     return Spec(family, int(size) if size is not None else None, smooth)
@@ -68,6 +71,8 @@ class CodeIndex(BaseEstimator):
         if s.family == "ivfpq":
             nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
             return f"IVF{nlist},PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
+        if s.family == "hnswpq":  # graph over PQ codes: compact and sub-millisecond
+            return f"HNSW32_PQ{_pq_m(s.size, d)}", l2
         if s.family == "sign":
             return f"PCA{s.size},LSH", l2
         if s.family == "itq":
@@ -93,7 +98,7 @@ class CodeIndex(BaseEstimator):
         if not index.is_trained:
             index.train(X)
         index.add(X)
-        if self.spec_.family == "hnsw":
+        if self.spec_.family in ("hnsw", "hnswpq"):
             index.hnsw.efSearch = 128
         if self.spec_.family == "ivfpq":
             faiss.extract_index_ivf(index).nprobe = 16
@@ -134,8 +139,8 @@ class CodeIndex(BaseEstimator):
         check_is_fitted(self)
         try:
             code = float(self.index_.sa_code_size())
-        except RuntimeError:
-            code = float("nan")
+        except RuntimeError:  # HNSW over PQ has no standalone codec: its storage's codes
+            code = float(_pq_m(self.spec_.size or 0, self.dim_))
         if self.spec_.family == "hnsw":
             code = 4.0 * self.dim_
         total = faiss.serialize_index(self.index_).nbytes / self.n_

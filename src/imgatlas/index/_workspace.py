@@ -107,7 +107,7 @@ def load_index(ws: Workspace, codes: str | None = None
     folder = link.resolve()
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        index = faiss.read_index(str(folder / "index.faiss"))
+        index = _read(folder / "index.faiss")
         ids = np.load(folder / "ids.npy")
     except (OSError, RuntimeError, ValueError) as e:
         raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
@@ -125,11 +125,21 @@ def load_index(ws: Workspace, codes: str | None = None
         sm.embedding_ = np.load(folder / "smooth_embedding.npy")
         sm.n_features_in_ = base.shape[1]
         ci.smoother_ = sm
-    if ci.spec_.family == "hnsw":
+    if ci.spec_.family in ("hnsw", "hnswpq"):
         ci.index_.hnsw.efSearch = 128
     if ci.spec_.family == "ivfpq":
         faiss.extract_index_ivf(ci.index_).nprobe = 16
     return ci, ids, meta
+
+
+def _read(path: Path) -> Any:
+    """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        return faiss.read_index(str(path))
 
 
 def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
