@@ -72,7 +72,7 @@ class CodeIndex(BaseEstimator):
             nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
             return f"IVF{nlist},PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
         if s.family == "hnswpq":  # graph over PQ codes: compact and sub-millisecond
-            return f"HNSW32_PQ{_pq_m(s.size, d)}", l2
+            return f"HNSW32_PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
         if s.family == "sign":
             return f"PCA{s.size},LSH", l2
         if s.family == "itq":
@@ -140,7 +140,7 @@ class CodeIndex(BaseEstimator):
         try:
             code = float(self.index_.sa_code_size())
         except RuntimeError:  # HNSW over PQ has no standalone codec: its storage's codes
-            code = float(_pq_m(self.spec_.size or 0, self.dim_))
+            code = float(self.index_.storage.sa_code_size())
         if self.spec_.family == "hnsw":
             code = 4.0 * self.dim_
         total = faiss.serialize_index(self.index_).nbytes / self.n_
