@@ -36,8 +36,8 @@ def main() -> None:
         if not (ws / "catalog.sqlite").exists():
             api.scan(SHARED / s, ws, labels_from_folders=True)
         preset = PRESET.get(s, "default")
-        tr = api.train_autoencoder(ws, preset=preset, epochs=args.epochs, patience=3)
-        emb = api.embed(ws, backbone=tr["onnx"])
+        tr = api.train_autoencoder(ws, preset=preset, epochs=args.epochs, patience=3, wait=900)
+        emb = api.embed(ws, backbone=tr["onnx"], wait=900)
         k = sum(1 for d in (SHARED / s).iterdir() if d.is_dir())
         cells = []
         for method, reduce in (("kmeans", "none"), ("gmm", "pca:50")):
@@ -45,8 +45,8 @@ def main() -> None:
             for seed in range(args.seeds):
                 run = api.cluster(ws, features=emb["store"], reduce=reduce, method=method,
                                   k=k, seed=seed, options={"covariance_type": "diag"}
-                                  if method == "gmm" else None)
-                accs.append(api.evaluate(ws, run["run_id"])["acc"])
+                                  if method == "gmm" else None, wait=900)
+                accs.append(api.evaluate(ws, run["run_id"], wait=900)["acc"])
             cells.append(f"**{statistics.mean(accs):.3f}** ± {statistics.pstdev(accs):.3f}")
         early = " (yes)" if tr["stopped_early"] else ""
         lines.append(f"| {s} | {preset} | {tr['epochs_run']}{early} | {tr['seconds']:.0f} | "

@@ -32,7 +32,7 @@ def main() -> None:
             api.scan(SHARED / s, ws, labels_from_folders=True)
             api.embed(ws, cache_dir=WORK / "cache")
         res[s] = api.evaluate_retrieval(ws, codes, features="efficientnet_lite0",
-                                        n_queries=args.queries)["codes"]
+                                        n_queries=args.queries, wait=900)["codes"]
         for c, m in res[s].items():
             print(f"{s:14s} {c:16s} mAP {m['map']:.3f} P@10 {m['p_at_10']:.3f} "
                   f"{m['bytes_per_image']:g} B {m['ms_per_query_p50']:.2f} ms", flush=True)
