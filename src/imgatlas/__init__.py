@@ -4,17 +4,42 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from imgatlas.api import embed, export_features, scan, status  # noqa: E402
+from imgatlas.api import (  # noqa: E402
+    cluster,
+    embed,
+    evaluate,
+    evaluate_retrieval,
+    export_clusters,
+    export_features,
+    index,
+    load_features,
+    name_cluster,
+    runs,
+    scan,
+    search,
+    status,
+    train_autoencoder,
+)
 from imgatlas.backbones import create_backbone, list_backbones  # noqa: E402
 from imgatlas.store import Workspace  # noqa: E402
 
 __all__ = [
     "__version__",
     "Workspace",
+    "cluster",
     "create_backbone",
     "embed",
+    "evaluate",
+    "evaluate_retrieval",
+    "export_clusters",
     "export_features",
+    "index",
     "list_backbones",
+    "load_features",
+    "name_cluster",
+    "runs",
     "scan",
+    "search",
     "status",
+    "train_autoencoder",
 ]

@@ -16,7 +16,7 @@ from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.embed import embed_workspace
 from imgatlas.errors import ConfigError, WorkspaceError
 from imgatlas.scan import IMAGE_EXTENSIONS, scan_directory, walk
-from imgatlas.store import FeatureStore, Status, Workspace  # noqa: F401  (api.Workspace)
+from imgatlas.store import FeatureStore, Status, Workspace
 
 PathLike = str | os.PathLike[str]
 
