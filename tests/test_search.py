@@ -66,14 +66,14 @@ def test_index_search_evaluate_through_workspace(image_dir, tmp_path, cache_dir,
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
     with pytest.raises(WorkspaceError, match="no search index"):
         api.search(ws, ids=[1])
-    res = api.index(ws, codes="float")
+    res = api.build_index(ws, codes="float")
     assert res["n"] == 12 and os.path.islink(res["path"])
     hits = api.search(ws, ids=[1], k=3)[0]["results"]
     assert len(hits) == 3 and all(h["id"] != 1 for h in hits)
     query = sorted(image_dir.rglob("*.png"))[0]
     top = api.search(ws, [query], k=1, cache_dir=cache_dir)[0]["results"][0]
     assert top["path"].endswith(query.name) and top["score"] == pytest.approx(1, abs=1e-5)
-    api.index(ws, codes="float")  # rebuild: the link moves, the old build is removed
+    api.build_index(ws, codes="float")  # rebuild: the link moves, the old build is removed
     assert len(list((ws / "index").glob("float@*"))) == 1
     ev = api.evaluate_retrieval(ws, ["float", "pca:4"], n_queries=12)
     for m in ev["codes"].values():
@@ -88,7 +88,7 @@ def test_corrupt_index_is_a_clear_error(image_dir, tmp_path, cache_dir):
     ws = tmp_path / "ws"
     api.scan(image_dir, ws)
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
-    res = api.index(ws, codes="float")
+    res = api.build_index(ws, codes="float")
     with open(os.path.join(res["path"], "index.faiss"), "wb") as f:
         f.write(b"junk")
     with pytest.raises(WorkspaceError, match="damaged"):

@@ -5,13 +5,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from imgatlas.api import (  # noqa: E402
+    build_index,
     cluster,
     embed,
     evaluate,
     evaluate_retrieval,
     export_clusters,
     export_features,
-    index,
     load_features,
     name_cluster,
     runs,
@@ -26,6 +26,7 @@ from imgatlas.store import Workspace  # noqa: E402
 __all__ = [
     "__version__",
     "Workspace",
+    "build_index",
     "cluster",
     "create_backbone",
     "embed",
@@ -33,7 +34,6 @@ __all__ = [
     "evaluate_retrieval",
     "export_clusters",
     "export_features",
-    "index",
     "list_backbones",
     "load_features",
     "name_cluster",

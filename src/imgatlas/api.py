@@ -214,13 +214,14 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
 
 
 # -- search ---------------------------------------------------------------------------------
-def index(workspace: PathLike, *, codes: str | None = None, features: str | None = None,
+def build_index(workspace: PathLike, *, codes: str | None = None, features: str | None = None,
           seed: int = 0, wait: float = 0.0) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically)."""
-    from imgatlas.index._workspace import DEFAULT_CODES, build_index
+    from imgatlas.index._workspace import DEFAULT_CODES
+    from imgatlas.index._workspace import build_index as _build
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
-        return build_index(ws, _pick_store(ws, features), codes or DEFAULT_CODES, seed)
+        return _build(ws, _pick_store(ws, features), codes or DEFAULT_CODES, seed)
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,

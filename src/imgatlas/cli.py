@@ -358,7 +358,7 @@ CODES_HELP = ("float | pca:D | pq:BYTES | ivfpq:BYTES | sign:BITS | itq:BITS | h
 @json_opt
 def index_cmd(workspace, codes, features, seed, wait, as_json):
     """Build a search index over the features (replaces the old one atomically)."""
-    res = api.index(workspace, codes=codes, features=features, seed=seed, wait=wait)
+    res = api.build_index(workspace, codes=codes, features=features, seed=seed, wait=wait)
     _emit(res, as_json, lambda r: click.echo(
         f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
         f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
