@@ -214,8 +214,9 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
 
 
 # -- search ---------------------------------------------------------------------------------
-def build_index(workspace: PathLike, *, codes: str | None = None, features: str | None = None,
-          seed: int = 0, wait: float = 0.0) -> dict[str, Any]:
+def build_index(workspace: PathLike, *, codes: str | None = None,
+                features: str | None = None, seed: int = 0, wait: float = 0.0
+                ) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically)."""
     from imgatlas.index._workspace import DEFAULT_CODES
     from imgatlas.index._workspace import build_index as _build
