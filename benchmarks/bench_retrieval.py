@@ -34,24 +34,27 @@ def main() -> None:
         res[s] = api.evaluate_retrieval(ws, codes, features="efficientnet_lite0",
                                         n_queries=args.queries, wait=900)["codes"]
         for c, m in res[s].items():
+            if "error" in m:
+                print(f"{s:14s} {c:16s} {m['error']}", flush=True)
+                continue
             print(f"{s:14s} {c:16s} mAP {m['map']:.3f} P@10 {m['p_at_10']:.3f} "
                   f"{m['bytes_per_image']:g} B {m['ms_per_query_p50']:.2f} ms", flush=True)
     lines = ["| codes | code bytes/image | " + " | ".join(sets) + " |",
              "|---" * (len(sets) + 2) + "|"]
-    for c in codes:
-        key = next(iter(res.values()))
-        spec = [k for k in key if k == c or k.startswith(c.split("+")[0])][0] if c not in key \
-            else c
-        cells = []
+    for spec in codes:
+        cells, b = [], None
         for s in sets:
-            m = res[s].get(spec)
+            m = res[s].get(spec, {"error": "not run"})
+            if "error" in m:
+                cells.append(f"n/a: {m['error']}")
+                continue
+            b = b or m
             cells.append(f"**{m['map']:.3f}** / {m['mrr']:.2f} / {m['p_at_10']:.2f}; "
-                         f"{m['ms_per_query_p50']:.2f}/{m['ms_per_query_p99']:.2f} ms"
-                         if m else "")
-        b = next(iter(res.values()))[spec]
-        extra = (f" (+{b['index_bytes_per_image'] - b['bytes_per_image']:.0f} for query "
-                 "expansion)" if spec.endswith("+smooth") else "")
-        lines.append(f"| {spec} | {b['bytes_per_image']:g}{extra} | " + " | ".join(cells) + " |")
+                         f"{m['ms_per_query_p50']:.2f}/{m['ms_per_query_p99']:.2f} ms")
+        size = "" if b is None else f"{b['bytes_per_image']:g}"
+        if b is not None and spec.endswith("+smooth"):
+            size += f" (+{b['index_bytes_per_image'] - b['bytes_per_image']:.0f} for expansion)"
+        lines.append(f"| {spec} | {size} | " + " | ".join(cells) + " |")
     body = [*preamble(),
             f"Leave-one-out over {args.queries} seeded queries per set (all images when fewer), "
             "each ranking the whole collection; relevance = same label. Cells: **mAP** / MRR / "

@@ -410,6 +410,9 @@ def evaluate_retrieval_cmd(workspace, codes, features, queries, seed, wait, as_j
         click.echo(f"  {'codes':<18} {'mAP':>6} {'MRR':>6} {'P@10':>6} {'p50 ms':>7} "
                    f"{'p99 ms':>7} {'bytes':>7} {'build s':>8}")
         for spec, m in r["codes"].items():
+            if "error" in m:
+                click.echo(f"  {spec:<18} not built: {m['error']}")
+                continue
             click.echo(f"  {spec:<18} {m['map']:6.3f} {m['mrr']:6.3f} {m['p_at_10']:6.3f} "
                        f"{m['ms_per_query_p50']:7.2f} {m['ms_per_query_p99']:7.2f} "
                        f"{m['bytes_per_image']:7g} {m['build_seconds']:8.2f}")

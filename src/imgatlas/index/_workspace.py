@@ -193,7 +193,13 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
     out = {"features": store.key, "n_images": int(len(ids)), "codes": {}}
     for spec in codes:
         t = time.perf_counter()
-        ci = CodeIndex(spec, random_state=seed).fit(X)
+        try:
+            ci = CodeIndex(spec, random_state=seed).fit(X)
+        except ConfigError as e:  # e.g. 512-bit codes on 500 images: say so, go on
+            if len(codes) == 1:
+                raise
+            out["codes"][spec] = {"error": str(e)}
+            continue
         build = time.perf_counter() - t
         scores = retrieval_scores(ci, X, labels, n_queries=n_queries, seed=seed)
         out["codes"][str(ci.spec_)] = {**scores, "build_seconds": round(build, 3),
@@ -204,7 +210,7 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
     run_id = ws.start_run("evaluate-retrieval", {"codes": codes, "features": store.key,
                                                  "n_queries": n_queries, "seed": seed})
     ws.finish_run(run_id, {k: {m: v[m] for m in ("map", "mrr", "p_at_10", "bytes_per_image")}
-                           for k, v in out["codes"].items()})
+                           for k, v in out["codes"].items() if "error" not in v})
     out["run_id"] = run_id
     return out
 
