@@ -59,7 +59,7 @@ def embed_workspace(
         if img.id not in done:
             by_sha[img.sha256 or f"id{img.id}"].append(img.id)
             path_of.setdefault(img.sha256 or f"id{img.id}", img.path)
-    # Same content already embedded under another id: copy, don't recompute.
+    # Pending images with the same content are decoded and inferred once (first id's path).
     pending_images = sum(len(v) for v in by_sha.values())
 
     embedder = Embedder(backbone, batch_size=batch_size, device=device, threads=threads,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -110,8 +111,8 @@ def scan_directory(
     return summary
 
 
-def _upsert(con, f: Found, r: ProbeResult, root: bytes, label: str | None, now: float,
-            known: dict, counts: dict) -> None:
+def _upsert(con: sqlite3.Connection, f: Found, r: ProbeResult, root: bytes,
+            label: str | None, now: float, known: dict, counts: dict) -> None:
     old = known.get(f.path)
     if old is None:
         counts["new"] += 1
