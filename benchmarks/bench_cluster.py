@@ -59,24 +59,34 @@ ROW = re.compile(r"^(\S+)\s+(.+?)\s+ACC ([\d.]+)±([\d.]+) NMI ([\d.]+) ARI ([\d
                  r"k \[([\d, ]+)\] ([\d.]+)s$")
 
 
+def table(sets: list[str], names: list[str], results: dict[tuple[str, str], dict]
+          ) -> list[str]:
+    """Markdown rows: one per pipeline, one cell per set ('not run' where absent)."""
+    lines = ["| pipeline | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+    for name in names:
+        cells = []
+        for s in sets:
+            r = results.get((s, name))
+            if r is None:
+                cells.append("not run")
+                continue
+            k = r["k"] if isinstance(r["k"], str) else ", ".join(map(str, r["k"]))
+            kk = f", k={k}" if "auto" in name or "DBSCAN" in name else ""
+            spread = f" ({r['min']:.2f}-{r['max']:.2f})" if "min" in r else ""
+            cells.append(f"**{r['acc']:.3f}** ± {r['sd']:.3f}{spread}; NMI {r['nmi']:.2f}, "
+                         f"ARI {r['ari']:.2f}; {r['sec']:.1f}s{kk}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_log(log: Path, seeds: int) -> None:
     """The table from the per-row lines a run printed (min-max is not in those lines)."""
     rows = [m.groups() for line in log.read_text().splitlines() if (m := ROW.match(line))]
     sets = list(dict.fromkeys(r[0] for r in rows))
     names = list(dict.fromkeys(r[1] for r in rows))
-    cell = {(r[0], r[1]): r for r in rows}
-    lines = ["| pipeline | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
-    for name in names:
-        cells = []
-        for s in sets:
-            r = cell.get((s, name))
-            if r is None:
-                cells.append("not run")
-                continue
-            kk = f", k={r[6]}" if "auto" in name or "DBSCAN" in name else ""
-            cells.append(f"**{r[2]}** ± {r[3]}; NMI {float(r[4]):.2f}, ARI {float(r[5]):.2f}; "
-                         f"{float(r[7]):.1f}s{kk}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    results = {(r[0], r[1]): {"acc": float(r[2]), "sd": float(r[3]), "nmi": float(r[4]),
+                              "ari": float(r[5]), "k": r[6], "sec": float(r[7])} for r in rows}
+    lines = table(sets, names, results)
     body = [*preamble(), f"Hungarian-matched ACC, mean ± sd over {seeds} seeds, mean NMI/ARI, "
             "median seconds per clustering run, k = number of classes unless the row says auto. "
             f"Rendered from the rows the run printed (`--render-log`); cells marked 'not run' "
@@ -127,19 +137,7 @@ def main() -> None:
             print(f"{s:14s} {name:42s} ACC {r['acc']:.3f}±{r['sd']:.3f} NMI {r['nmi']:.3f} "
                   f"ARI {r['ari']:.3f} k {r['k']} {r['sec']:.1f}s", flush=True)
 
-    head = "| pipeline | " + " | ".join(sets) + " |"
-    lines = [head, "|---" * (len(sets) + 1) + "|"]
-    for name in names:
-        cells = []
-        for s in sets:
-            r = results.get((s, name))
-            if r is None:
-                cells.append("")
-                continue
-            kk = f", k={'/'.join(map(str, r['k']))}" if "auto" in name or "DBSCAN" in name else ""
-            cells.append(f"**{r['acc']:.3f}** ± {r['sd']:.3f} ({r['min']:.2f}-{r['max']:.2f}); "
-                         f"NMI {r['nmi']:.2f}, ARI {r['ari']:.2f}; {r['sec']:.1f}s{kk}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = table(sets, names, results)
     body = [*preamble(),
             f"Hungarian-matched ACC, mean ± sd over {args.seeds} seeds (min-max), mean NMI/ARI, "
             "median seconds per clustering run (features already computed; UMAP's first call "
