@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -16,10 +16,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,kmedoids]'
 	touch $(STAMP)
 
+# The report's browser test drives Debian's Chromium. Installed here when missing and we may
+# (root + apt-get, as in CI); otherwise that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get install -y -q chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+	  || echo "chromium is not installed: the report's browser test will skip"
+
 demo: setup
 	$(BIN)/imgatlas run samples/clothing --workspace out/demo.imgatlas --labels-from-folders
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -138,16 +138,20 @@ def cluster(workspace: PathLike, *, features: str | None = None, reduce: str = D
             method: str = DEFAULT_METHOD, k: int | str | None = "auto",
             k_range: tuple[int, int] = (2, 30), options: dict[str, Any] | None = None,
             seed: int = 0, within: tuple[int, int] | None = None,
-            exclude: list[tuple[int, list[int]]] | None = None, wait: float = 0.0
-            ) -> dict[str, Any]:
-    """Cluster the workspace's features and record the run (see ``imgatlas cluster``)."""
+            exclude: list[tuple[int, list[int]]] | None = None, reuse: bool = False,
+            wait: float = 0.0) -> dict[str, Any]:
+    """Cluster the workspace's features and record the run (see ``imgatlas cluster``).
+
+    ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
+    of clustering again.
+    """
     from imgatlas.cluster._workspace import cluster_workspace
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
         store = _pick_store(ws, features)
         return cluster_workspace(ws, store, reduce=reduce, method=method, k=k,
                                  k_range=k_range, options=options, seed=seed, within=within,
-                                 exclude=exclude)
+                                 exclude=exclude, reuse=reuse)
 
 
 def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -253,3 +257,68 @@ def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
     with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate-retrieval") as ws:
         return _evaluate(ws, _pick_store(ws, features), codes or [DEFAULT_CODES],
                          n_queries=n_queries, seed=seed)
+
+
+# -- report and the whole job ------------------------------------------------------------------
+def default_report_dir(workspace: PathLike) -> Path:
+    return Path(workspace) / "report"
+
+
+def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None = None,
+           compare: tuple[int, int] | None = None, map: str = "auto",
+           progress: bool = False) -> dict[str, Any]:
+    """Write the HTML report of a clustering run (or, with ``compare``, of two runs).
+
+    ``out`` defaults to ``WORKSPACE/report``; open ``index.html`` there in any browser.
+    """
+    from imgatlas.report import write_comparison, write_report
+
+    out = Path(out) if out is not None else default_report_dir(workspace)
+    with Workspace.open(workspace) as ws:
+        if compare is not None:
+            return write_comparison(ws, out, *compare)
+        return write_report(ws, out, run, map_method=map, progress=progress)
+
+
+def run(directory: PathLike, workspace: PathLike | None = None, *,
+        labels_from_folders: bool = False, backbone: str = "efficientnet_lite0",
+        k: int | str | None = "auto", k_range: tuple[int, int] = (2, 30), seed: int = 0,
+        report_dir: PathLike | None = None, make_report: bool = True,
+        cache_dir: PathLike | None = None, progress: bool = False) -> dict[str, Any]:
+    """The main job: scan -> embed -> cluster (default pipeline) -> evaluate -> report.
+
+    Reuses whatever the workspace holds: unchanged files are not re-read, embedded images
+    not re-embedded, and an identical clustering run is not repeated.
+    """
+    import time
+
+    if workspace is None:
+        d = os.path.abspath(directory)
+        workspace = os.path.join(os.path.dirname(d), os.path.basename(d) + ".imgatlas")
+    steps: dict[str, float] = {}
+    t = time.perf_counter()
+    scan_res = scan(directory, workspace, labels_from_folders=labels_from_folders,
+                    progress=progress)
+    steps["scan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    embed_res = embed(workspace, backbone=backbone, cache_dir=cache_dir, progress=progress)
+    steps["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    cluster_res = cluster(workspace, features=embed_res["store"], k=k, k_range=k_range,
+                          seed=seed, reuse=True)
+    steps["cluster"] = time.perf_counter() - t
+    st = status(workspace)
+    eval_res = None
+    if st["labels"]:
+        t = time.perf_counter()
+        eval_res = evaluate(workspace, cluster_res["run_id"])
+        steps["evaluate"] = time.perf_counter() - t
+    report_res = None
+    if make_report:
+        t = time.perf_counter()
+        report_res = report(workspace, report_dir, run=cluster_res["run_id"],
+                            progress=progress)
+        steps["report"] = time.perf_counter() - t
+    return {"workspace": str(workspace), "scan": scan_res, "embed": embed_res,
+            "cluster": cluster_res, "evaluation": eval_res, "report": report_res,
+            "status": st, "seconds": {k: round(v, 3) for k, v in steps.items()}}

@@ -234,9 +234,10 @@ def cluster_cmd(workspace, features, reduce_, method, k, k_range, covariance, li
 def _print_cluster(r: dict[str, Any]) -> None:
     iv = r["internal"]
     sil = f"{iv['silhouette']:.3f}" if iv.get("silhouette") is not None else "n/a"
+    reused = " (reused: same parameters, same images)" if r.get("reused") else ""
     click.echo(f"run {r['run_id']}: {r['n_images']} images -> {r['n_clusters']} clusters "
                f"({r['method']} on {r['reduce']}, {r['reduced_dim']}-d) in "
-               f"{r['timings']['total']:.1f}s")
+               f"{r['timings']['total']:.1f}s{reused}")
     if r.get("k_selection"):
         click.echo(f"  k chosen: {r['k_selection']['reason']}")
     click.echo(f"  silhouette {sil}, Hopkins {iv['hopkins']:.3f}, noise {iv['noise_share']:.1%}")
@@ -420,6 +421,26 @@ def evaluate_retrieval_cmd(workspace, codes, features, queries, seed, wait, as_j
     _emit(res, as_json, human)
 
 
+# -- report ------------------------------------------------------------------------------------
+@cli.command()
+@workspace_opt
+@click.option("--run", "run_id", type=int, default=None,
+              help="Cluster run to report (default: the latest).")
+@click.option("--compare", nargs=2, type=int, default=None, metavar="RUN_A RUN_B",
+              help="Put two runs side by side instead.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default: WORKSPACE/report).")
+@click.option("--map", "map_method", type=click.Choice(["auto", "umap", "pca"]),
+              default="auto", show_default=True, help="2-D projection for the map.")
+@progress_opt
+@json_opt
+def report(workspace, run_id, compare, out, map_method, progress, as_json):
+    """Write a self-contained HTML report that opens offline in any browser."""
+    res = api.report(workspace, out, run=run_id, compare=tuple(compare) if compare else None,
+                     map=map_method, progress=_progress(progress))
+    _emit(res, as_json, lambda r: click.echo(f"report: {r['index']}"))
+
+
 # -- run ---------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("directory", type=click.Path())
@@ -432,29 +453,21 @@ def evaluate_retrieval_cmd(workspace, codes, features, queries, seed, wait, as_j
               help="Number of clusters, or 'auto'.")
 @click.option("--k-range", default="2:30", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Report folder (default: WORKSPACE/report).")
+@click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")
 @progress_opt
 @json_opt
-def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, progress,
-        as_json):
-    """The main job: scan, embed, cluster (default pipeline) and, with labels, evaluate.
+def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, report_dir,
+        no_report, progress, as_json):
+    """The main job: scan, embed, cluster (default pipeline), evaluate, report.
 
     Reuses whatever the workspace already holds: a second run only does new work.
     """
-    import os
-
-    if workspace is None:
-        d = os.path.abspath(directory)
-        workspace = os.path.join(os.path.dirname(d), os.path.basename(d) + ".imgatlas")
-    p = _progress(progress)
-    scan_res = api.scan(directory, workspace, labels_from_folders=labels_from_folders,
-                        progress=p)
-    embed_res = api.embed(workspace, backbone=backbone, progress=p)
-    cluster_res = api.cluster(workspace, features=embed_res["store"], k=_k_option(k),
-                              k_range=_k_range(k_range), seed=seed)
-    st = api.status(workspace)
-    eval_res = api.evaluate(workspace, cluster_res["run_id"]) if st["labels"] else None
-    res = {"workspace": str(workspace), "scan": scan_res, "embed": embed_res,
-           "cluster": cluster_res, "evaluation": eval_res, "status": st}
+    res = api.run(directory, workspace, labels_from_folders=labels_from_folders,
+                  backbone=backbone, k=_k_option(k), k_range=_k_range(k_range), seed=seed,
+                  report_dir=report_dir, make_report=not no_report,
+                  progress=_progress(progress))
 
     def human(r):
         _print_scan(r["scan"])
@@ -468,6 +481,8 @@ def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, p
             click.echo(f"  {len(r['status']['failed'])} files could not be used: "
                        f"imgatlas status --workspace {r['workspace']}")
         click.echo(f"workspace: {r['workspace']}")
+        if r["report"]:
+            click.echo(f"report: {r['report']['index']}")
 
     _emit(res, as_json, human)
 

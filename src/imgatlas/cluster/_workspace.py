@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from typing import Any
@@ -85,8 +86,14 @@ def cluster_workspace(
     seed: int = 0,
     within: tuple[int, int] | None = None,
     exclude: list[tuple[int, list[int]]] | None = None,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Reduce, cluster, validate and record one run; returns its summary."""
+    """Reduce, cluster, validate and record one run; returns its summary.
+
+    With ``reuse``, a finished run with the same parameters over the same images is
+    returned (``"reused": True``) instead of clustering again: every step is seeded, so it
+    would give the same result.
+    """
     if method not in METHODS:
         raise ConfigError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     options = dict(options or {})
@@ -100,7 +107,12 @@ def cluster_workspace(
     params = {"features": store.key, "reduce": reduce, "method": method, "k": k,
               "k_range": list(k_range), "options": options, "seed": seed,
               "within": list(within) if within else None,
-              "exclude": [[r, c] for r, c in exclude], "n_images": int(len(ids))}
+              "exclude": [[r, c] for r, c in exclude], "n_images": int(len(ids)),
+              "images_sha1": hashlib.sha1(ids.astype("<i8").tobytes()).hexdigest()}
+    if reuse:
+        for old in reversed(ws.runs("cluster")):
+            if old["status"] == "done" and old["params"] == params:
+                return {**old["results"], "reused": True}
     run_id = ws.start_run("cluster", params)
     timings: dict[str, float] = {}
     caught = warnings.catch_warnings(record=True)

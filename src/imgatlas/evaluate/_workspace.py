@@ -22,10 +22,18 @@ def assignments(ws: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray, lis
 
 
 def evaluate_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
+    """Score a run (see :func:`score_run`) and record the headline scores with it."""
+    out = score_run(ws, run_id)
+    ws.update_results(out["run_id"], {"evaluation": {k: out[k] for k in
+                                                     ("acc", "nmi", "ari", "purity")}})
+    return out
+
+
+def score_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
     """ACC (Hungarian), NMI, ARI, purity, confusion matrix and cluster composition.
 
     Labels only score: they never reach the clustering. Images without a label are left out
-    and counted in ``unlabelled``.
+    and counted in ``unlabelled``. Reads only: a report can score a run without the lock.
     """
     run = ws.run(run_id, "cluster")
     ids, clusters, labels = assignments(ws, run["id"])
@@ -43,6 +51,4 @@ def evaluate_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
         "confusion": {"classes": classes, "clusters": order, "matrix": M.tolist()},
         "composition": {str(c): v for c, v in composition(y, p).items()},
     }
-    ws.update_results(run["id"], {"evaluation": {k: out[k] for k in
-                                                 ("acc", "nmi", "ari", "purity")}})
     return out

@@ -180,6 +180,11 @@ def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
     }
 
 
+# what a retrieval evaluation keeps in its run record (the report's table and PR plot)
+RECORDED = ("map", "mrr", "p_at_10", "bytes_per_image", "index_bytes_per_image",
+            "ms_per_query_p50", "ms_per_query_p99", "build_seconds", "pr_curve")
+
+
 def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
                        n_queries: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Build each code family on the store's vectors and score it leave-one-out."""
@@ -209,7 +214,7 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
                                            ci.bytes_per_image()["index_bytes"]}
     run_id = ws.start_run("evaluate-retrieval", {"codes": codes, "features": store.key,
                                                  "n_queries": n_queries, "seed": seed})
-    ws.finish_run(run_id, {k: {m: v[m] for m in ("map", "mrr", "p_at_10", "bytes_per_image")}
+    ws.finish_run(run_id, {k: {m: v[m] for m in RECORDED if m in v}
                            for k, v in out["codes"].items() if "error" not in v})
     out["run_id"] = run_id
     return out

@@ -1,0 +1,105 @@
+"""Geometry of a recorded run: its clustering space, a 2-D map, and representative images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.errors import ConfigError
+from imgatlas.reduce import make_reducer
+from imgatlas.store import FeatureStore, Workspace
+
+MAP_METHODS = ("auto", "umap", "pca")
+UMAP_MAP_MAX = 200_000  # above, UMAP's 2-D layout takes minutes on 2 cores: PCA instead
+MAP_PREPCA = 50  # UMAP runs on a 50-d PCA of the clustering space: same picture, faster kNN
+
+
+def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, Z)``: the run's feature vectors, and the same after the run's reduction.
+
+    Reductions are seeded, so this is the space the run clustered in (the run stores
+    assignments, not its reduced vectors: they are cheap to rebuild and costly to keep).
+    """
+    params = run["params"]
+    store = FeatureStore.get(ws, params["features"])
+    if store is None:
+        raise ConfigError(f"Run {run['id']} used feature store {params['features']!r}, which "
+                          "is no longer in the workspace.")
+    sid, X = store.read()
+    pos = np.searchsorted(sid, ids)
+    if np.any(pos >= len(sid)) or np.any(sid[np.minimum(pos, len(sid) - 1)] != ids):
+        raise ConfigError(f"Run {run['id']} clustered images whose features are gone.")
+    X = np.asarray(X[pos], dtype=np.float32)
+    reducer = make_reducer(params.get("reduce", "none"), random_state=params.get("seed", 0))
+    Z = reducer.fit_transform(X) if reducer is not None else X
+    return X, np.ascontiguousarray(Z, dtype=np.float32)
+
+
+def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: str = "auto"
+                    ) -> tuple[np.ndarray, str]:
+    """2-D coordinates of every image of the run, scaled to [0, 1]; cached per run.
+
+    The map projects the L2-normalised features, not the clustering space: a reduction such
+    as kNN smoothing pulls each cluster into a tight ball, and UMAP then scatters those balls
+    to the corners with nothing to see inside them. Coloured by cluster, the feature map also
+    shows where the clustering cut through a continuous region.
+    """
+    from sklearn.preprocessing import normalize
+
+    Z = normalize(X)
+    if method not in MAP_METHODS:
+        raise ConfigError(f"Unknown map {method!r}; use {', '.join(MAP_METHODS)}.")
+    if method == "auto":
+        method = "umap" if len(Z) <= UMAP_MAP_MAX else "pca"
+    cache = ws.path / "maps" / f"run-{run['id']}-{method}.npy"
+    if cache.exists():
+        xy = np.load(cache)
+        if xy.shape == (len(Z), 2):
+            return xy, method
+    seed = run["params"].get("seed", 0)
+    if method == "pca" or len(Z) < 5:
+        from sklearn.decomposition import PCA
+
+        xy = PCA(2, random_state=seed).fit_transform(Z) if len(Z) >= 2 else np.zeros((len(Z), 2))
+        method = "pca"
+    else:
+        xy = _umap_2d(Z, seed)
+    lo, hi = xy.min(0), xy.max(0)
+    xy = ((xy - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+    _save_atomic(cache, xy)
+    return xy, method
+
+
+def _umap_2d(Z: np.ndarray, seed: int) -> np.ndarray:
+    import umap
+    from sklearn.decomposition import PCA
+
+    if Z.shape[1] > MAP_PREPCA and len(Z) > MAP_PREPCA:
+        Z = PCA(MAP_PREPCA, random_state=seed).fit_transform(Z)
+    return umap.UMAP(n_components=2, n_neighbors=min(15, len(Z) - 1), min_dist=0.1,
+                     random_state=seed, n_jobs=1).fit_transform(Z)
+
+
+def _save_atomic(path: Path, a: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, a)
+    os.replace(tmp, path)
+
+
+def rank_by_centrality(Z: np.ndarray, clusters: np.ndarray) -> dict[int, np.ndarray]:
+    """Per cluster, its members' row indices ordered from the centre outwards.
+
+    The centre is the members' mean in the clustering space (for k-medoids the medoid is
+    near it); the first rows are the cluster's most typical images, the last its strays.
+    """
+    out: dict[int, np.ndarray] = {}
+    for c in np.unique(clusters):
+        rows = np.flatnonzero(clusters == c)
+        d = ((Z[rows] - Z[rows].mean(0)) ** 2).sum(1)
+        out[int(c)] = rows[np.argsort(d, kind="stable")]
+    return out

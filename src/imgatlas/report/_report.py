@@ -1,0 +1,398 @@
+"""The report stage: a recorded run -> a folder that opens offline in any browser.
+
+Layout of the output folder::
+
+    index.html            summary, sizes, montages, map, k selection, validation, scores
+    clusters/c<C>-<P>.html  every member of cluster C, page P
+    compare-<A>-<B>.html  (``write_comparison``) two runs side by side
+    assets/               report.css, report.js, figures (PNG), thumbs/<sha>.jpg
+
+Every string that comes from the data (paths, labels, cluster names) reaches the page
+through Jinja2's autoescaping or, for the map, through JSON read by ``textContent``; nothing
+is ever inserted as markup. Every link and image is a relative path inside the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas import __version__
+from imgatlas.cluster._methods import LINKAGES
+from imgatlas.errors import ConfigError
+from imgatlas.evaluate._workspace import assignments, score_run
+from imgatlas.report import _figures
+from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
+from imgatlas.report._thumbs import ensure_thumbnails
+from imgatlas.store import Workspace
+
+PER_PAGE = 200  # thumbnails per cluster page
+MONTAGE = 8  # representative + random images per cluster on the front page
+OUTLIERS = 24  # lowest-silhouette images shown
+TREE_SAMPLE = 2000  # images behind the dendrogram and the cophenetic table
+# tab20 reordered so neighbouring cluster ids get distinct hues
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+           "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+NOISE_COLOR = "#bbbbbb"
+
+
+def color(c: int) -> str:
+    return NOISE_COLOR if c < 0 else PALETTE[c % len(PALETTE)]
+
+
+def _env() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("imgatlas.report", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.filters["color"] = color
+    env.filters["tojson_safe"] = json_for_script
+    return env
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def json_for_script(obj: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&``
+    survive, so no file name can close the script element."""
+    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    from markupsafe import Markup
+
+    return Markup(s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+                  .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _relative_display(ws: Workspace, ids: np.ndarray) -> dict[int, str]:
+    """Paths shown relative to the scanned folder: shorter, and no home directory leaks."""
+    out = {}
+    for i, path, root, display in ws.con.execute(
+            "SELECT id, path, root, display FROM images"):
+        try:
+            rel = os.path.relpath(os.fsdecode(path), os.fsdecode(root))
+        except ValueError:
+            rel = display
+        out[int(i)] = rel if not rel.startswith("..") else display
+    return {int(i): out.get(int(i), str(i)) for i in ids}
+
+
+def _copy_assets(out: Path) -> Path:
+    assets = out / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    static = resources.files("imgatlas.report") / "static"
+    for name in ("report.css", "report.js"):
+        (assets / name).write_bytes((static / name).read_bytes())
+    return assets
+
+
+def _place_thumbs(thumbs: dict[int, Path | None], assets: Path) -> dict[int, str | None]:
+    """Hard-link (or copy) each cached thumbnail into the report; return relative paths."""
+    folder = assets / "thumbs"
+    folder.mkdir(parents=True, exist_ok=True)
+    rel: dict[int, str | None] = {}
+    for i, src in thumbs.items():
+        if src is None:
+            rel[i] = None
+            continue
+        dst = folder / src.name
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        rel[i] = f"thumbs/{src.name}"
+    return rel
+
+
+def _check_out(out: Path, ws: Workspace) -> Path:
+    out = Path(out).resolve()
+    if out == ws.path.resolve() or ws.path.resolve() in out.parents and out.name in (
+            "features", "thumbs", "maps", "index"):
+        raise ConfigError(f"Refusing to write a report over workspace data at {out}.")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder.")
+    return out
+
+
+def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_method: str = "auto",
+                 per_page: int = PER_PAGE, progress: bool = False) -> dict[str, Any]:
+    """Write the report of cluster run ``run_id`` (default: the latest) into folder ``out``."""
+    t0 = time.perf_counter()
+    out = _check_out(out, ws)
+    run = ws.run(run_id, "cluster")
+    if run["status"] != "done":
+        raise ConfigError(f"Run {run['id']} is {run['status']}, not done; nothing to report.")
+    res = run["results"]
+    ids, clusters, labels = assignments(ws, run["id"])
+    sil = np.array([np.nan if s is None else s for (s,) in ws.con.execute(
+        "SELECT silhouette FROM assignments WHERE run_id=? ORDER BY image_id", (run["id"],))],
+        dtype=np.float64)
+    rows = {r.id: r for r in ws.images(status=None)}
+    names = dict(ws.con.execute("SELECT cluster, name FROM cluster_names WHERE run_id=?",
+                                (run["id"],)))
+    display = _relative_display(ws, ids)
+
+    X, Z = clustering_space(ws, run, ids)
+    xy, map_used = map_coordinates(ws, run, X, map_method)
+    order = rank_by_centrality(Z, clusters)
+    thumbs = ensure_thumbnails(ws, [rows[int(i)] for i in ids], progress=progress)
+    assets = _copy_assets(out)
+    thumb_rel = _place_thumbs(thumbs, assets)
+
+    has_labels = any(lab is not None for lab in labels)
+    scores = score_run(ws, run["id"]) if has_labels else None
+    figures = _draw_figures(run, Z, clusters, sil, assets)
+    retrieval = _retrieval(ws)
+    curves = {k: v["pr_curve"] for k, v in (retrieval or {}).get("codes", {}).items()
+              if "pr_curve" in v}
+    if curves:
+        _figures.pr_curves(curves, assets / "pr_curves.png")
+        figures["pr_curves"] = "pr_curves.png"
+    cluster_ids = sorted(int(c) for c in np.unique(clusters))
+    rng = np.random.default_rng(run["params"].get("seed", 0))
+
+    def card(r: int) -> dict[str, Any]:
+        i = int(ids[r])
+        return {"id": i, "thumb": thumb_rel[i], "name": display[i], "label": labels[r],
+                "cluster": int(clusters[r]),
+                "silhouette": None if np.isnan(sil[r]) else float(sil[r])}
+
+    pages = {c: max(1, -(-len(order[c]) // per_page)) for c in cluster_ids}
+    cluster_cards = []
+    for c in cluster_ids:
+        members = order[c]
+        rest = members[MONTAGE:]
+        sample = np.sort(rng.choice(rest, min(MONTAGE, len(rest)), replace=False)) \
+            if len(rest) else rest
+        cluster_cards.append({
+            "id": c, "name": names.get(c), "size": int(len(members)), "color": color(c),
+            "silhouette": (res.get("internal", {}).get("silhouette_per_cluster") or {})
+            .get(str(c)),
+            "representatives": [card(r) for r in members[:MONTAGE]],
+            "random": [card(r) for r in sample], "pages": pages[c],
+            "composition": (scores or {}).get("composition", {}).get(str(c)),
+        })
+
+    ok_sil = np.flatnonzero(~np.isnan(sil))
+    lowest = ok_sil[np.argsort(sil[ok_sil], kind="stable")[:OUTLIERS]]
+    noise = order.get(-1, np.array([], int))
+    label_names = sorted({lab for lab in labels if lab is not None})
+    label_index = {lab: j for j, lab in enumerate(label_names)}
+    map_data = {
+        "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
+        "cluster": clusters.tolist(), "id": ids.tolist(),
+        "label": [label_index.get(lab, -1) if lab is not None else -1 for lab in labels],
+        "labels": label_names, "name": [display[int(i)] for i in ids],
+        "thumb": [thumb_rel[int(i)] or "" for i in ids],
+        "page": {str(c): f"clusters/c{c}-1.html" for c in cluster_ids},
+        "palette": PALETTE, "noise": NOISE_COLOR,
+        "clusterNames": {str(c): n for c, n in names.items()},
+    }
+    summary = _summary(ws, run, map_used)
+    ctx = {
+        "title": f"imgatlas report: run {run['id']}", "version": __version__,
+        "run": run, "res": res, "summary": summary, "clusters": cluster_cards,
+        "max_size": max(c["size"] for c in cluster_cards), "scores": scores,
+        "figures": figures, "map_json": map_data, "map_method": map_used,
+        "lowest": [card(r) for r in lowest], "noise": [card(r) for r in noise[:PER_PAGE]],
+        "n_noise": int(len(noise)), "cophenetic": _cophenetic_table(run, Z),
+        "retrieval": retrieval, "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "root": "", "home": True,
+    }
+    env = _env()
+    (out / "index.html").write_text(env.get_template("index.html.j2").render(**ctx),
+                                    encoding="utf-8")
+    _write_cluster_pages(env, out, ctx, order, card, pages, per_page)
+    return {"run_id": run["id"], "out": str(out), "index": str(out / "index.html"),
+            "n_images": int(len(ids)), "n_clusters": len([c for c in cluster_ids if c >= 0]),
+            "map": map_used, "bytes": _folder_bytes(out),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _write_cluster_pages(env: Any, out: Path, ctx: dict[str, Any], order: dict[int, np.ndarray],
+                         card: Any, pages: dict[int, int], per_page: int) -> None:
+    folder = out / "clusters"
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("c*.html"):  # a cluster that no longer exists must not linger
+        old.unlink()
+    tpl = env.get_template("cluster.html.j2")
+    by_id = {c["id"]: c for c in ctx["clusters"]}
+    for c, members in order.items():
+        for p in range(1, pages[c] + 1):
+            chunk = members[(p - 1) * per_page: p * per_page]
+            html = tpl.render(**{**ctx, "root": "../", "cluster": by_id[c], "page": p,
+                                 "n_pages": pages[c], "cards": [card(r) for r in chunk],
+                                 "title": f"cluster {c} (page {p} of {pages[c]})"})
+            (folder / f"c{c}-{p}.html").write_text(html, encoding="utf-8")
+
+
+def _folder_bytes(out: Path) -> int:
+    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+
+
+def _summary(ws: Workspace, run: dict[str, Any], map_used: str) -> dict[str, Any]:
+    counts = ws.status_counts()
+    skipped = [{"status": s, "reason": r, "name": d} for s, r, d in ws.con.execute(
+        "SELECT status, reason, display FROM images WHERE status NOT IN ('ok', 'missing') "
+        "ORDER BY status, display LIMIT 500")]
+    reasons = [{"status": s, "n": n} for s, n in sorted(counts.items()) if s != "ok"]
+    params, res = run["params"], run["results"]
+    store = ws.con.execute("SELECT backbone, dim FROM stores WHERE key=?",
+                           (params["features"],)).fetchone()
+    k_sel = res.get("k_selection")
+    if k_sel:
+        how_k = k_sel["reason"]
+    elif res["method"] in ("dbscan", "hdbscan"):
+        how_k = f"found by {res['method'].upper()} (density-based; no k is given)"
+    else:
+        how_k = f"given: k={res['k']}"
+    steps = {}
+    for kind in ("scan", "embed"):
+        done = [r for r in ws.runs(kind) if r["status"] == "done" and r["finished_at"]]
+        if done:
+            steps[kind] = round(done[-1]["finished_at"] - done[-1]["started_at"], 2)
+    steps.update({f"cluster: {k}": v for k, v in res.get("timings", {}).items()})
+    return {
+        "found": sum(counts.values()), "used": res["n_images"],
+        "usable": counts.get("ok", 0), "reasons": reasons, "skipped": skipped,
+        "n_skipped": sum(n for s, n in counts.items() if s not in ("ok", "missing")),
+        "backbone": store[0] if store else params["features"], "dim": store[1] if store else None,
+        "features": params["features"], "reduce": params["reduce"], "method": res["method"],
+        "k": res["n_clusters"], "how_k": how_k, "timings": steps, "map": map_used,
+        "estimator": res.get("estimator", {}), "warnings": res.get("warnings", []),
+        "seed": params.get("seed"), "within": params.get("within"),
+        "exclude": params.get("exclude"),
+    }
+
+
+def _draw_figures(run: dict[str, Any], Z: np.ndarray, clusters: np.ndarray, sil: np.ndarray,
+                  assets: Path) -> dict[str, str]:
+    res = run["results"]
+    figs: dict[str, str] = {}
+    if res.get("k_selection"):
+        _figures.k_selection(res["k_selection"], assets / "k_selection.png")
+        figs["k_selection"] = "k_selection.png"
+    if (~np.isnan(sil)).any():
+        _figures.silhouette_plot(clusters, sil, PALETTE, assets / "silhouette.png")
+        figs["silhouette"] = "silhouette.png"
+    if res["method"] == "agglomerative":
+        L, cut = _tree(run, Z)
+        _figures.dendrogram(L, assets / "dendrogram.png", cut=cut)
+        figs["dendrogram"] = "dendrogram.png"
+    return figs
+
+
+def _tree_sample(run: dict[str, Any], Z: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(run["params"].get("seed", 0))
+    idx = (np.sort(rng.choice(len(Z), TREE_SAMPLE, replace=False)) if len(Z) > TREE_SAMPLE
+           else np.arange(len(Z)))
+    return Z[idx].astype(np.float64)
+
+
+def _tree(run: dict[str, Any], Z: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """The run's linkage on a seeded sample, and the height that cuts it into k clusters."""
+    from scipy.cluster.hierarchy import linkage
+
+    est = run["results"].get("estimator", {})
+    method, metric = est.get("linkage", "ward"), est.get("metric", "euclidean")
+    metric = "cityblock" if metric == "manhattan" else metric
+    S = _tree_sample(run, Z)
+    L = linkage(S, method=method, metric=metric)
+    k = run["results"]["n_clusters"]
+    cut = est.get("distance_threshold")
+    if cut is None and 1 < k <= len(L):
+        cut = float((L[-k, 2] + L[-k + 1, 2]) / 2) if k > 1 else None
+    return L, cut
+
+
+def _cophenetic_table(run: dict[str, Any], Z: np.ndarray) -> list[dict[str, Any]] | None:
+    """Cophenetic correlation of every linkage method (hierarchical runs only)."""
+    if run["results"]["method"] != "agglomerative":
+        return None
+    from imgatlas.evaluate.metrics import cophenetic_correlation
+
+    est = run["results"].get("estimator", {})
+    metric = est.get("metric", "euclidean")
+    metric = "cityblock" if metric == "manhattan" else metric
+    S = _tree_sample(run, Z)
+    rows = []
+    for method in LINKAGES:
+        if method in ("centroid", "median", "ward") and metric != "euclidean":
+            rows.append({"linkage": method, "value": None, "used": False,
+                         "note": "defined for euclidean only"})
+            continue
+        rows.append({"linkage": method, "value": cophenetic_correlation(S, method, metric),
+                     "used": method == est.get("linkage"), "note": ""})
+    return rows
+
+
+def _retrieval(ws: Workspace) -> dict[str, Any] | None:
+    """The latest retrieval evaluation, when one was run, with its PR curves."""
+    done = [r for r in ws.runs("evaluate-retrieval") if r["status"] == "done"]
+    if not done:
+        return None
+    r = done[-1]
+    return {"run_id": r["id"], "features": r["params"].get("features"),
+            "codes": r["results"] or {}}
+
+
+def write_comparison(ws: Workspace, out: Path, run_a: int, run_b: int) -> dict[str, Any]:
+    """Two cluster runs side by side: parameters, scores, sizes and how clusters map."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.metrics.cluster import contingency_matrix
+
+    out = _check_out(out, ws)
+    runs = [ws.run(run_a, "cluster"), ws.run(run_b, "cluster")]
+    ia, ca, _ = assignments(ws, run_a)
+    ib, cb, _ = assignments(ws, run_b)
+    common, pa, pb = np.intersect1d(ia, ib, return_indices=True)
+    if not len(common):
+        raise ConfigError(f"Runs {run_a} and {run_b} share no images; nothing to compare.")
+    a, b = ca[pa], cb[pb]
+    ua, ta = np.unique(a, return_inverse=True)
+    ub, tb = np.unique(b, return_inverse=True)
+    C = contingency_matrix(ta, tb)
+    mapping = []
+    for i, c in enumerate(ua):
+        j = int(np.argmax(C[i]))
+        mapping.append({"a": int(c), "b": int(ub[j]), "size": int(C[i].sum()),
+                        "share": float(C[i, j] / max(C[i].sum(), 1))})
+    has_labels = [any(lab is not None for lab in assignments(ws, r["id"])[2]) for r in runs]
+    scores = [score_run(ws, r["id"]) if h else None for r, h in zip(runs, has_labels,
+                                                                     strict=True)]
+    _copy_assets(out)
+    ctx = {
+        "title": f"imgatlas: run {run_a} vs run {run_b}", "version": __version__,
+        "runs": runs, "scores": scores, "n_common": int(len(common)),
+        "agreement": {"ari": float(adjusted_rand_score(a, b)),
+                      "nmi": float(normalized_mutual_info_score(a, b))},
+        "rows": [int(c) for c in ua], "cols": [int(c) for c in ub], "matrix": C.tolist(),
+        "row_max": [int(r.max()) for r in C], "mapping": mapping, "root": "",
+        "home": (out / "index.html").exists(),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    path = out / f"compare-{run_a}-{run_b}.html"
+    path.write_text(_env().get_template("compare.html.j2").render(**ctx), encoding="utf-8")
+    return {"out": str(out), "index": str(path), "runs": [run_a, run_b],
+            "n_common": int(len(common)), **ctx["agreement"]}
+

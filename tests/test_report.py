@@ -1,0 +1,267 @@
+"""The HTML report: contents, escaping, relative paths, caching, comparison, and a real
+browser rendering it (headless Chromium through Playwright)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgatlas import api
+from imgatlas.cli import main
+
+EVIL_FILE = "<img src=x onerror=alert(1)>"
+EVIL_LABEL = 'blue"><svg onload=alert(2)>'
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), EVIL_LABEL: (30, 40, 220)}
+
+
+@pytest.fixture()
+def report_ws(tmp_path, cache_dir):
+    """Three colour groups (one folder and one file with markup in their names), one broken
+    file, embedded with the tiny test backbone and clustered with k=3."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "img"
+    for name, rgb in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for j in range(12):
+            a = np.clip(np.array(rgb) + rng.normal(0, 12, (40, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / name / f"{j}.jpg", quality=90)
+    shutil.copy(root / "red" / "0.jpg", root / "red" / f"{EVIL_FILE}.jpg")
+    (root / "green" / "empty.jpg").write_bytes(b"")
+    ws = tmp_path / "ws"
+    api.scan(root, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    api.cluster(ws, k=3)
+    return ws
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for k, v in attrs:
+            if k in ("src", "href") and v:
+                self.refs.append(v)
+
+
+def _check_refs_inside(html_file: Path, out: Path) -> list[str]:
+    p = _Refs()
+    p.feed(html_file.read_text(encoding="utf-8"))
+    for ref in p.refs:
+        if ref.startswith("#"):
+            continue
+        assert not re.match(r"^[a-z]+:", ref) and not ref.startswith("/"), ref
+        target = (html_file.parent / ref.split("#")[0]).resolve()
+        assert out.resolve() in target.parents, f"{ref} points outside the report"
+        assert target.exists(), f"{ref} in {html_file.name} does not exist"
+    return p.tags
+
+
+def test_report_contents_escaping_and_relative_paths(report_ws, tmp_path):
+    out = tmp_path / "rep"
+    res = api.report(report_ws, out, map="pca")
+    assert res["n_images"] == 37 and res["n_clusters"] == 3 and res["map"] == "pca"
+    index = out / "index.html"
+    html = index.read_text(encoding="utf-8")
+    for section in ("summary", "sizes", "map", "clusters", "scores", "validation",
+                    "outliers"):
+        assert f'id="{section}"' in html, section
+    assert "empty" in html and "skipped" in html.lower()  # the broken file and its status
+    # every data string is escaped: no markup from a file or folder name survives
+    for page in out.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert EVIL_FILE not in text and "<svg onload" not in text, page.name
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    data = re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html,
+                     re.S).group(1)
+    assert "<" not in data and "\\u003cimg" in data
+    mapped = json.loads(data)
+    assert len(mapped["x"]) == 37 and any(EVIL_FILE in n for n in mapped["name"])
+    assert EVIL_LABEL in mapped["labels"]
+    # every src/href is relative and exists inside the report folder
+    tags = _check_refs_inside(index, out)
+    assert "canvas" in tags
+    for page in (out / "clusters").glob("*.html"):
+        _check_refs_inside(page, out)
+    assert len(list((out / "assets" / "thumbs").glob("*.jpg"))) >= 36  # 2 files share content
+    scores = api.evaluate(report_ws)
+    assert f"{scores['acc']:.3f}" in html
+
+
+def test_cluster_pages_are_paged(report_ws, tmp_path):
+    from imgatlas.report import write_report
+    from imgatlas.store import Workspace
+
+    out = tmp_path / "rep"
+    with Workspace.open(report_ws) as ws:
+        write_report(ws, out, map_method="pca", per_page=5)
+    sizes = api.runs(report_ws, "cluster")[-1]["results"]["sizes"]
+    for c, n in sizes.items():
+        pages = sorted((out / "clusters").glob(f"c{c}-*.html"))
+        assert len(pages) == -(-n // 5)
+        shown = sum(p.read_text().count('<figure class="thumb"') for p in pages)
+        assert shown == n
+
+
+def test_thumbnails_made_once(report_ws, tmp_path):
+    api.report(report_ws, tmp_path / "a", map="pca")
+    thumbs = sorted((report_ws / "thumbs").rglob("*.jpg"))
+    stamps = [t.stat().st_mtime_ns for t in thumbs]
+    api.report(report_ws, tmp_path / "b", map="pca")
+    assert [t.stat().st_mtime_ns for t in sorted((report_ws / "thumbs").rglob("*.jpg"))] \
+        == stamps
+    with Image.open(thumbs[0]) as im:
+        assert max(im.size) <= 96
+
+
+def test_k_auto_run_shows_the_sweep(report_ws, tmp_path):
+    res = api.cluster(report_ws, k="auto", k_range=(2, 8))
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    html = (out / "index.html").read_text()
+    assert 'id="k"' in html and res["k_selection"]["reason"] in html
+    assert (out / "assets" / "k_selection.png").stat().st_size > 1000
+    rows = re.search(r'id="k">.*?<table class="grid">(.*?)</table>', html, re.S).group(1)
+    assert rows.count("<tr") == 1 + 7 and rows.count('class="hl"') == 1
+
+
+def test_hierarchical_report_has_dendrogram_and_cophenetic_table(report_ws, tmp_path):
+    api.cluster(report_ws, method="agglomerative", k=3, options={"linkage": "average"})
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    html = (out / "index.html").read_text()
+    assert (out / "assets" / "dendrogram.png").stat().st_size > 1000
+    table = re.search(r'<table class="grid narrow" id="cophenetic">(.*?)</table>', html,
+                      re.S).group(1)
+    for linkage in ("single", "complete", "average", "weighted", "centroid", "median", "ward"):
+        assert linkage in table
+    assert "average (this run)" in table
+
+
+def test_density_run_shows_noise(report_ws, tmp_path):
+    res = api.cluster(report_ws, method="dbscan", options={"eps": 0.02, "min_samples": 3})
+    n_noise = res["sizes"].get(-1, 0)
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    html = (out / "index.html").read_text()
+    if n_noise:
+        assert f"Noise: {n_noise} images in no cluster" in html
+    assert res["n_clusters"] >= 1
+
+
+def test_compare_two_runs(report_ws, tmp_path):
+    a = api.runs(report_ws, "cluster")[-1]["id"]
+    b = api.cluster(report_ws, method="gmm", k=4, seed=1)["run_id"]
+    res = api.report(report_ws, tmp_path / "rep", compare=(a, b))
+    page = Path(res["index"])
+    html = page.read_text()
+    assert res["n_common"] == 37 and 0 <= res["ari"] <= 1
+    assert f"Run {a} vs run {b}" in html and 'id="overlap"' in html
+    # the overlap matrix counts every common image once
+    cells = re.findall(r'<td class="n" style="--a: [0-9.]+">(\d+)</td>',
+                       re.search(r'id="overlap">(.*?)</table>', html, re.S).group(1))
+    assert sum(map(int, cells)) == 37
+    _check_refs_inside(page, tmp_path / "rep")
+
+
+def test_report_cli_errors_are_one_line(report_ws, tmp_path, capsys):
+    assert main(["report", "-w", str(report_ws), "--run", "999", "--out",
+                 str(tmp_path / "r")]) == 2  # ConfigError
+    err = capsys.readouterr().err.strip()
+    assert "no cluster run with id 999" in err and "\n" not in err
+    assert main(["report", "-w", str(report_ws), "--out", str(report_ws)]) == 2
+    assert "Refusing" in capsys.readouterr().err
+    assert main(["report", "-w", str(report_ws), "--out", str(tmp_path / "r"), "--map", "pca",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_clusters"] == 3
+
+
+def test_run_reuses_the_workspace_and_writes_the_report(tmp_path, cache_dir):
+    root = tmp_path / "img"
+    for k, rgb in enumerate(((200, 20, 20), (20, 20, 200))):
+        (root / f"c{k}").mkdir(parents=True)
+        for j in range(6):
+            a = np.full((24, 24, 3), rgb, np.uint8) + np.uint8(j)
+            Image.fromarray(a).save(root / f"c{k}" / f"{j}.png")
+    ws = tmp_path / "ws"
+    first = api.run(root, ws, backbone="test_tiny", k=2, labels_from_folders=True,
+                    cache_dir=cache_dir)
+    assert Path(first["report"]["index"]).exists() and first["evaluation"]["acc"] == 1.0
+    again = api.run(root, ws, backbone="test_tiny", k=2, labels_from_folders=True,
+                    cache_dir=cache_dir)
+    assert again["cluster"]["reused"] and again["cluster"]["run_id"] == \
+        first["cluster"]["run_id"]
+    assert again["embed"]["embedded"] == 0 and again["scan"]["unchanged"] == 12
+
+
+# -- in a real browser -------------------------------------------------------------------------
+CHROMIUM = os.environ.get("IMGATLAS_CHROMIUM", "/usr/bin/chromium")
+
+
+def test_report_in_headless_chromium(report_ws, tmp_path):
+    """Open the report as a person would; fail on any console error."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package "
+                    "(make test does so when it runs as root)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e .[dev])")
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    data = json.loads(re.search(r'id="map-data">(.*?)</script>',
+                                (out / "index.html").read_text(), re.S).group(1))
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
+                else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))  # alert() = XSS
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+        page.goto((out / "index.html").as_uri(), wait_until="load")
+
+        assert page.locator("#mapcanvas").get_attribute("data-points") == "37"
+        assert page.locator(".cluster").count() == 3
+        assert page.locator("#clusters .montage img").count() >= 3 * 8
+        assert page.locator("#confusion tr").count() == 4  # header + 3 classes
+        assert page.locator("#composition tr").count() == 4
+        assert page.locator(".legend span").count() == 3
+        assert page.get_by_text(EVIL_FILE, exact=False).count() >= 1  # shown as text
+
+        # hover the first point: the tooltip shows its name; click: it is selected
+        page.locator("#mapcanvas").scroll_into_view_if_needed()
+        box = page.locator("#mapcanvas").bounding_box()
+        scale = box["width"] / 800
+        x = box["x"] + (12 + data["x"][0] * (800 - 24)) * scale
+        y = box["y"] + (12 + (1 - data["y"][0]) * (560 - 24)) * scale
+        page.mouse.move(x, y)
+        assert page.locator("#maptip").is_visible()
+        page.mouse.click(x, y)
+        selected = page.locator("#mapsel").get_attribute("data-selected")
+        assert selected is not None and int(selected) in data["id"]
+        page.locator("input[value=label]").check()
+        assert page.locator(".legend span").first.inner_text().startswith(
+            sorted(data["labels"])[0])
+
+        # every montage image actually loads (scroll so lazy images are fetched)
+        page.locator("#outliers").scroll_into_view_if_needed()
+        page.wait_for_load_state("networkidle")
+        broken = page.evaluate("Array.from(document.querySelectorAll('#clusters img'))"
+                               ".filter(i => i.complete && i.naturalWidth === 0).length")
+        assert broken == 0
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    assert not problems, problems
