@@ -125,6 +125,23 @@ def test_thumbnails_made_once(report_ws, tmp_path):
         assert max(im.size) <= 96
 
 
+def test_thumbnails_in_a_worker_process(report_ws, monkeypatch):
+    """The pool path (used for large runs) gives the same files as the inline path, and a
+    file that became unreadable after the scan gets no thumbnail instead of an error."""
+    from imgatlas.report._thumbs import ThumbnailJob
+    from imgatlas.store import Workspace
+
+    monkeypatch.setattr(ThumbnailJob, "INLINE_BELOW", 0)
+    monkeypatch.setattr(ThumbnailJob, "CHUNK", 7)
+    with Workspace.open(report_ws) as ws:
+        rows = ws.images()
+        Path(os.fsdecode(rows[0].path)).write_bytes(b"not an image any more")
+        got = ThumbnailJob(ws, rows).result()
+    assert got[rows[0].id] is None
+    made = [p for i, p in got.items() if i != rows[0].id]
+    assert all(p is not None and p.stat().st_size > 0 for p in made)
+
+
 def test_k_auto_run_shows_the_sweep(report_ws, tmp_path):
     res = api.cluster(report_ws, k="auto", k_range=(2, 8))
     out = tmp_path / "rep"

@@ -10,9 +10,12 @@ from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silho
 
 from imgatlas.evaluate.metrics import find_elbow
 
+SWEEP_DIM = 64
+
 
 def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
-            random_state: int = 0, silhouette_sample: int = 5000) -> dict[str, Any]:
+            random_state: int = 0, silhouette_sample: int = 2000,
+            max_dim: int | None = SWEEP_DIM) -> dict[str, Any]:
     """Fit ``method`` for every k in ``ks`` and report SSE, silhouette, Davies-Bouldin,
     Calinski-Harabasz (and BIC for GMM); pick k by the rule below.
 
@@ -22,6 +25,12 @@ def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
     of groups (seen on the dev sets: rooms 3 for 6 classes, clothing 2 for 10); it is
     reported with Davies-Bouldin and Calinski-Harabasz so the user can second-guess the
     choice. Silhouette uses a seeded sample of ``silhouette_sample`` points for large n.
+
+    Above ``max_dim`` dimensions the sweep runs on a seeded PCA projection to ``max_dim``:
+    the elbow only needs the curve's shape, and the kneedle rule's [0, 1] scaling ignores the
+    near-constant SSE of the dropped components. On the dev sets' 1280-d smoothed features,
+    PCA-64 chose the same k as the full space on 3 of 4 sets (clothing 10 instead of 9, for
+    10 classes) in a fifth to a sixth of the time. The final clustering uses every dimension.
     """
     from imgatlas.cluster._methods import GMMClusterer, KMeansClusterer
 
@@ -30,6 +39,12 @@ def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
         from imgatlas.errors import ConfigError
 
         raise ConfigError(f"No k to try: need 2 <= k < {X.shape[0]} (the number of images).")
+    projected = None
+    if max_dim is not None and X.shape[1] > max_dim and X.shape[0] > max_dim:
+        from sklearn.decomposition import PCA
+
+        X = PCA(max_dim, random_state=random_state).fit_transform(X).astype(np.float32)
+        projected = max_dim
     rows = []
     for k in ks:
         if method == "gmm":
@@ -57,8 +72,11 @@ def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
     chosen = elbow
     reason = (f"elbow of the SSE curve over k={ks[0]}..{ks[-1]} at k={elbow} (silhouette "
               f"{sil[elbow]:.3f}; the best silhouette, {sil[best]:.3f}, is at k={best})")
+    if projected:
+        reason += f"; swept on a {projected}-d PCA projection"
     out: dict[str, Any] = {"method": method, "rows": rows, "elbow_k": elbow,
-                           "best_silhouette_k": best, "chosen_k": chosen, "reason": reason}
+                           "best_silhouette_k": best, "chosen_k": chosen, "reason": reason,
+                           "sweep_dim": projected or int(X.shape[1])}
     if method == "gmm":
         out["best_bic_k"] = min(rows, key=lambda r: r["bic"])["k"]
     return out

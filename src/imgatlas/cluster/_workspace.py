@@ -153,11 +153,16 @@ def cluster_workspace(
         raise
     caught.__exit__(None, None, None)
 
+    dist = centre_distances(Z, labels)
     with ws.transaction("recording cluster assignments") as con:
         con.executemany(
             "INSERT INTO assignments(run_id, image_id, cluster, silhouette) VALUES (?,?,?,?)",
             [(run_id, int(i), int(c), None if np.isnan(s) else float(s))
              for i, c, s in zip(ids, labels, sil, strict=True)])
+        con.executemany(
+            "INSERT INTO centre_distance(run_id, image_id, distance) VALUES (?,?,?)",
+            [(run_id, int(i), float(d)) for i, d in zip(ids, dist, strict=True)
+             if not np.isnan(d)])
     sizes = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True),
                                             strict=True)}
     timings["total"] = time.perf_counter() - t0
@@ -171,6 +176,18 @@ def cluster_workspace(
     }
     ws.finish_run(run_id, results)
     return results
+
+
+def centre_distances(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each image's squared distance to its cluster's mean in the clustering space (NaN for
+    noise). Recorded with a run, so the report can order members without rebuilding ``Z``."""
+    d = np.full(len(labels), np.nan)
+    for c in np.unique(labels):
+        if c < 0:
+            continue
+        rows = np.flatnonzero(labels == c)
+        d[rows] = ((Z[rows] - Z[rows].mean(0)) ** 2).sum(1)
+    return d
 
 
 def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int

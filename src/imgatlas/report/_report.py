@@ -26,11 +26,12 @@ import numpy as np
 
 from imgatlas import __version__
 from imgatlas.cluster._methods import LINKAGES
+from imgatlas.cluster._workspace import centre_distances
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate._workspace import assignments, score_run
 from imgatlas.report import _figures
 from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
-from imgatlas.report._thumbs import ensure_thumbnails
+from imgatlas.report._thumbs import ThumbnailJob
 from imgatlas.store import Workspace
 
 PER_PAGE = 200  # thumbnails per cluster page
@@ -152,10 +153,15 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
                                 (run["id"],)))
     display = _relative_display(ws, ids)
 
-    X, Z = clustering_space(ws, run, ids)
+    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in ids], progress=progress)
+    X, Z = clustering_space(ws, run, ids, reduce=run["results"]["method"] == "agglomerative")
     xy, map_used = map_coordinates(ws, run, X, map_method)
-    order = rank_by_centrality(Z, clusters)
-    thumbs = ensure_thumbnails(ws, [rows[int(i)] for i in ids], progress=progress)
+    dist = _centre_distances(ws, run["id"], ids)
+    if dist is None:  # a run recorded before distances were kept
+        Z = Z if Z is not None else clustering_space(ws, run, ids)[1]
+        dist = centre_distances(Z, clusters)
+    order = rank_by_centrality(dist, clusters)
+    thumbs = thumb_job.result()
     assets = _copy_assets(out)
     thumb_rel = _place_thumbs(thumbs, assets)
 
@@ -227,6 +233,14 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
             "n_images": int(len(ids)), "n_clusters": len([c for c in cluster_ids if c >= 0]),
             "map": map_used, "bytes": _folder_bytes(out),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _centre_distances(ws: Workspace, run_id: int, ids: np.ndarray) -> np.ndarray | None:
+    got = dict(ws.con.execute("SELECT image_id, distance FROM centre_distance WHERE run_id=?",
+                              (run_id,)))
+    if not got:
+        return None
+    return np.array([got.get(int(i), np.nan) for i in ids], dtype=np.float64)
 
 
 def _write_cluster_pages(env: Any, out: Path, ctx: dict[str, Any], order: dict[int, np.ndarray],

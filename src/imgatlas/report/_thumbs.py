@@ -7,7 +7,6 @@ a new one) and written atomically, so reports can be built while another process
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -38,36 +37,77 @@ def make_thumbnail(path: bytes | str, out: Path, size: int = THUMB_SIZE) -> bool
             img = to_rgb(img)
             img.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
             tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            img.save(tmp, "JPEG", quality=THUMB_QUALITY, optimize=True)
+            img.save(tmp, "JPEG", quality=THUMB_QUALITY)
             os.replace(tmp, out)
             return True
     except Exception:  # noqa: BLE001 - a broken file gets the placeholder, never a crash
         return False
 
 
-def ensure_thumbnails(ws: Workspace, rows: list[ImageRow], *, workers: int = 4,
-                      progress: bool = False) -> dict[int, Path | None]:
+def _make_many(jobs: list[tuple[bytes | str, str]]) -> list[bool]:
+    return [make_thumbnail(src, Path(dst)) for src, dst in jobs]
+
+
+class ThumbnailJob:
+    """Thumbnails made in a separate process while the caller does other work.
+
+    The report starts this before its 2-D map: UMAP's first fit in a process is mostly
+    single-threaded numba compilation, so on two cores the thumbnails come for free. Small
+    jobs run inline in :meth:`result`. ``spawn``, not ``fork``: the parent has OpenMP thread
+    pools (faiss, BLAS) that a forked child could deadlock on.
+    """
+
+    CHUNK = 500
+    INLINE_BELOW = 300
+
+    def __init__(self, ws: Workspace, rows: list[ImageRow], *, progress: bool = False) -> None:
+        folder = thumb_dir(ws)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.paths: dict[int, Path] = {}
+        todo: dict[str, tuple[bytes | str, str]] = {}
+        for r in rows:
+            p = folder / thumb_name(r)
+            self.paths[r.id] = p
+            if not p.exists():
+                todo.setdefault(p.name, (r.path, str(p)))
+        self.todo = list(todo.values())
+        self.progress = progress
+        self.pool = None
+        self.futures: list = []
+        if len(self.todo) >= self.INLINE_BELOW:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            self.futures = [self.pool.submit(_make_many, self.todo[i:i + self.CHUNK])
+                            for i in range(0, len(self.todo), self.CHUNK)]
+
+    def result(self) -> dict[int, Path | None]:
+        """Every row's thumbnail path; ``None`` where the image could not be read."""
+        bar = progress_bar(len(self.todo), "thumbnails", "img", self.progress)
+        ok: list[bool] = []
+        try:
+            if self.pool is None:
+                for src, dst in self.todo:
+                    ok.append(make_thumbnail(src, Path(dst)))
+                    bar.update()
+            else:
+                for n, f in enumerate(self.futures):
+                    try:
+                        done = f.result()
+                    except Exception:  # noqa: BLE001 - a dead worker: make this chunk here
+                        done = _make_many(self.todo[n * self.CHUNK:(n + 1) * self.CHUNK])
+                    ok += done
+                    bar.update(len(done))
+        finally:
+            bar.close()
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+        failed = {dst for (_src, dst), good in zip(self.todo, ok, strict=True) if not good}
+        return {i: (None if str(p) in failed else p) for i, p in self.paths.items()}
+
+
+def ensure_thumbnails(ws: Workspace, rows: list[ImageRow], *, progress: bool = False
+                      ) -> dict[int, Path | None]:
     """The cached thumbnail of every row (made now when missing); ``None`` if unreadable."""
-    folder = thumb_dir(ws)
-    folder.mkdir(parents=True, exist_ok=True)
-    out: dict[int, Path | None] = {}
-    todo: dict[str, tuple[ImageRow, Path]] = {}
-    for r in rows:
-        p = folder / thumb_name(r)
-        out[r.id] = p
-        if not p.exists():
-            todo.setdefault(p.name, (r, p))
-    if todo:
-        bar = progress_bar(len(todo), "thumbnails", "img", progress)
-        with ThreadPoolExecutor(workers) as pool:
-            jobs = [(r, p, pool.submit(make_thumbnail, r.path, p)) for r, p in todo.values()]
-            failed = set()
-            for _r, p, job in jobs:
-                if not job.result():
-                    failed.add(p)
-                bar.update()
-        bar.close()
-        for i, p in out.items():
-            if p in failed:
-                out[i] = None
-    return out
+    return ThumbnailJob(ws, rows, progress=progress).result()

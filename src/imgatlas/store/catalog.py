@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS assignments (
     silhouette  REAL,
     PRIMARY KEY (run_id, image_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS centre_distance (  -- squared, in the run's clustering space
+    run_id      INTEGER NOT NULL,
+    image_id    INTEGER NOT NULL,
+    distance    REAL NOT NULL,
+    PRIMARY KEY (run_id, image_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cluster_names (
     run_id      INTEGER NOT NULL,
     cluster     INTEGER NOT NULL,
