@@ -282,3 +282,14 @@ def test_report_in_headless_chromium(report_ws, tmp_path):
         browser.close()
     assert shot.stat().st_size > 10_000
     assert not problems, problems
+
+
+def test_report_shows_the_latest_retrieval_evaluation(report_ws, tmp_path):
+    ev = api.evaluate_retrieval(report_ws, ["float", "pca:8"], n_queries=20)
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    html = (out / "index.html").read_text()
+    table = re.search(r'id="retrieval-table">(.*?)</table>', html, re.S).group(1)
+    for spec, m in ev["codes"].items():
+        assert f"<code>{spec}</code>" in table and f"{m['map']:.3f}" in table
+    assert (out / "assets" / "pr_curves.png").stat().st_size > 1000
