@@ -112,17 +112,16 @@ def test_locked_workspace_exit_code(capsys, image_dir, tmp_path):
 
 def test_run_does_the_main_job_and_reuses_the_workspace(capsys, image_dir, tmp_path,
                                                         cache_dir, monkeypatch):
-    from imgatlas import api as api_mod
-
-    real = api_mod.embed
-    monkeypatch.setattr(api_mod, "embed",
-                        lambda ws, backbone, progress: real(ws, backbone="test_tiny",
-                                                            cache_dir=cache_dir))
+    monkeypatch.setenv("IMGATLAS_CACHE", str(cache_dir))
     ws = str(tmp_path / "ws")
     code, out, _ = run(capsys, "run", str(image_dir), "-w", ws, "--labels-from-folders",
-                       "--k", "3", "--json")
+                       "--backbone", "test_tiny", "--k", "3", "--json")
     res = json.loads(out)
     assert code == 0 and res["embed"]["embedded"] == 12
     assert res["cluster"]["n_clusters"] == 3 and 0 <= res["evaluation"]["acc"] <= 1
-    code, out, _ = run(capsys, "run", str(image_dir), "-w", ws, "--labels-from-folders")
+    assert res["report"]["index"].endswith("index.html")
+    code, out, _ = run(capsys, "run", str(image_dir), "-w", ws, "--labels-from-folders",
+                       "--backbone", "test_tiny", "--k", "3")
     assert code == 0 and "embedded 0 images" in out and "ACC" in out
+    assert "(reused: same parameters, same images)" in out
+    assert f"report: {res['report']['index']}" in out
