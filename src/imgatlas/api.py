@@ -222,11 +222,10 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
                 features: str | None = None, seed: int = 0, wait: float = 0.0
                 ) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically)."""
-    from imgatlas.index._workspace import DEFAULT_CODES
     from imgatlas.index._workspace import build_index as _build
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
-        return _build(ws, _pick_store(ws, features), codes or DEFAULT_CODES, seed)
+        return _build(ws, _pick_store(ws, features), codes, seed)
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,
@@ -249,14 +248,14 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
 
 def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
                        features: str | None = None, n_queries: int = 1000, seed: int = 0,
-                       wait: float = 0.0) -> dict[str, Any]:
-    """Leave-one-out mAP, MRR, P@10, PR curve, latency, bytes per image for each code spec."""
-    from imgatlas.index._workspace import DEFAULT_CODES
+                       holdout: float = 0.0, wait: float = 0.0) -> dict[str, Any]:
+    """mAP, MRR, P@10, PR curve, latency, bytes per image for each code spec: leave-one-out,
+    or with ``holdout`` a fraction of the images kept out of fitting as queries."""
     from imgatlas.index._workspace import evaluate_retrieval as _evaluate
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate-retrieval") as ws:
-        return _evaluate(ws, _pick_store(ws, features), codes or [DEFAULT_CODES],
-                         n_queries=n_queries, seed=seed)
+        return _evaluate(ws, _pick_store(ws, features), codes, n_queries=n_queries, seed=seed,
+                         holdout=holdout)
 
 
 # -- report and the whole job ------------------------------------------------------------------

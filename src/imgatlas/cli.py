@@ -346,8 +346,9 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 
 
 # -- search ----------------------------------------------------------------------------------
-CODES_HELP = ("float | pca:D | pq:BYTES | ivfpq:BYTES | sign:BITS | itq:BITS | hnsw:M, "
-              "optionally +smooth (e.g. itq:512+smooth, the default)")
+CODES_HELP = ("float | pca:D | pq:BYTES | ivfpq:BYTES | hnswpq:BYTES | sign:BITS | itq:BITS | "
+              "hnsw:M, optionally +smooth; or itq:BITS+learn (default: itq:512+learn, fewer "
+              "bits below 1,024 images)")
 
 
 @cli.command("index")
@@ -397,17 +398,20 @@ def search_cmd(workspace, images, ids, k, codes, cache_dir, as_json):
 @click.option("--codes", multiple=True, help=CODES_HELP + "; repeat to compare.")
 @click.option("--features", default=None)
 @click.option("--queries", type=int, default=1000, show_default=True,
-              help="Leave-one-out queries (a seeded sample when the collection is larger).")
+              help="Queries (a seeded sample when there are more).")
+@click.option("--holdout", type=float, default=0.0, show_default=True,
+              help="Keep this fraction of the images out of fitting and query with them "
+                   "(0 = leave-one-out over every image).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @wait_opt
 @json_opt
-def evaluate_retrieval_cmd(workspace, codes, features, queries, seed, wait, as_json):
-    """Leave-one-out retrieval quality per code family: mAP, MRR, P@10, latency, bytes."""
+def evaluate_retrieval_cmd(workspace, codes, features, queries, holdout, seed, wait, as_json):
+    """Retrieval quality per code family: mAP, MRR, P@10, latency, bytes per image."""
     res = api.evaluate_retrieval(workspace, list(codes) or None, features=features,
-                                 n_queries=queries, seed=seed, wait=wait)
+                                 n_queries=queries, seed=seed, holdout=holdout, wait=wait)
 
     def human(r):
-        click.echo(f"{r['n_images']} images, relevance = same label")
+        click.echo(f"{r['n_images']} images, {r['protocol']}, relevance = same label")
         click.echo(f"  {'codes':<18} {'mAP':>6} {'MRR':>6} {'P@10':>6} {'p50 ms':>7} "
                    f"{'p99 ms':>7} {'bytes':>7} {'build s':>8}")
         for spec, m in r["codes"].items():

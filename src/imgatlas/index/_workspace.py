@@ -23,7 +23,14 @@ from imgatlas.index._codes import CodeIndex, parse_spec
 from imgatlas.store.features import FeatureStore
 from imgatlas.store.workspace import Workspace, io_errors
 
-DEFAULT_CODES = "itq:512+smooth"
+DEFAULT_CODES = "itq:512+learn"
+
+
+def default_codes(n: int) -> str:
+    """The default code for ``n`` images: ``itq:512+learn`` (64 bytes per image); below 1,024
+    images, fewer bits, as ITQ needs more images than bits (twice as many to be stable)."""
+    bits = 512 if n >= 1024 else max(8, (n // 2) // 8 * 8)
+    return f"itq:{bits}+learn"
 
 
 def _slug(spec: str) -> str:
@@ -34,7 +41,7 @@ def index_dir(ws: Workspace) -> Path:
     return ws.path / "index"
 
 
-def build_index(ws: Workspace, store: FeatureStore, codes: str = DEFAULT_CODES,
+def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
                 seed: int = 0) -> dict[str, Any]:
     """Fit a :class:`CodeIndex` on the store's vectors and swap it in atomically.
 
@@ -42,10 +49,10 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str = DEFAULT_CODES,
     ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
     complete index or the new complete one, never a partial one.
     """
-    spec = parse_spec(codes)
     ids, X = store.read()
     if len(ids) < 2:
         raise ConfigError("Need at least 2 embedded images to build an index.")
+    spec = parse_spec(codes or default_codes(len(ids)))
     run_id = ws.start_run("index", {"codes": str(spec), "features": store.key, "seed": seed})
     t = time.perf_counter()
     ci = CodeIndex(str(spec), random_state=seed).fit(X)
@@ -76,7 +83,11 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str = DEFAULT_CODES,
 def save(ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any], folder: Path) -> None:
     import faiss
 
-    faiss.write_index(ci.index_, str(folder / "index.faiss"))
+    if ci.spec_.learn:
+        faiss.write_index_binary(ci.index_, str(folder / "index.faiss"))
+        np.savez(folder / "query_map.npz", weights=ci.query_weights_, bias=ci.query_bias_)
+    else:
+        faiss.write_index(ci.index_, str(folder / "index.faiss"))
     np.save(folder / "ids.npy", ids)
     if ci.spec_.smooth:
         np.save(folder / "smooth_base.npy", faiss.rev_swig_ptr(
@@ -107,14 +118,20 @@ def load_index(ws: Workspace, codes: str | None = None
     folder = link.resolve()
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        index = _read(folder / "index.faiss")
+        learned = parse_spec(meta["codes"]).learn
+        index = _read(folder / "index.faiss", binary=learned)
         ids = np.load(folder / "ids.npy")
+        if learned:
+            with np.load(folder / "query_map.npz") as qm:
+                weights, bias = qm["weights"], qm["bias"]
     except (OSError, RuntimeError, ValueError) as e:
         raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
                              "rebuild it with 'imgatlas index'.") from e
     ci = CodeIndex(meta["codes"])
     ci.spec_ = parse_spec(meta["codes"])
     ci.index_, ci.factory_, ci.n_, ci.dim_ = index, meta["factory"], meta["n"], meta["dim"]
+    if learned:
+        ci.query_weights_, ci.query_bias_ = weights, bias
     if ci.spec_.smooth:
         from imgatlas.reduce import KNNSmoother
 
@@ -132,10 +149,15 @@ def load_index(ws: Workspace, codes: str | None = None
     return ci, ids, meta
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, binary: bool = False) -> Any:
     """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
     import faiss
 
+    if binary:
+        try:
+            return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
+        except RuntimeError:
+            return faiss.read_index_binary(str(path))
     try:
         return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError:
@@ -143,32 +165,41 @@ def _read(path: Path) -> Any:
 
 
 def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
-                     n_queries: int = 1000, latency_queries: int = 200, seed: int = 0
+                     n_queries: int = 1000, latency_queries: int = 200, seed: int = 0,
+                     queries: np.ndarray | None = None, query_labels: np.ndarray | None = None
                      ) -> dict[str, Any]:
-    """Leave-one-out retrieval on the fitted collection; relevance = same label.
+    """Retrieval scores on the fitted collection ``X``; relevance = same label.
 
-    Up to ``n_queries`` seeded queries each rank the whole collection (itself removed).
-    Latency is timed on ``latency_queries`` single queries (one vector per search call).
+    Leave-one-out (default): up to ``n_queries`` seeded members each rank the whole
+    collection, themselves removed. Held-out (``queries`` given): vectors the index never saw
+    rank the whole collection, as a user's new query would. Latency is timed on
+    ``latency_queries`` single queries (one vector per search call).
     """
     n = len(X)
     rng = np.random.default_rng(seed)
-    q = np.sort(rng.choice(n, min(n_queries, n), replace=False))
-    Q = ci.transform_queries(X[q])
-    _, found = ci.search(Q, n, prepared=True)
-    keep = q[:, None] != found
-    ranked = np.stack([row[k][: n - 1] for row, k in zip(found, keep, strict=True)])
-    # approximate indexes may return fewer than n results, padded with -1: never relevant
-    rel = (ranked >= 0) & (labels[np.maximum(ranked, 0)] == labels[q][:, None])
     counts = {lab: int(c) for lab, c in zip(*np.unique(labels, return_counts=True),
                                             strict=True)}
-    n_rel = np.array([counts[lab] - 1 for lab in labels[q]])
+    if queries is None:
+        q = np.sort(rng.choice(n, min(n_queries, n), replace=False))
+        QX, qlab = X[q], labels[q]
+        _, found = ci.search(ci.transform_queries(QX), n, prepared=True)
+        keep = q[:, None] != found
+        ranked = np.stack([row[k][: n - 1] for row, k in zip(found, keep, strict=True)])
+        n_rel = np.array([counts[lab] - 1 for lab in qlab])
+    else:
+        q = np.sort(rng.choice(len(queries), min(n_queries, len(queries)), replace=False))
+        QX, qlab = queries[q], query_labels[q]
+        _, ranked = ci.search(ci.transform_queries(QX), n, prepared=True)
+        n_rel = np.array([counts.get(lab, 0) for lab in qlab])
+    # approximate indexes may return fewer than n results, padded with -1: never relevant
+    rel = (ranked >= 0) & (labels[np.maximum(ranked, 0)] == qlab[:, None])
     ap = average_precision(rel, n_rel)
     levels, precision = pr_curve(rel, n_rel)
-    per_class = {str(lab): float(ap[labels[q] == lab].mean()) for lab in np.unique(labels[q])}
+    per_class = {str(lab): float(ap[qlab == lab].mean()) for lab in np.unique(qlab)}
     lat = []
-    for i in q[:latency_queries]:
+    for i in range(min(latency_queries, len(QX))):
         t = time.perf_counter()
-        ci.search(X[i:i + 1], 10)
+        ci.search(QX[i:i + 1], 10)
         lat.append((time.perf_counter() - t) * 1000)
     return {
         "map": float(ap.mean()), "mrr": float(reciprocal_rank(rel).mean()),
@@ -185,9 +216,19 @@ RECORDED = ("map", "mrr", "p_at_10", "bytes_per_image", "index_bytes_per_image",
             "ms_per_query_p50", "ms_per_query_p99", "build_seconds", "pr_curve")
 
 
-def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
-                       n_queries: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Build each code family on the store's vectors and score it leave-one-out."""
+def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str] | None, *,
+                       n_queries: int = 1000, seed: int = 0, holdout: float = 0.0
+                       ) -> dict[str, Any]:
+    """Build each code family on the store's vectors and score it.
+
+    ``holdout=0``: leave-one-out over the whole collection (the codes were fitted on every
+    image, the query included, as in the study). ``holdout=0.2``: a seeded 20% of the images
+    is kept out of fitting and used as queries against the other 80%: the honest figure for
+    queries the index has never seen, and the one that matters for transductive codes
+    (+smooth, +learn), whose collection side is fitted on its neighbours.
+    """
+    if not 0.0 <= holdout < 1.0:
+        raise ConfigError(f"--holdout must be in [0, 1). Got {holdout} instead.")
     ids, X = store.read()
     label_of = dict(ws.con.execute("SELECT id, label FROM images WHERE status='ok'"))
     labels = np.array([label_of.get(int(i)) for i in ids], dtype=object)
@@ -195,25 +236,39 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str], *,
         raise ConfigError("Retrieval is scored against labels: scan with "
                           "--labels-from-folders (every image needs one).")
     labels = labels.astype(str)
-    out = {"features": store.key, "n_images": int(len(ids)), "codes": {}}
+    fit_rows = np.arange(len(ids))
+    query_rows = None
+    if holdout > 0:
+        perm = np.random.default_rng(np.random.SeedSequence([seed, 0x401D])).permutation(
+            len(ids))
+        n_out = max(1, int(round(holdout * len(ids))))
+        query_rows, fit_rows = np.sort(perm[:n_out]), np.sort(perm[n_out:])
+    codes = codes or [default_codes(len(fit_rows))]
+    out = {"features": store.key, "n_images": int(len(ids)), "codes": {},
+           "protocol": "leave-one-out" if query_rows is None else
+           f"held-out: {len(query_rows)} queries never fitted vs {len(fit_rows)} images"}
+    Xf, lf = X[fit_rows], labels[fit_rows]
+    extra = {} if query_rows is None else {"queries": X[query_rows],
+                                           "query_labels": labels[query_rows]}
     for spec in codes:
         t = time.perf_counter()
         try:
-            ci = CodeIndex(spec, random_state=seed).fit(X)
+            ci = CodeIndex(spec, random_state=seed).fit(Xf)
         except ConfigError as e:  # e.g. 512-bit codes on 500 images: say so, go on
             if len(codes) == 1:
                 raise
             out["codes"][spec] = {"error": str(e)}
             continue
         build = time.perf_counter() - t
-        scores = retrieval_scores(ci, X, labels, n_queries=n_queries, seed=seed)
+        scores = retrieval_scores(ci, Xf, lf, n_queries=n_queries, seed=seed, **extra)
         out["codes"][str(ci.spec_)] = {**scores, "build_seconds": round(build, 3),
                                        "factory": ci.factory_,
                                        "bytes_per_image": ci.bytes_per_image()["code_bytes"],
                                        "index_bytes_per_image":
                                            ci.bytes_per_image()["index_bytes"]}
     run_id = ws.start_run("evaluate-retrieval", {"codes": codes, "features": store.key,
-                                                 "n_queries": n_queries, "seed": seed})
+                                                 "n_queries": n_queries, "seed": seed,
+                                                 "holdout": holdout})
     ws.finish_run(run_id, {k: {m: v[m] for m in RECORDED if m in v}
                            for k, v in out["codes"].items() if "error" not in v})
     out["run_id"] = run_id
