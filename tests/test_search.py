@@ -26,8 +26,9 @@ def test_average_precision_hand_computed():
 
 def test_specs():
     assert str(parse_spec("itq:512+smooth")) == "itq:512+smooth"
+    assert str(parse_spec("itq:512+learn")) == "itq:512+learn"
     assert parse_spec("pq").size == 64
-    for bad in ("itq:12", "lsh:8", "pca:x"):
+    for bad in ("itq:12", "lsh:8", "pca:x", "pca:64+learn", "itq:64+smooth+learn"):
         with pytest.raises(ConfigError):
             parse_spec(bad)
 
@@ -42,7 +43,8 @@ def clustered():
 
 
 @pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "hnswpq:8", "sign:32",
-                                  "itq:32", "hnsw:16", "itq:32+smooth", "float+smooth"])
+                                  "itq:32", "hnsw:16", "itq:32+smooth", "float+smooth",
+                                  "itq:32+learn"])
 def test_every_family_retrieves_its_class(clustered, spec):
     from imgatlas.index._workspace import retrieval_scores
 
@@ -93,3 +95,64 @@ def test_corrupt_index_is_a_clear_error(image_dir, tmp_path, cache_dir):
         f.write(b"junk")
     with pytest.raises(WorkspaceError, match="damaged"):
         api.search(ws, ids=[1])
+
+
+def test_learned_codes_are_compact_and_consistent(clustered):
+    """itq+learn keeps B/8 bytes per image; its faiss-applied query map equals the fitted
+    ridge map; a query equal to a collection image finds that image first."""
+    from sklearn.preprocessing import normalize
+
+    X, _ = clustered
+    ci = CodeIndex("itq:32+learn").fit(X)
+    b = ci.bytes_per_image()
+    assert b["code_bytes"] == 4 and b["query_expansion_bytes"] == 0
+    assert b["fixed_bytes"] == 4 * (64 * 32 + 32)
+    Q = normalize(X[:7]).astype(np.float32)
+    np.testing.assert_allclose(ci._query_map().apply(Q),
+                               Q @ ci.query_weights_ + ci.query_bias_, atol=1e-4)
+    codes = ci.transform_queries(X[:7])
+    assert codes.dtype == np.uint8 and codes.shape == (7, 4)
+    scores, rows = ci.search(X[:50], 5)
+    assert (scores <= 0).all() and (np.diff(scores, axis=1) <= 0).all()  # -Hamming, sorted
+
+
+def test_learned_map_beats_raw_itq_on_new_queries():
+    """On queries never fitted, the learned map + expansion must do better than plain ITQ
+    of the same size (the reason +learn exists); both see the same held-out split."""
+    from imgatlas.index._workspace import retrieval_scores
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(8, 64)).astype(np.float32)
+    y = np.repeat(np.arange(8), 150)
+    X = centres[y] + 1.3 * rng.normal(size=(len(y), 64)).astype(np.float32)
+    perm = rng.permutation(len(y))
+    q, fit = perm[:200], perm[200:]
+    got = {}
+    for spec in ("itq:32", "itq:32+learn"):
+        ci = CodeIndex(spec).fit(X[fit])
+        got[spec] = retrieval_scores(ci, X[fit], y[fit].astype(str), n_queries=200,
+                                     latency_queries=5, queries=X[q],
+                                     query_labels=y[q].astype(str))["map"]
+    assert got["itq:32+learn"] > got["itq:32"] + 0.02, got
+
+
+def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
+    from imgatlas.index._workspace import default_codes
+
+    assert default_codes(100_000) == "itq:512+learn"
+    assert default_codes(500) == "itq:248+learn" and default_codes(12) == "itq:8+learn"
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    loo = api.evaluate_retrieval(ws, ["float"], n_queries=12)
+    held = api.evaluate_retrieval(ws, ["float"], n_queries=12, holdout=0.25)
+    assert loo["protocol"] == "leave-one-out"
+    assert held["protocol"].startswith("held-out: 3 queries never fitted vs 9 images")
+    assert held["codes"]["float"]["n_queries"] == 3
+    assert api.evaluate_retrieval(ws)["codes"].keys() == {"itq:8+learn"}
+    res = api.build_index(ws)
+    assert res["codes"] == "itq:8+learn" and res["code_bytes"] == 1
+    hits = api.search(ws, ids=[1], k=3)[0]["results"]
+    assert len(hits) == 3 and all(h["id"] != 1 for h in hits)
+    with pytest.raises(ConfigError, match="holdout"):
+        api.evaluate_retrieval(ws, ["float"], holdout=1.0)
