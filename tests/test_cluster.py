@@ -146,3 +146,21 @@ def test_knn_smoother_tightens_clusters(blobs):
     assert q.shape == (5, 8)
     assert (KMeansClusterer(4).fit(Z).predict(q) == KMeansClusterer(4).fit(Z).labels_[:5]).all()
     assert isinstance(make_reducer("knn-smooth:5:1"), KNNSmoother)
+
+
+def test_knn_smoother_graph_is_approximate_only_above_its_limit(blobs):
+    """The HNSW graph used for large collections finds (nearly) the exact neighbours and
+    never lists a point as its own neighbour."""
+    from imgatlas.reduce import KNNSmoother
+
+    X, _ = blobs
+    exact = KNNSmoother(10, 2).fit(X)
+    approx = KNNSmoother(10, 2, exact_below=2).fit(X)
+    Xn = L2Normalizer().fit_transform(X).astype(np.float32)
+    g_exact = exact._graph(exact.index_, Xn, 10)
+    g_approx = approx._graph(approx.index_, Xn, 10)
+    assert not (g_approx == np.arange(len(X))[:, None]).any()
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(g_exact, g_approx,
+                                                                  strict=True)])
+    assert overlap > 0.9
+    assert np.abs(exact.embedding_ - approx.embedding_).max() < 0.2

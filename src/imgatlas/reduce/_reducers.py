@@ -120,11 +120,14 @@ class KNNSmoother(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "exact_below": [Interval(Integral, 2, None, closed="left")],
     }
 
-    def __init__(self, n_neighbors: int = 10, n_iter: int = 2) -> None:
+    def __init__(self, n_neighbors: int = 10, n_iter: int = 2, exact_below: int = 50_000
+                 ) -> None:
         self.n_neighbors = n_neighbors
         self.n_iter = n_iter
+        self.exact_below = exact_below
 
     def fit(self, X: Any, y: Any = None) -> KNNSmoother:
         self.fit_transform(X)
@@ -137,15 +140,32 @@ class KNNSmoother(TransformerMixin, BaseEstimator):
 
         Xn = np.ascontiguousarray(normalize(X), dtype=np.float32)
         k = min(self.n_neighbors, len(Xn) - 1)
-        index = faiss.IndexFlatIP(Xn.shape[1])
+        index = faiss.IndexFlatIP(Xn.shape[1])  # exact, for transform() of new points
         index.add(Xn)
-        neighbours = index.search(Xn, k + 1)[1][:, 1:] if k > 0 else np.zeros((len(Xn), 0), int)
+        neighbours = self._graph(index, Xn, k) if k > 0 else np.zeros((len(Xn), 0), int)
         Z = Xn
         for _ in range(self.n_iter):
             Z = normalize(Z + Z[neighbours].sum(axis=1)).astype(np.float32)
         self.index_ = index
         self.embedding_ = Z
         return Z
+
+    def _graph(self, exact: Any, Xn: np.ndarray, k: int) -> np.ndarray:
+        """Each point's k nearest others. Exact below ``exact_below`` points; above, from an
+        HNSW graph (exact search is quadratic: 1M points would take hours on 2 cores)."""
+        import faiss
+
+        if len(Xn) < self.exact_below:
+            return exact.search(Xn, k + 1)[1][:, 1:]
+        graph = faiss.IndexHNSWFlat(Xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = 80
+        graph.add(Xn)
+        graph.hnsw.efSearch = max(64, 4 * k)
+        found = graph.search(Xn, k + 1)[1]
+        # the point itself is normally first, but an approximate search need not return it
+        not_self = found != np.arange(len(Xn))[:, None]
+        order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(found, order, axis=1)
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
