@@ -199,6 +199,11 @@ def test_report_cli_errors_are_one_line(report_ws, tmp_path, capsys):
     assert "no cluster run with id 999" in err and "\n" not in err
     assert main(["report", "-w", str(report_ws), "--out", str(report_ws)]) == 2
     assert "Refusing" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert main(["report", "-w", str(report_ws), "--out", str(tmp_path / "a-file" / "r"),
+                 "--map", "pca"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Cannot write the report" in err and "\n" not in err
     assert main(["report", "-w", str(report_ws), "--out", str(tmp_path / "r"), "--map", "pca",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_clusters"] == 3

@@ -5,6 +5,7 @@ Each function opens the workspace, runs one stage and returns a JSON-able summar
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from imgatlas.embed import embed_workspace
 from imgatlas.errors import ConfigError, WorkspaceError
 from imgatlas.scan import IMAGE_EXTENSIONS, scan_directory, walk
 from imgatlas.store import FeatureStore, Status, Workspace
+from imgatlas.store.workspace import io_errors
 
 PathLike = str | os.PathLike[str]
 
@@ -273,10 +275,16 @@ def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None 
     from imgatlas.report import write_comparison, write_report
 
     out = Path(out) if out is not None else default_report_dir(workspace)
-    with Workspace.open(workspace) as ws:
-        if compare is not None:
-            return write_comparison(ws, out, *compare)
-        return write_report(ws, out, run, map_method=map, progress=progress)
+    with Workspace.open(workspace) as ws, io_errors("writing the report"):
+        try:
+            if compare is not None:
+                return write_comparison(ws, out, *compare)
+            return write_report(ws, out, run, map_method=map, progress=progress)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise
+            raise WorkspaceError(f"Cannot write the report to {out}: "
+                                 f"{e.strerror or e} ({e.filename or out}).") from e
 
 
 def run(directory: PathLike, workspace: PathLike | None = None, *,
