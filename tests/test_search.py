@@ -141,6 +141,7 @@ def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
 
     assert default_codes(100_000) == "itq:512+learn"
     assert default_codes(500) == "itq:248+learn" and default_codes(12) == "itq:8+learn"
+    assert default_codes(100_000, dim=100) == "itq:96+learn"  # never more bits than dims
     ws = tmp_path / "ws"
     api.scan(image_dir, ws, labels_from_folders=True)
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
@@ -156,3 +157,29 @@ def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
     assert len(hits) == 3 and all(h["id"] != 1 for h in hits)
     with pytest.raises(ConfigError, match="holdout"):
         api.evaluate_retrieval(ws, ["float"], holdout=1.0)
+
+
+def test_learned_codes_use_a_binary_graph_for_large_collections(clustered, monkeypatch,
+                                                                tmp_path):
+    """Above BINARY_GRAPH_FROM images the codes go into a binary HNSW graph; it must find
+    what the exhaustive Hamming search finds, and survive a save/load round trip."""
+    import faiss
+
+    from imgatlas.index._codes import set_search_params
+    from imgatlas.index._workspace import _read
+
+    X, y = clustered
+    flat = CodeIndex("itq:32+learn").fit(X)
+    monkeypatch.setattr(CodeIndex, "BINARY_GRAPH_FROM", 10)
+    graph = CodeIndex("itq:32+learn").fit(X)
+    assert "BinaryHNSW32" in graph.factory_ and "BinaryFlat" in flat.factory_
+    np.testing.assert_array_equal(graph._codes(), flat._codes())
+    top_flat = flat.search(X[:40], 10)[1]
+    top_graph = graph.search(X[:40], 10)[1]
+    same_class = (y[top_graph] == y[:40, None]).mean()
+    assert same_class >= (y[top_flat] == y[:40, None]).mean() - 0.05
+    faiss.write_index_binary(graph.index_, str(tmp_path / "g.faiss"))
+    graph.index_ = _read(tmp_path / "g.faiss", binary=True)
+    set_search_params(graph.index_)
+    graph._codes_view = None
+    np.testing.assert_array_equal(graph.search(X[:40], 10)[1], top_graph)

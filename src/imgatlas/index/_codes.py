@@ -52,6 +52,8 @@ class CodeIndex(BaseEstimator):
     codes, which approximate it). ``fit(X)`` trains and adds; ``search(Q, k)`` ranks."""
 
     SHORTLIST = 64  # Hamming candidates re-ranked asymmetrically before query expansion
+    # exhaustive Hamming search costs ~1 ms per 100k codes per search: a graph above this
+    BINARY_GRAPH_FROM = 200_000
     QE_NEIGHBOURS = 10
     QE_ROUNDS = 1  # a second round (neighbours of the expanded query) moved mAP by +-0.002
 
@@ -156,10 +158,17 @@ class CodeIndex(BaseEstimator):
         ridge = Ridge(alpha=self.ridge_alpha).fit(X, target)
         self.query_weights_ = np.ascontiguousarray(ridge.coef_.T, dtype=np.float32)  # d x B
         self.query_bias_ = ridge.intercept_.astype(np.float32)
-        index = faiss.IndexBinaryFlat(bits)
+        if n >= self.BINARY_GRAPH_FROM:
+            index = faiss.IndexBinaryHNSW(bits, 32)
+            index.hnsw.efConstruction = 80
+            kind = "BinaryHNSW32"
+        else:
+            index = faiss.IndexBinaryFlat(bits)
+            kind = "BinaryFlat"
         index.add(_pack(target))
+        set_search_params(index)
         self.index_ = index
-        self.factory_ = f"ITQ{bits} of kNN-smoothed vectors, BinaryFlat; ridge query map"
+        self.factory_ = f"ITQ{bits} of kNN-smoothed vectors, {kind}; ridge query map"
         self.n_ = n
         self.dim_ = d
         return self
@@ -201,9 +210,14 @@ class CodeIndex(BaseEstimator):
 
     def _codes(self) -> np.ndarray:
         """The collection's packed codes as an (n, B/8) uint8 view (no copy)."""
+        import faiss
+
         cached = getattr(self, "_codes_view", None)
         if cached is None or len(cached) != self.n_:
-            cached = faiss_codes(self.index_, self.spec_.size // 8)
+            flat = self.index_
+            if isinstance(flat, faiss.IndexBinaryHNSW):
+                flat = faiss.downcast_IndexBinary(flat.storage)
+            cached = faiss_codes(flat, self.spec_.size // 8)
             self._codes_view = cached
         return cached
 
@@ -257,6 +271,14 @@ class CodeIndex(BaseEstimator):
         expansion = 2 * 4.0 * self.dim_ if self.spec_.smooth else 0.0
         return {"code_bytes": code, "index_bytes": round(total + expansion, 1),
                 "query_expansion_bytes": expansion}
+
+
+def set_search_params(index: Any) -> None:
+    """Search-time settings that faiss does not save with an index."""
+    import faiss
+
+    if isinstance(index, faiss.IndexBinaryHNSW):
+        index.hnsw.efSearch = 128
 
 
 def faiss_codes(index: Any, code_size: int) -> np.ndarray:

@@ -19,17 +19,19 @@ from imgatlas.evaluate.retrieval import (
     precision_at,
     reciprocal_rank,
 )
-from imgatlas.index._codes import CodeIndex, parse_spec
+from imgatlas.index._codes import CodeIndex, parse_spec, set_search_params
 from imgatlas.store.features import FeatureStore
 from imgatlas.store.workspace import Workspace, io_errors
 
 DEFAULT_CODES = "itq:512+learn"
 
 
-def default_codes(n: int) -> str:
-    """The default code for ``n`` images: ``itq:512+learn`` (64 bytes per image); below 1,024
-    images, fewer bits, as ITQ needs more images than bits (twice as many to be stable)."""
+def default_codes(n: int, dim: int = 1280) -> str:
+    """The default code for ``n`` images of ``dim``-d features: ``itq:512+learn`` (64 bytes
+    per image). Fewer bits below 1,024 images, as ITQ needs more images than bits (twice as
+    many to be stable), and never more bits than the features have dimensions."""
     bits = 512 if n >= 1024 else max(8, (n // 2) // 8 * 8)
+    bits = min(bits, max(8, dim // 8 * 8))
     return f"itq:{bits}+learn"
 
 
@@ -52,7 +54,7 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
     ids, X = store.read()
     if len(ids) < 2:
         raise ConfigError("Need at least 2 embedded images to build an index.")
-    spec = parse_spec(codes or default_codes(len(ids)))
+    spec = parse_spec(codes or default_codes(len(ids), X.shape[1]))
     run_id = ws.start_run("index", {"codes": str(spec), "features": store.key, "seed": seed})
     t = time.perf_counter()
     ci = CodeIndex(str(spec), random_state=seed).fit(X)
@@ -132,6 +134,7 @@ def load_index(ws: Workspace, codes: str | None = None
     ci.index_, ci.factory_, ci.n_, ci.dim_ = index, meta["factory"], meta["n"], meta["dim"]
     if learned:
         ci.query_weights_, ci.query_bias_ = weights, bias
+        set_search_params(ci.index_)
     if ci.spec_.smooth:
         from imgatlas.reduce import KNNSmoother
 
@@ -243,7 +246,7 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str] | No
             len(ids))
         n_out = max(1, int(round(holdout * len(ids))))
         query_rows, fit_rows = np.sort(perm[:n_out]), np.sort(perm[n_out:])
-    codes = codes or [default_codes(len(fit_rows))]
+    codes = codes or [default_codes(len(fit_rows), X.shape[1])]
     out = {"features": store.key, "n_images": int(len(ids)), "codes": {},
            "protocol": "leave-one-out" if query_rows is None else
            f"held-out: {len(query_rows)} queries never fitted vs {len(fit_rows)} images"}
