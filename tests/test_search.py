@@ -75,6 +75,13 @@ def test_index_search_evaluate_through_workspace(image_dir, tmp_path, cache_dir,
     query = sorted(image_dir.rglob("*.png"))[0]
     top = api.search(ws, [query], k=1, cache_dir=cache_dir)[0]["results"][0]
     assert top["path"].endswith(query.name) and top["score"] == pytest.approx(1, abs=1e-5)
+    assert top["exact"]
+    api.build_index(ws, codes="itq:8+learn")  # a code that may not rank the copy first
+    res = api.search(ws, [query], k=4, codes="itq:8+learn", cache_dir=cache_dir)[0]
+    assert res["results"][0]["path"].endswith(query.name) and res["results"][0]["exact"]
+    assert res["results"][0]["score"] == 0 and len(res["results"]) == 4
+    assert not any(h["exact"] for h in res["results"][1:])
+    assert len({h["id"] for h in res["results"]}) == 4
     api.build_index(ws, codes="float")  # rebuild: the link moves, the old build is removed
     assert len(list((ws / "index").glob("float@*"))) == 1
     ev = api.evaluate_retrieval(ws, ["float", "pca:4"], n_queries=12)

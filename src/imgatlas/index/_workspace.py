@@ -299,7 +299,18 @@ def search_files(ws: Workspace, files: list[str], *, k: int = 10, codes: str | N
         raise ConfigError(f"Backbone mismatch: the index holds {store.key} features but "
                           f"{record['name']} now gives {key}; rebuild the index.")
     Q = Embedder(bb).embed_files(files)
-    return _results(ws, ci, ids, Q, k, [os.fsdecode(f) for f in files])
+    in_index = set(ids.tolist())
+    exact = [[i for i in _copies_in_catalog(ws, f) if i in in_index] for f in files]
+    return _results(ws, ci, ids, Q, k, [os.fsdecode(f) for f in files], exact)
+
+
+def _copies_in_catalog(ws: Workspace, path: str | bytes) -> list[int]:
+    """Catalogued images with the same bytes as ``path`` (sha256)."""
+    from imgatlas.scan._probe import _hash
+
+    digest, _ = _hash(os.fsencode(path), os.path.getsize(path))
+    return [r[0] for r in ws.con.execute(
+        "SELECT id FROM images WHERE sha256=? AND status='ok' ORDER BY id", (digest,))]
 
 
 def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str | None = None
@@ -319,17 +330,27 @@ def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str |
 
 
 def _results(ws: Workspace, ci: CodeIndex, ids: np.ndarray, Q: np.ndarray, k: int,
-             names: list[str]) -> list[dict[str, Any]]:
-    scores, rows = ci.search(Q, k)
+             names: list[str], exact: list[list[int]] | None = None
+             ) -> list[dict[str, Any]]:
+    """Top-k per query. Catalogued copies of a query file (same bytes) come first, marked
+    ``exact`` with the best possible score: a compact code may not rank an image's own copy
+    first (``+learn`` codes the query and the collection differently)."""
+    exact = exact or [[] for _ in names]
+    extra = max((len(e) for e in exact), default=0)
+    scores, rows = ci.search(Q, k + extra)
+    best = 1.0 if ci.metric_is_similarity else 0.0
     info = {r[0]: (r[1], r[2]) for r in ws.con.execute("SELECT id, display, label FROM images")}
+
+    def hit(image_id: int, score: float, is_exact: bool) -> dict[str, Any]:
+        path, label = info.get(image_id, (None, None))
+        return {"id": image_id, "path": path, "label": label, "score": score,
+                "exact": is_exact}
+
     out = []
-    for name, srow, irow in zip(names, scores, rows, strict=True):
-        hits = []
+    for name, srow, irow, same in zip(names, scores, rows, exact, strict=True):
+        hits = [hit(i, best, True) for i in same]
         for s, r in zip(srow, irow, strict=True):
-            if r < 0:
-                continue
-            image_id = int(ids[r])
-            path, label = info.get(image_id, (None, None))
-            hits.append({"id": image_id, "path": path, "label": label, "score": float(s)})
-        out.append({"query": name, "results": hits})
+            if r >= 0 and int(ids[r]) not in same:
+                hits.append(hit(int(ids[r]), float(s), False))
+        out.append({"query": name, "results": hits[:k]})
     return out
