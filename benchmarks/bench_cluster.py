@@ -79,9 +79,11 @@ def table(sets: list[str], names: list[str], results: dict[tuple[str, str], dict
     return lines
 
 
-def render_log(log: Path, seeds: int) -> None:
-    """The table from the per-row lines a run printed (min-max is not in those lines)."""
-    rows = [m.groups() for line in log.read_text().splitlines() if (m := ROW.match(line))]
+def render_log(logs: list[Path], seeds: int) -> None:
+    """The table from the per-row lines runs printed (min-max is not in those lines); for a
+    (set, pipeline) printed by several logs, the last log given wins."""
+    rows = [m.groups() for log in logs for line in log.read_text().splitlines()
+            if (m := ROW.match(line))]
     sets = list(dict.fromkeys(r[0] for r in rows))
     names = list(dict.fromkeys(r[1] for r in rows))
     results = {(r[0], r[1]): {"acc": float(r[2]), "sd": float(r[3]), "nmi": float(r[4]),
@@ -89,9 +91,11 @@ def render_log(log: Path, seeds: int) -> None:
     lines = table(sets, names, results)
     body = [*preamble(), f"Hungarian-matched ACC, mean ± sd over {seeds} seeds, mean NMI/ARI, "
             "median seconds per clustering run, k = number of classes unless the row says auto. "
-            f"Rendered from the rows the run printed (`--render-log`); cells marked 'not run' "
-            "were not reached before the run was stopped. These are the dev sets the defaults "
-            "were chosen on: figures on held-out data are the honest test.", ""] + lines
+            f"Rendered from the rows the runs printed (`--render-log`, logs in "
+            f"benchmarks/logs: {', '.join(p.name for p in logs)}; a later log's row replaces "
+            "an earlier one); cells marked 'not run' were not reached. These are the dev sets "
+            "the defaults were chosen on: figures on held-out data are the honest test.", ""
+            ] + lines
     write_section(ROOT / "benchmarks" / "RESULTS.md", "Clustering quality (dev sets)",
                   "\n".join(body))
 
@@ -101,7 +105,7 @@ def main() -> None:
     ap.add_argument("--sets", default="imagenette,rooms,clothing,cifar10,fashion-mnist")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--pipelines", default=",".join(PIPELINES))
-    ap.add_argument("--render-log", type=Path, default=None,
+    ap.add_argument("--render-log", type=Path, nargs="+", default=None,
                     help="Only render the table from the rows a (stopped) run printed.")
     args = ap.parse_args()
     if args.render_log:
