@@ -60,8 +60,6 @@ def main() -> None:
         size = os.path.getsize(path) / args.n
         t = time.perf_counter()
         ci.index_ = _read(path, binary=learned)
-        if spec.startswith(("hnsw", "hnswpq")):
-            ci.index_.hnsw.efSearch = 128
         set_search_params(ci.index_)
         ci._codes_view = None
         opened = time.perf_counter() - t

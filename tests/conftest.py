@@ -40,6 +40,18 @@ def write_image(path: Path, w: int = 48, h: int = 40, seed: int = 0, fmt: str | 
     return path
 
 
+def colour_groups(root: Path, colours: dict[str, tuple[int, int, int]], per_group: int,
+                  shape: tuple[int, int] = (32, 32), ext: str = "png", **save: object) -> Path:
+    """One folder of noisy single-colour images per colour: obvious, labelled clusters."""
+    rng = np.random.default_rng(0)
+    for name, rgb in colours.items():
+        (root / name).mkdir(parents=True)
+        for j in range(per_group):
+            a = np.clip(np.array(rgb) + rng.normal(0, 12, (*shape, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / name / f"{j}.{ext}", **save)
+    return root
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One model cache for the whole session: the default backbone is exported once."""

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
+from conftest import colour_groups
 from imgatlas import api
 from imgatlas.cli import main
 from imgatlas.errors import ConfigError
@@ -17,13 +16,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 @pytest.fixture()
 def coloured_ws(tmp_path, cache_dir):
     """Three obvious groups (by colour), embedded with the tiny test backbone."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "img"
-    for name, rgb in COLOURS.items():
-        (root / name).mkdir(parents=True)
-        for j in range(10):
-            a = np.clip(np.array(rgb) + rng.normal(0, 12, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(a).save(root / name / f"{j}.png")
+    root = colour_groups(tmp_path / "img", COLOURS, 10)
     ws = tmp_path / "ws"
     api.scan(root, ws, labels_from_folders=True)
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)

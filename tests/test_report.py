@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import colour_groups
 from imgatlas import api
 from imgatlas.cli import main
 
@@ -26,13 +27,8 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), EVIL_LABEL: (30, 40, 22
 def report_ws(tmp_path, cache_dir):
     """Three colour groups (one folder and one file with markup in their names), one broken
     file, embedded with the tiny test backbone and clustered with k=3."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "img"
-    for name, rgb in COLOURS.items():
-        (root / name).mkdir(parents=True)
-        for j in range(12):
-            a = np.clip(np.array(rgb) + rng.normal(0, 12, (40, 48, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(a).save(root / name / f"{j}.jpg", quality=90)
+    root = colour_groups(tmp_path / "img", COLOURS, 12, shape=(40, 48), ext="jpg",
+                         quality=90)
     shutil.copy(root / "red" / "0.jpg", root / "red" / f"{EVIL_FILE}.jpg")
     (root / "green" / "empty.jpg").write_bytes(b"")
     ws = tmp_path / "ws"

@@ -295,7 +295,7 @@ class Agglomerative(ClusterMixin, BaseEstimator):
         if (self.n_clusters is None) == (self.distance_threshold is None):
             raise ConfigError("Agglomerative needs exactly one of n_clusters and "
                               "distance_threshold.")
-        metric = "cityblock" if self.metric == "manhattan" else self.metric
+        metric = scipy_metric(self.metric)
         if self.linkage in ("centroid", "median", "ward") and metric != "euclidean":
             raise ConfigError(f"The '{self.linkage}' linkage is defined for the euclidean "
                               f"metric only. Got {self.metric!r} instead.")
@@ -324,6 +324,11 @@ class Agglomerative(ClusterMixin, BaseEstimator):
             self.labels_ = _nearest(X, means).astype(np.int64)
             self.labels_[fit_idx] = sub
         return self
+
+
+def scipy_metric(name: str) -> str:
+    """scipy's name for a distance: it calls manhattan ``cityblock``."""
+    return "cityblock" if name == "manhattan" else name
 
 
 def _check_k(k: int, X: np.ndarray) -> None:

@@ -27,8 +27,8 @@ from imgatlas.store.workspace import Workspace
 
 METHODS = ("kmeans", "gmm", "dbscan", "hdbscan", "kmedoids", "agglomerative")
 K_METHODS = ("kmeans", "gmm", "kmedoids", "agglomerative")
-SILHOUETTE_ALL_BELOW = 20_000
-HOPKINS_DIM = 10  # per-image silhouettes are O(n^2); above, a seeded sample
+SILHOUETTE_ALL_BELOW = 20_000  # per-image silhouettes are O(n^2); above, a seeded sample
+HOPKINS_DIM = 10  # Hopkins saturates in high dimensions: computed on a PCA projection
 
 
 def build_method(method: str, k: int | None, options: dict[str, Any], seed: int

@@ -111,10 +111,7 @@ class CodeIndex(BaseEstimator):
         if not index.is_trained:
             index.train(X)
         index.add(X)
-        if self.spec_.family in ("hnsw", "hnswpq"):
-            index.hnsw.efSearch = 128
-        if self.spec_.family == "ivfpq":
-            faiss.extract_index_ivf(index).nprobe = 16
+        set_search_params(index)
         self.index_ = index
         self.factory_ = factory
         self.n_ = n
@@ -274,11 +271,15 @@ class CodeIndex(BaseEstimator):
 
 
 def set_search_params(index: Any) -> None:
-    """Search-time settings that faiss does not save with an index."""
+    """Search-time settings that faiss does not save with an index: the breadth of a graph
+    search (float or binary HNSW) and the number of IVF lists probed."""
     import faiss
 
-    if isinstance(index, faiss.IndexBinaryHNSW):
+    if hasattr(index, "hnsw"):
         index.hnsw.efSearch = 128
+    ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None
+    if ivf is not None:
+        ivf.nprobe = 16
 
 
 def faiss_codes(index: Any, code_size: int) -> np.ndarray:

@@ -134,7 +134,7 @@ def load_index(ws: Workspace, codes: str | None = None
     ci.index_, ci.factory_, ci.n_, ci.dim_ = index, meta["factory"], meta["n"], meta["dim"]
     if learned:
         ci.query_weights_, ci.query_bias_ = weights, bias
-        set_search_params(ci.index_)
+    set_search_params(ci.index_)
     if ci.spec_.smooth:
         from imgatlas.reduce import KNNSmoother
 
@@ -145,10 +145,6 @@ def load_index(ws: Workspace, codes: str | None = None
         sm.embedding_ = np.load(folder / "smooth_embedding.npy")
         sm.n_features_in_ = base.shape[1]
         ci.smoother_ = sm
-    if ci.spec_.family in ("hnsw", "hnswpq"):
-        ci.index_.hnsw.efSearch = 128
-    if ci.spec_.family == "ivfpq":
-        faiss.extract_index_ivf(ci.index_).nprobe = 16
     return ci, ids, meta
 
 

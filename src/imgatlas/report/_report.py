@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from imgatlas import __version__
-from imgatlas.cluster._methods import LINKAGES
+from imgatlas.cluster._methods import LINKAGES, scipy_metric
 from imgatlas.cluster._workspace import centre_distances
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate._workspace import assignments, score_run
@@ -328,8 +328,7 @@ def _tree(run: dict[str, Any], Z: np.ndarray) -> tuple[np.ndarray, float | None]
     from scipy.cluster.hierarchy import linkage
 
     est = run["results"].get("estimator", {})
-    method, metric = est.get("linkage", "ward"), est.get("metric", "euclidean")
-    metric = "cityblock" if metric == "manhattan" else metric
+    method, metric = est.get("linkage", "ward"), scipy_metric(est.get("metric", "euclidean"))
     S = _tree_sample(run, Z)
     L = linkage(S, method=method, metric=metric)
     k = run["results"]["n_clusters"]
@@ -346,8 +345,7 @@ def _cophenetic_table(run: dict[str, Any], Z: np.ndarray) -> list[dict[str, Any]
     from imgatlas.evaluate.metrics import cophenetic_correlation
 
     est = run["results"].get("estimator", {})
-    metric = est.get("metric", "euclidean")
-    metric = "cityblock" if metric == "manhattan" else metric
+    metric = scipy_metric(est.get("metric", "euclidean"))
     S = _tree_sample(run, Z)
     rows = []
     for method in LINKAGES:

@@ -106,8 +106,3 @@ class ThumbnailJob:
         failed = {dst for (_src, dst), good in zip(self.todo, ok, strict=True) if not good}
         return {i: (None if str(p) in failed else p) for i, p in self.paths.items()}
 
-
-def ensure_thumbnails(ws: Workspace, rows: list[ImageRow], *, progress: bool = False
-                      ) -> dict[int, Path | None]:
-    """The cached thumbnail of every row (made now when missing); ``None`` if unreadable."""
-    return ThumbnailJob(ws, rows, progress=progress).result()
