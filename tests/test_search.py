@@ -28,7 +28,10 @@ def test_specs():
     assert str(parse_spec("itq:512+smooth")) == "itq:512+smooth"
     assert str(parse_spec("itq:512+learn")) == "itq:512+learn"
     assert parse_spec("pq").size == 64
-    for bad in ("itq:12", "lsh:8", "pca:x", "pca:64+learn", "itq:64+smooth+learn"):
+    assert str(parse_spec("umap:8@500")) == "umap:8@500"
+    assert parse_spec("umap").size == 16 and parse_spec("ivfpq:16+rerank").rerank
+    for bad in ("itq:12", "lsh:8", "pca:x", "pca:64+learn", "itq:64+smooth+learn",
+                "pca:64@100", "itq:64+rerank", "umap:8+smooth", "umap:8@3"):
         with pytest.raises(ConfigError):
             parse_spec(bad)
 
@@ -44,7 +47,8 @@ def clustered():
 
 @pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "hnswpq:8", "sign:32",
                                   "itq:32", "hnsw:16", "itq:32+smooth", "float+smooth",
-                                  "itq:32+learn"])
+                                  "itq:32+learn", "pq:8+rerank", "ivfpq:8+rerank",
+                                  "hnswpq:8+rerank", "umap:4", "umap:4@120"])
 def test_every_family_retrieves_its_class(clustered, spec):
     from imgatlas.index._workspace import retrieval_scores
 
@@ -60,6 +64,36 @@ def test_every_family_retrieves_its_class(clustered, spec):
     if spec == "float":
         exact = CodeIndex("float").fit(X).search(X[:5], 5)[1]
         assert (exact[:, 0] == np.arange(5)).all()
+    if spec.endswith("+rerank"):  # the PQ code plus the full vector it re-ranks on
+        assert b["code_bytes"] >= 4 * X.shape[1]
+    if spec.startswith("umap"):  # the model UMAP needs to place queries is the cost
+        assert b["code_bytes"] == 16 and b["fixed_bytes"] > 4 * X.shape[1] * 100
+
+
+def test_rerank_recovers_exact_neighbours(clustered):
+    X, _ = clustered
+    exact = CodeIndex("float").fit(X).search(X[:40], 5)[1]
+    # 300 training vectors only allow 2-bit sub-quantisers: coarse codes, many ties
+    coarse = CodeIndex("pq:16").fit(X).search(X[:40], 5)[1]
+    fine = CodeIndex("pq:16+rerank").fit(X).search(X[:40], 5)[1]
+
+    def recall(found):
+        return np.mean([len(set(a) & set(b)) / 5 for a, b in zip(found, exact, strict=True)])
+
+    assert recall(fine) > 2 * recall(coarse) and recall(fine) > 0.8
+
+
+def test_umap_codes_query_members_by_their_embedding(clustered, tmp_path):
+    X, y = clustered
+    ci = CodeIndex("umap:4@150").fit(X)
+    # a member's query is its stored position, so it finds itself first at distance 0
+    scores, rows = ci.search(ci.member_queries(np.arange(10), X[:10]), 3, prepared=True)
+    assert (rows[:, 0] == np.arange(10)).all() and np.allclose(scores[:, 0], 0, atol=1e-5)
+    ci.save(tmp_path)
+    again = CodeIndex.load(tmp_path, "umap:4@150", ci.factory_, ci.n_, ci.dim_)
+    new = X[:20] + 0.01
+    assert np.array_equal(ci.search(new, 5)[1], again.search(new, 5)[1])
+    assert (y[again.search(new, 5)[1]] == y[:20, None]).mean() > 0.9
 
 
 def test_index_search_evaluate_through_workspace(image_dir, tmp_path, cache_dir, capsys):
@@ -170,11 +204,6 @@ def test_learned_codes_use_a_binary_graph_for_large_collections(clustered, monke
                                                                 tmp_path):
     """Above BINARY_GRAPH_FROM images the codes go into a binary HNSW graph; it must find
     what the exhaustive Hamming search finds, and survive a save/load round trip."""
-    import faiss
-
-    from imgatlas.index._codes import set_search_params
-    from imgatlas.index._workspace import _read
-
     X, y = clustered
     flat = CodeIndex("itq:32+learn").fit(X)
     monkeypatch.setattr(CodeIndex, "BINARY_GRAPH_FROM", 10)
@@ -185,8 +214,6 @@ def test_learned_codes_use_a_binary_graph_for_large_collections(clustered, monke
     top_graph = graph.search(X[:40], 10)[1]
     same_class = (y[top_graph] == y[:40, None]).mean()
     assert same_class >= (y[top_flat] == y[:40, None]).mean() - 0.05
-    faiss.write_index_binary(graph.index_, str(tmp_path / "g.faiss"))
-    graph.index_ = _read(tmp_path / "g.faiss", binary=True)
-    set_search_params(graph.index_)
-    graph._codes_view = None
-    np.testing.assert_array_equal(graph.search(X[:40], 10)[1], top_graph)
+    graph.save(tmp_path)
+    again = CodeIndex.load(tmp_path, "itq:32+learn", graph.factory_, graph.n_, graph.dim_)
+    np.testing.assert_array_equal(again.search(X[:40], 10)[1], top_graph)

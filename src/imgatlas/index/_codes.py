@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,10 +13,13 @@ from sklearn.preprocessing import normalize
 from imgatlas._validation import check_is_fitted
 from imgatlas.errors import ConfigError
 
-SPEC_HELP = ("float | pca:D | pq:M | ivfpq:M | hnswpq:M | sign:BITS | itq:BITS | hnsw:M, each "
-             "optionally followed by +smooth (kNN diffusion of the collection, float query "
-             "expansion), or itq:BITS+learn (compact: smoothed codes, a learned query map and "
-             "query expansion in Hamming space), e.g. itq:512+learn")
+SPEC_HELP = ("float | pca:D | umap:D[@N] | pq:M | ivfpq:M | hnswpq:M | sign:BITS | itq:BITS | "
+             "hnsw:M, each optionally followed by +smooth (kNN diffusion of the collection, "
+             "float query expansion); pq/ivfpq/hnswpq also by +rerank (re-rank a shortlist on "
+             "the full vectors); itq:BITS+learn (compact: smoothed codes, a learned query map "
+             "and query expansion in Hamming space); umap:D@N fits UMAP on N sampled images "
+             "and maps the rest; e.g. itq:512+learn")
+MODIFIERS = ("smooth", "learn", "rerank")
 
 
 @dataclass(frozen=True)
@@ -24,27 +28,44 @@ class Spec:
     size: int | None
     smooth: bool
     learn: bool = False
+    rerank: bool = False
+    fit_size: int | None = None  # umap: fit on this many sampled images, map the rest
 
     def __str__(self) -> str:
         core = self.family if self.size is None else f"{self.family}:{self.size}"
-        return core + ("+smooth" if self.smooth else "") + ("+learn" if self.learn else "")
+        if self.fit_size is not None:
+            core += f"@{self.fit_size}"
+        return core + "".join(f"+{m}" for m in MODIFIERS if getattr(self, m))
 
 
 def parse_spec(text: str) -> Spec:
-    m = re.fullmatch(r"(float|pca|pq|ivfpq|hnswpq|sign|itq|hnsw)(?::(\d+))?(\+smooth|\+learn)?",
-                     text.strip())
+    m = re.fullmatch(r"(float|pca|umap|pq|ivfpq|hnswpq|sign|itq|hnsw)(?::(\d+))?(?:@(\d+))?"
+                     r"(?:\+(smooth|learn|rerank))?", text.strip())
     if not m:
         raise ConfigError(f"Unknown code spec {text!r}; use {SPEC_HELP}.")
-    family, size = m.group(1), m.group(2)
-    smooth, learn = m.group(3) == "+smooth", m.group(3) == "+learn"
-    if learn and family != "itq":
+    family, size, fit_size, modifier = m.groups()
+    if modifier == "learn" and family != "itq":
         raise ConfigError(f"+learn is defined for itq codes only. Got {text!r} instead.")
+    if modifier == "rerank" and family not in ("pq", "ivfpq", "hnswpq"):
+        raise ConfigError(f"+rerank is defined for pq, ivfpq and hnswpq. Got {text!r} instead.")
+    if fit_size is not None and family != "umap":
+        raise ConfigError(f"@N (fit on a sample) is defined for umap codes only. Got {text!r} "
+                          "instead.")
+    if modifier == "smooth" and family == "umap":
+        raise ConfigError("umap codes are already a neighbour-graph embedding; drop +smooth.")
     if family != "float" and size is None:
-        size = {"pca": 64, "pq": 64, "ivfpq": 64, "hnswpq": 64, "sign": 512, "itq": 512,
-                "hnsw": 32}[family]
+        size = {"pca": 64, "umap": 16, "pq": 64, "ivfpq": 64, "hnswpq": 64, "sign": 512,
+                "itq": 512, "hnsw": 32}[family]
     if family in ("sign", "itq") and int(size) % 8:
         raise ConfigError(f"Binary codes need a multiple of 8 bits. Got {size} instead.")
-    return Spec(family, int(size) if size is not None else None, smooth, learn)
+    if fit_size is not None and int(fit_size) < 10:
+        raise ConfigError(f"umap:D@N needs N >= 10 images to fit. Got {fit_size} instead.")
+    return Spec(family, int(size) if size is not None else None, modifier == "smooth",
+                modifier == "learn", modifier == "rerank",
+                int(fit_size) if fit_size is not None else None)
+
+
+REFINE_FACTOR = 8  # +rerank: the PQ search returns k * this candidates for exact re-scoring
 
 
 class CodeIndex(BaseEstimator):
@@ -77,13 +98,15 @@ class CodeIndex(BaseEstimator):
             return f"PCA{s.size},L2norm,Flat", ip
         if s.family in ("sign", "itq", "pca") and s.size >= n:
             raise ConfigError(f"{s} needs more images than {s.size} to fit; have {n}.")
+        # +rerank: faiss re-scores the PQ shortlist (k * REFINE_FACTOR) on the full vectors
+        refine = ",RFlat" if s.rerank else ""
         if s.family == "pq":
-            return f"PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
+            return f"PQ{_pq_m(s.size, d)}x{_pq_bits(n)}{refine}", l2
         if s.family == "ivfpq":
             nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
-            return f"IVF{nlist},PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
+            return f"IVF{nlist},PQ{_pq_m(s.size, d)}x{_pq_bits(n)}{refine}", l2
         if s.family == "hnswpq":  # graph over PQ codes: compact and sub-millisecond
-            return f"HNSW32_PQ{_pq_m(s.size, d)}x{_pq_bits(n)}", l2
+            return f"HNSW32_PQ{_pq_m(s.size, d)}x{_pq_bits(n)}{refine}", l2
         if s.family == "sign":
             return f"PCA{s.size},LSH", l2
         if s.family == "itq":
@@ -99,6 +122,8 @@ class CodeIndex(BaseEstimator):
         X = np.ascontiguousarray(normalize(np.asarray(X, dtype=np.float32)), dtype=np.float32)
         if self.spec_.learn:
             return self._fit_learned(X)
+        if self.spec_.family == "umap":
+            return self._fit_umap(X)
         if self.spec_.smooth:
             from imgatlas.reduce import KNNSmoother
 
@@ -114,6 +139,43 @@ class CodeIndex(BaseEstimator):
         set_search_params(index)
         self.index_ = index
         self.factory_ = factory
+        self.n_ = n
+        self.dim_ = d
+        return self
+
+    def _fit_umap(self, X: np.ndarray) -> CodeIndex:
+        """``umap:D[@N]``: D floats per image from a cosine UMAP of the features, searched by
+        Euclidean distance in the embedding (the SBIR study's best codes for mAP).
+
+        A query is placed by ``UMAP.transform``, which needs the fitted model: the images
+        UMAP was fitted on (N x d floats) and its neighbour index. That model is the memory
+        cost of these codes (``fixed_bytes``), so ``@N`` fits on N sampled images and maps
+        the rest with ``transform``: a smaller model and a faster fit, for some quality.
+        """
+        import faiss
+
+        from imgatlas.reduce import UMAPReducer
+
+        n, d = X.shape
+        dims = self.spec_.size
+        if n <= dims:
+            raise ConfigError(f"{self.spec_} needs more images than {dims} to fit; have {n}.")
+        fit_rows = np.arange(n)
+        if self.spec_.fit_size is not None and self.spec_.fit_size < n:
+            rng = np.random.default_rng(self.random_state)
+            fit_rows = np.sort(rng.choice(n, self.spec_.fit_size, replace=False))
+        reducer = UMAPReducer(n_components=dims, n_neighbors=15, min_dist=0.0, metric="cosine",
+                              random_state=self.random_state).fit(X[fit_rows])
+        E = np.empty((n, dims), np.float32)
+        E[fit_rows] = reducer.embedding_
+        rest = np.setdiff1d(np.arange(n), fit_rows)
+        if len(rest):
+            E[rest] = reducer.transform(X[rest])
+        index = faiss.IndexFlatL2(dims)
+        index.add(np.ascontiguousarray(E))
+        self.umap_ = reducer
+        self.index_ = index
+        self.factory_ = f"UMAP{dims} (cosine, fitted on {len(fit_rows)} images), Flat L2"
         self.n_ = n
         self.dim_ = d
         return self
@@ -223,9 +285,23 @@ class CodeIndex(BaseEstimator):
         Q = np.ascontiguousarray(normalize(np.asarray(Q, dtype=np.float32)), dtype=np.float32)
         if self.spec_.learn:
             return self._learned_query_codes(Q)
+        if self.spec_.family == "umap":
+            return np.ascontiguousarray(self.umap_.transform(Q), dtype=np.float32)
         if self.spec_.smooth:
             Q = np.ascontiguousarray(self.smoother_.transform(Q), dtype=np.float32)
         return Q
+
+    def member_queries(self, rows: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Prepared queries for members of the collection (``rows``, their vectors ``X``).
+
+        Every code but UMAP's recomputes a member's own code from its vector; a UMAP
+        embedding is not reproduced by ``transform``, so a member queries with its stored
+        position (the study's leave-one-out protocol; also search by image id).
+        """
+        check_is_fitted(self)
+        if self.spec_.family == "umap":
+            return self.index_.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        return self.transform_queries(X)
 
     def search(self, Q: Any, k: int = 10, *, prepared: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -257,10 +333,13 @@ class CodeIndex(BaseEstimator):
             total = faiss.serialize_index_binary(self.index_).nbytes / self.n_
             return {"code_bytes": code, "index_bytes": round(total + fixed / self.n_, 1),
                     "query_expansion_bytes": 0.0, "fixed_bytes": fixed}
-        try:
-            code = float(self.index_.sa_code_size())
-        except RuntimeError:  # HNSW over PQ has no standalone codec: its storage's codes
-            code = float(self.index_.storage.sa_code_size())
+        if self.spec_.family == "umap":
+            code = 4.0 * self.spec_.size
+            fixed = float(len(_pickle(self.umap_)))
+            total = faiss.serialize_index(self.index_).nbytes / self.n_
+            return {"code_bytes": code, "index_bytes": round(total + fixed / self.n_, 1),
+                    "query_expansion_bytes": 0.0, "fixed_bytes": fixed}
+        code = _code_size(self.index_)
         if self.spec_.family == "hnsw":
             code = 4.0 * self.dim_
         total = faiss.serialize_index(self.index_).nbytes / self.n_
@@ -270,11 +349,105 @@ class CodeIndex(BaseEstimator):
                 "query_expansion_bytes": expansion}
 
 
+    # -- persistence: the faiss index plus what each family needs beside it ------------------
+    def save(self, folder: Path) -> None:
+        """Write the fitted index into ``folder`` (the caller swaps the folder in atomically)."""
+        import faiss
+
+        check_is_fitted(self)
+        folder = Path(folder)
+        if self.spec_.learn:
+            faiss.write_index_binary(self.index_, str(folder / "index.faiss"))
+            np.savez(folder / "query_map.npz", weights=self.query_weights_,
+                     bias=self.query_bias_)
+        else:
+            faiss.write_index(self.index_, str(folder / "index.faiss"))
+        if self.spec_.smooth:
+            sm = self.smoother_
+            np.save(folder / "smooth_base.npy", faiss.rev_swig_ptr(
+                sm.index_.get_xb(), sm.index_.ntotal * self.dim_).reshape(-1, self.dim_).copy())
+            np.save(folder / "smooth_embedding.npy", sm.embedding_)
+        if self.spec_.family == "umap":
+            (folder / "umap.pkl").write_bytes(_pickle(self.umap_))
+
+    @classmethod
+    def load(cls, folder: Path, codes: str, factory: str, n: int, dim: int) -> CodeIndex:
+        """Open an index written by :meth:`save`; the faiss file is memory-mapped where faiss
+        can, so a large index opens without reading it whole. Raises OSError, RuntimeError
+        or ValueError on damaged files."""
+        import faiss
+
+        folder = Path(folder)
+        ci = cls(codes)
+        ci.spec_ = spec = parse_spec(codes)
+        ci.index_ = _read(folder / "index.faiss", binary=spec.learn)
+        ci.factory_, ci.n_, ci.dim_ = factory, n, dim
+        if spec.learn:
+            with np.load(folder / "query_map.npz") as qm:
+                ci.query_weights_, ci.query_bias_ = qm["weights"], qm["bias"]
+        if spec.smooth:
+            from imgatlas.reduce import KNNSmoother
+
+            base = np.load(folder / "smooth_base.npy")
+            sm = KNNSmoother(ci.smooth_neighbors, 2)
+            sm.index_ = faiss.IndexFlatIP(base.shape[1])
+            sm.index_.add(base)
+            sm.embedding_ = np.load(folder / "smooth_embedding.npy")
+            sm.n_features_in_ = base.shape[1]
+            ci.smoother_ = sm
+        if spec.family == "umap":
+            import pickle
+
+            try:  # the workspace's own file, written by save()
+                ci.umap_ = pickle.loads((folder / "umap.pkl").read_bytes())  # noqa: S301
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+                raise ValueError(f"umap.pkl cannot be read: {e}") from e
+        set_search_params(ci.index_)
+        return ci
+
+
+def _read(path: Path, binary: bool = False) -> Any:
+    """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
+    import faiss
+
+    if binary:
+        try:
+            return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
+        except RuntimeError:
+            return faiss.read_index_binary(str(path))
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        return faiss.read_index(str(path))
+
+
+def _code_size(index: Any) -> float:
+    """Bytes one vector costs in ``index``'s codes (graph links not counted)."""
+    import faiss
+
+    if isinstance(index, faiss.IndexRefine):  # the PQ code plus the re-ranking vector
+        return (_code_size(faiss.downcast_index(index.base_index))
+                + _code_size(faiss.downcast_index(index.refine_index)))
+    try:
+        return float(index.sa_code_size())
+    except RuntimeError:  # HNSW over PQ has no standalone codec: its storage's codes
+        return float(faiss.downcast_index(index.storage).sa_code_size())
+
+
+def _pickle(obj: Any) -> bytes:
+    import pickle
+
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def set_search_params(index: Any) -> None:
     """Search-time settings that faiss does not save with an index: the breadth of a graph
     search (float or binary HNSW) and the number of IVF lists probed."""
     import faiss
 
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = REFINE_FACTOR
+        index = faiss.downcast_index(index.base_index)
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = 128
     ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None

@@ -19,7 +19,7 @@ from imgatlas.evaluate.retrieval import (
     precision_at,
     reciprocal_rank,
 )
-from imgatlas.index._codes import CodeIndex, parse_spec, set_search_params
+from imgatlas.index._codes import CodeIndex, parse_spec
 from imgatlas.store.features import FeatureStore
 from imgatlas.store.workspace import Workspace, io_errors
 
@@ -83,27 +83,14 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
 
 
 def save(ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any], folder: Path) -> None:
-    import faiss
-
-    if ci.spec_.learn:
-        faiss.write_index_binary(ci.index_, str(folder / "index.faiss"))
-        np.savez(folder / "query_map.npz", weights=ci.query_weights_, bias=ci.query_bias_)
-    else:
-        faiss.write_index(ci.index_, str(folder / "index.faiss"))
+    ci.save(folder)
     np.save(folder / "ids.npy", ids)
-    if ci.spec_.smooth:
-        np.save(folder / "smooth_base.npy", faiss.rev_swig_ptr(
-            ci.smoother_.index_.get_xb(), ci.smoother_.index_.ntotal * ci.dim_
-        ).reshape(-1, ci.dim_).copy())
-        np.save(folder / "smooth_embedding.npy", ci.smoother_.embedding_)
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def load_index(ws: Workspace, codes: str | None = None
                ) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
     """The current index for ``codes`` (or the only/most recent one), its image ids, meta."""
-    import faiss
-
     root = index_dir(ws)
     links = sorted((p for p in root.glob("*") if p.is_symlink()),
                    key=lambda p: p.resolve().name) if root.exists() else []
@@ -120,47 +107,12 @@ def load_index(ws: Workspace, codes: str | None = None
     folder = link.resolve()
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        learned = parse_spec(meta["codes"]).learn
-        index = _read(folder / "index.faiss", binary=learned)
+        ci = CodeIndex.load(folder, meta["codes"], meta["factory"], meta["n"], meta["dim"])
         ids = np.load(folder / "ids.npy")
-        if learned:
-            with np.load(folder / "query_map.npz") as qm:
-                weights, bias = qm["weights"], qm["bias"]
-    except (OSError, RuntimeError, ValueError) as e:
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
         raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
                              "rebuild it with 'imgatlas index'.") from e
-    ci = CodeIndex(meta["codes"])
-    ci.spec_ = parse_spec(meta["codes"])
-    ci.index_, ci.factory_, ci.n_, ci.dim_ = index, meta["factory"], meta["n"], meta["dim"]
-    if learned:
-        ci.query_weights_, ci.query_bias_ = weights, bias
-    set_search_params(ci.index_)
-    if ci.spec_.smooth:
-        from imgatlas.reduce import KNNSmoother
-
-        base = np.load(folder / "smooth_base.npy")
-        sm = KNNSmoother(ci.smooth_neighbors, 2)
-        sm.index_ = faiss.IndexFlatIP(base.shape[1])
-        sm.index_.add(base)
-        sm.embedding_ = np.load(folder / "smooth_embedding.npy")
-        sm.n_features_in_ = base.shape[1]
-        ci.smoother_ = sm
     return ci, ids, meta
-
-
-def _read(path: Path, binary: bool = False) -> Any:
-    """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
-    import faiss
-
-    if binary:
-        try:
-            return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
-        except RuntimeError:
-            return faiss.read_index_binary(str(path))
-    try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-    except RuntimeError:
-        return faiss.read_index(str(path))
 
 
 def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
@@ -181,7 +133,7 @@ def retrieval_scores(ci: CodeIndex, X: np.ndarray, labels: np.ndarray, *,
     if queries is None:
         q = np.sort(rng.choice(n, min(n_queries, n), replace=False))
         QX, qlab = X[q], labels[q]
-        _, found = ci.search(ci.transform_queries(QX), n, prepared=True)
+        _, found = ci.search(ci.member_queries(q, QX), n, prepared=True)
         keep = q[:, None] != found
         ranked = np.stack([row[k][: n - 1] for row, k in zip(found, keep, strict=True)])
         n_rel = np.array([counts[lab] - 1 for lab in qlab])
@@ -319,21 +271,27 @@ def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str |
     if missing:
         raise ConfigError(f"No embedded image with id {sorted(missing)[0]}.")
     order = [int(np.flatnonzero(have == i)[0]) for i in image_ids]
-    res = _results(ws, ci, ids, X[order], k + 1, [f"id {i}" for i in image_ids])
+    row_of = {int(i): r for r, i in enumerate(ids.tolist())}
+    rows = [row_of.get(int(i)) for i in image_ids]
+    if None in rows:  # embedded after the index was built: not a member, query by vector
+        Q = ci.transform_queries(X[order])
+    else:
+        Q = ci.member_queries(np.array(rows), X[order])
+    res = _results(ws, ci, ids, Q, k + 1, [f"id {i}" for i in image_ids], prepared=True)
     for r, i in zip(res, image_ids, strict=True):
         r["results"] = [h for h in r["results"] if h["id"] != i][:k]
     return res
 
 
 def _results(ws: Workspace, ci: CodeIndex, ids: np.ndarray, Q: np.ndarray, k: int,
-             names: list[str], exact: list[list[int]] | None = None
+             names: list[str], exact: list[list[int]] | None = None, prepared: bool = False
              ) -> list[dict[str, Any]]:
     """Top-k per query. Catalogued copies of a query file (same bytes) come first, marked
     ``exact`` with the best possible score: a compact code may not rank an image's own copy
     first (``+learn`` codes the query and the collection differently)."""
     exact = exact or [[] for _ in names]
     extra = max((len(e) for e in exact), default=0)
-    scores, rows = ci.search(Q, k + extra)
+    scores, rows = ci.search(Q, k + extra, prepared=prepared)
     best = 1.0 if ci.metric_is_similarity else 0.0
     info = {r[0]: (r[1], r[2]) for r in ws.con.execute("SELECT id, display, label FROM images")}
 
