@@ -346,9 +346,9 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 
 
 # -- search ----------------------------------------------------------------------------------
-CODES_HELP = ("float | pca:D | pq:BYTES | ivfpq:BYTES | hnswpq:BYTES | sign:BITS | itq:BITS | "
-              "hnsw:M, optionally +smooth; or itq:BITS+learn (default: itq:512+learn, fewer "
-              "bits below 1,024 images)")
+CODES_HELP = ("float | pca:D | umap:D[@N] | pq:BYTES | ivfpq:BYTES | hnswpq:BYTES | sign:BITS | "
+              "itq:BITS | hnsw:M, optionally +smooth (pq families also +rerank); or "
+              "itq:BITS+learn (default: itq:512+learn, fewer bits below 1,024 images)")
 
 
 @cli.command("index")
