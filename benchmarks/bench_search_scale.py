@@ -105,7 +105,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(dir=tmp))
         ci.save(folder)
         size = sum(f.stat().st_size for f in folder.iterdir()) / args.n
-        factory, learned = ci.factory_, ci.spec_.learn
+        factory, learned = ci.factory_, ci.spec_.learned
         del ci
         t = time.perf_counter()
         ci = CodeIndex.load(folder, spec, factory, args.n, args.dim)

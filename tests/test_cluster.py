@@ -151,16 +151,29 @@ def test_knn_smoother_tightens_clusters(blobs):
 def test_knn_smoother_graph_is_approximate_only_above_its_limit(blobs):
     """The HNSW graph used for large collections finds (nearly) the exact neighbours and
     never lists a point as its own neighbour."""
-    from imgatlas.reduce import KNNSmoother
+    from imgatlas.reduce import KNNSmoother, knn_graph
 
     X, _ = blobs
     exact = KNNSmoother(10, 2).fit(X)
     approx = KNNSmoother(10, 2, exact_below=2).fit(X)
     Xn = L2Normalizer().fit_transform(X).astype(np.float32)
-    g_exact = exact._graph(exact.index_, Xn, 10)
-    g_approx = approx._graph(approx.index_, Xn, 10)
+    g_exact = knn_graph(Xn, 10)
+    g_approx = knn_graph(Xn, 10, exact_below=2)
     assert not (g_approx == np.arange(len(X))[:, None]).any()
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(g_exact, g_approx,
                                                                   strict=True)])
     assert overlap > 0.9
     assert np.abs(exact.embedding_ - approx.embedding_).max() < 0.2
+
+
+def test_knn_graph_never_lists_a_row_as_its_own_neighbour_with_duplicates():
+    from imgatlas.reduce import knn_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 8)).astype(np.float32)
+    X = np.vstack([X, X[:10]])  # rows 30..39 duplicate rows 0..9: ties at distance zero
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    for exact_below in (10_000, 2):
+        g = knn_graph(X, 3, exact_below=exact_below)
+        assert not (g == np.arange(len(X))[:, None]).any()
+        assert all(i + 30 in g[i] and i in g[i + 30] for i in range(10))  # its twin is first

@@ -27,11 +27,12 @@ def test_average_precision_hand_computed():
 def test_specs():
     assert str(parse_spec("itq:512+smooth")) == "itq:512+smooth"
     assert str(parse_spec("itq:512+learn")) == "itq:512+learn"
+    assert parse_spec("itq:64+dsh").learned and not parse_spec("itq:64").learned
     assert parse_spec("pq").size == 64
     assert str(parse_spec("umap:8@500")) == "umap:8@500"
     assert parse_spec("umap").size == 16 and parse_spec("ivfpq:16+rerank").rerank
     for bad in ("itq:12", "lsh:8", "pca:x", "pca:64+learn", "itq:64+smooth+learn",
-                "pca:64@100", "itq:64+rerank", "umap:8+smooth", "umap:8@3"):
+                "pca:64@100", "itq:64+rerank", "pca:8+dsh", "umap:8+smooth", "umap:8@3"):
         with pytest.raises(ConfigError):
             parse_spec(bad)
 
@@ -47,7 +48,7 @@ def clustered():
 
 @pytest.mark.parametrize("spec", ["float", "pca:16", "pq:8", "ivfpq:8", "hnswpq:8", "sign:32",
                                   "itq:32", "hnsw:16", "itq:32+smooth", "float+smooth",
-                                  "itq:32+learn", "pq:8+rerank", "ivfpq:8+rerank",
+                                  "itq:32+learn", "itq:32+dsh", "pq:8+rerank", "ivfpq:8+rerank",
                                   "hnswpq:8+rerank", "umap:4", "umap:4@120"])
 def test_every_family_retrieves_its_class(clustered, spec):
     from imgatlas.index._workspace import retrieval_scores
@@ -169,20 +170,60 @@ def test_learned_map_beats_raw_itq_on_new_queries():
     perm = rng.permutation(len(y))
     q, fit = perm[:200], perm[200:]
     got = {}
-    for spec in ("itq:32", "itq:32+learn"):
+    for spec in ("itq:32", "itq:32+learn", "itq:32+dsh"):
         ci = CodeIndex(spec).fit(X[fit])
         got[spec] = retrieval_scores(ci, X[fit], y[fit].astype(str), n_queries=200,
                                      latency_queries=5, queries=X[q],
                                      query_labels=y[q].astype(str))["map"]
     assert got["itq:32+learn"] > got["itq:32"] + 0.02, got
+    assert got["itq:32+dsh"] > got["itq:32"] + 0.02, got
+
+
+def test_itq_projection_balances_bits_and_keeps_neighbours(clustered):
+    from imgatlas.index._codes import itq_projection
+
+    X, y = clustered
+    Z = itq_projection(X, 16, random_state=0)
+    assert Z.shape == (len(X), 16)
+    assert np.abs((Z > 0).mean(0) - 0.5).max() <= 0.01  # median-centred: balanced bits
+    np.testing.assert_array_equal(Z, itq_projection(X, 16, random_state=0))  # seeded
+    B = np.sign(Z)
+    nearest = np.argsort(-(B @ B.T) + 1e6 * np.eye(len(X)), axis=1)[:, 0]
+    assert (y[nearest] == y).mean() > 0.9
+
+
+def test_dsh_training_reduces_its_loss_and_keeps_shapes():
+    from imgatlas.index._dsh import train_dsh
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)).astype(np.float32)
+    y = np.repeat(np.arange(4), 50)
+    X = centres[y] + 0.8 * rng.normal(size=(200, 16)).astype(np.float32)
+    # neighbours: 5 random members of the same group (stands in for the kNN graph)
+    nb = np.stack([rng.choice(np.flatnonzero(y == c), 5) for c in y])
+    W0 = 0.1 * rng.normal(size=(16, 8)).astype(np.float32)
+    b0 = np.zeros(8, np.float32)
+
+    def pair_gap(W, b):  # mean squared distance of neighbour pairs minus that of random pairs
+        u = X @ W + b
+        u *= np.sqrt(8) / np.linalg.norm(u, axis=1).mean()
+        return (((u[:, None] - u[nb]) ** 2).sum(-1).mean()
+                - ((u - u[rng.permutation(200)]) ** 2).sum(-1).mean())
+
+    W, b = train_dsh(X, W0, b0, nb, epochs=30, lr=1e-2, batch=64)
+    assert W.shape == W0.shape and b.shape == b0.shape and not np.shares_memory(W, W0)
+    assert pair_gap(W, b) < pair_gap(W0, b0)
+    codes = np.sign(X @ W + b)
+    same = [(codes[i] == codes[j]).mean() for i in range(200) for j in nb[i]]
+    assert np.mean(same) > 0.8
 
 
 def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
     from imgatlas.index._workspace import default_codes
 
-    assert default_codes(100_000) == "itq:512+learn"
-    assert default_codes(500) == "itq:248+learn" and default_codes(12) == "itq:8+learn"
-    assert default_codes(100_000, dim=100) == "itq:96+learn"  # never more bits than dims
+    assert default_codes(100_000) == "itq:512+dsh"
+    assert default_codes(500) == "itq:248+dsh" and default_codes(12) == "itq:8+dsh"
+    assert default_codes(100_000, dim=100) == "itq:96+dsh"  # never more bits than dims
     ws = tmp_path / "ws"
     api.scan(image_dir, ws, labels_from_folders=True)
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
@@ -191,9 +232,9 @@ def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
     assert loo["protocol"] == "leave-one-out"
     assert held["protocol"].startswith("held-out: 3 queries never fitted vs 9 images")
     assert held["codes"]["float"]["n_queries"] == 3
-    assert api.evaluate_retrieval(ws)["codes"].keys() == {"itq:8+learn"}
+    assert api.evaluate_retrieval(ws)["codes"].keys() == {"itq:8+dsh"}
     res = api.build_index(ws)
-    assert res["codes"] == "itq:8+learn" and res["code_bytes"] == 1
+    assert res["codes"] == "itq:8+dsh" and res["code_bytes"] == 1
     hits = api.search(ws, ids=[1], k=3)[0]["results"]
     assert len(hits) == 3 and all(h["id"] != 1 for h in hits)
     with pytest.raises(ConfigError, match="holdout"):

@@ -23,16 +23,16 @@ from imgatlas.index._codes import CodeIndex, parse_spec
 from imgatlas.store.features import FeatureStore
 from imgatlas.store.workspace import Workspace, io_errors
 
-DEFAULT_CODES = "itq:512+learn"
+DEFAULT_CODES = "itq:512+dsh"
 
 
 def default_codes(n: int, dim: int = 1280) -> str:
-    """The default code for ``n`` images of ``dim``-d features: ``itq:512+learn`` (64 bytes
+    """The default code for ``n`` images of ``dim``-d features: ``itq:512+dsh`` (64 bytes
     per image). Fewer bits below 1,024 images, as ITQ needs more images than bits (twice as
     many to be stable), and never more bits than the features have dimensions."""
     bits = 512 if n >= 1024 else max(8, (n // 2) // 8 * 8)
     bits = min(bits, max(8, dim // 8 * 8))
-    return f"itq:{bits}+learn"
+    return f"itq:{bits}+dsh"
 
 
 def _slug(spec: str) -> str:

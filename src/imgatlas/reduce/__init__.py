@@ -5,7 +5,8 @@ from imgatlas.reduce._reducers import (
     L2Normalizer,
     PCAReducer,
     UMAPReducer,
+    knn_graph,
     make_reducer,
 )
 
-__all__ = ["KNNSmoother", "L2Normalizer", "PCAReducer", "UMAPReducer", "make_reducer"]
+__all__ = ["KNNSmoother", "L2Normalizer", "PCAReducer", "UMAPReducer", "knn_graph", "make_reducer"]

@@ -142,30 +142,14 @@ class KNNSmoother(TransformerMixin, BaseEstimator):
         k = min(self.n_neighbors, len(Xn) - 1)
         index = faiss.IndexFlatIP(Xn.shape[1])  # exact, for transform() of new points
         index.add(Xn)
-        neighbours = self._graph(index, Xn, k) if k > 0 else np.zeros((len(Xn), 0), int)
+        neighbours = (knn_graph(Xn, k, self.exact_below, exact=index) if k > 0
+                      else np.zeros((len(Xn), 0), int))
         Z = Xn
         for _ in range(self.n_iter):
             Z = normalize(Z + Z[neighbours].sum(axis=1)).astype(np.float32)
         self.index_ = index
         self.embedding_ = Z
         return Z
-
-    def _graph(self, exact: Any, Xn: np.ndarray, k: int) -> np.ndarray:
-        """Each point's k nearest others. Exact below ``exact_below`` points; above, from an
-        HNSW graph (exact search is quadratic: 1M points would take hours on 2 cores)."""
-        import faiss
-
-        if len(Xn) < self.exact_below:
-            return exact.search(Xn, k + 1)[1][:, 1:]
-        graph = faiss.IndexHNSWFlat(Xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = 80
-        graph.add(Xn)
-        graph.hnsw.efSearch = max(64, 4 * k)
-        found = graph.search(Xn, k + 1)[1]
-        # the point itself is normally first, but an approximate search need not return it
-        not_self = found != np.arange(len(Xn))[:, None]
-        order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(found, order, axis=1)
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -174,6 +158,34 @@ class KNNSmoother(TransformerMixin, BaseEstimator):
         k = min(self.n_neighbors, self.index_.ntotal)
         nn = self.index_.search(Q, k)[1]
         return normalize(Q + self.embedding_[nn].sum(axis=1)).astype(np.float32)
+
+
+def knn_graph(Xn: np.ndarray, k: int, exact_below: int = 50_000, exact: Any = None
+              ) -> np.ndarray:
+    """Each row's ``k`` nearest other rows by inner product (cosine for unit vectors).
+
+    Exact (faiss flat; ``exact`` may be a flat index already holding ``Xn``) below
+    ``exact_below`` rows; above, from an HNSW graph, since exact search is quadratic (1M
+    points would take hours on 2 cores). A row is removed from its own list by id, not by
+    position: with duplicate images the row itself need not come first.
+    """
+    import faiss
+
+    Xn = np.ascontiguousarray(Xn, dtype=np.float32)
+    if len(Xn) < exact_below:
+        if exact is None:
+            exact = faiss.IndexFlatIP(Xn.shape[1])
+            exact.add(Xn)
+        found = exact.search(Xn, k + 1)[1]
+    else:
+        graph = faiss.IndexHNSWFlat(Xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = 80
+        graph.add(Xn)
+        graph.hnsw.efSearch = max(64, 4 * k)
+        found = graph.search(Xn, k + 1)[1]
+    not_self = found != np.arange(len(Xn))[:, None]
+    order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(found, order, axis=1)
 
 
 def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | None:
