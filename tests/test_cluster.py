@@ -122,6 +122,27 @@ def test_bad_parameters_are_clear(blobs):
         KMeansClusterer(500).fit(X)
     with pytest.raises(ConfigError, match="Unknown reduction"):
         make_reducer("tsne:2")
+    for bad in ("pca-whiten:8:2", "pca:8:0.5", "pca-whiten:8:0.2:1"):
+        with pytest.raises(ConfigError, match="Unknown reduction"):
+            make_reducer(bad)
+
+
+def test_partial_whitening_matches_its_definition(blobs):
+    from sklearn.decomposition import PCA
+
+    X, _ = blobs
+    full = make_reducer("pca-whiten:6").fit_transform(X)
+    part = make_reducer("pca-whiten:6:0.15").fit_transform(X)
+    ref = PCA(6, random_state=0).fit(X)
+    Z = ref.transform(X)
+    np.testing.assert_allclose(full, Z / ref.explained_variance_ ** 0.5, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(part, Z / ref.explained_variance_ ** 0.15, rtol=1e-3, atol=1e-4)
+    assert np.allclose(full.var(0, ddof=1), 1, atol=1e-3)  # whitened: unit variances
+    v = part.var(0, ddof=1)
+    assert v[0] > v[-1] and v[0] / v[-1] < Z.var(0)[0] / Z.var(0)[-1]  # damped, not flat
+    # a tiny collection: never a component without variance to divide by
+    few = make_reducer("pca-whiten:128:0.15").fit(X[:5])
+    assert few.n_components_ == 4
 
 
 def test_faiss_kmeans_path(blobs):

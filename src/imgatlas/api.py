@@ -132,7 +132,8 @@ def export_features(workspace: PathLike, out: PathLike, *, features: str | None 
 
 
 # -- clustering ----------------------------------------------------------------------------
-DEFAULT_REDUCE = "knn-smooth:10"  # measured: benchmarks/RESULTS.md, clustering quality
+# measured: benchmarks/RESULTS.md, clustering quality (dev sets)
+DEFAULT_REDUCE = "l2,pca-whiten:128:0.15,knn-smooth:10"
 DEFAULT_METHOD = "kmeans"
 
 

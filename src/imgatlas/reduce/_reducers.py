@@ -32,19 +32,25 @@ class PCAReducer(TransformerMixin, BaseEstimator):
 
     A thin wrapper over :class:`sklearn.decomposition.PCA` that caps the count at what the
     data allows (a 64-image folder cannot give 128 components) instead of failing.
+    ``whiten=True`` divides each component by its variance to the power ``whiten_power``:
+    0.5 is full whitening (sklearn's), smaller powers whiten partially — the dominant
+    directions of pretrained features (often style, background, resolution) are damped
+    without blowing up the noisy tail as full whitening does.
     """
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"),
                          Interval(Real, 0, 1, closed="neither")],
         "whiten": ["boolean"],
+        "whiten_power": [Interval(Real, 0, 1, closed="both")],
         "random_state": ["random_state"],
     }
 
     def __init__(self, n_components: int | float = 0.95, whiten: bool = False,
-                 random_state: int | None = 0) -> None:
+                 whiten_power: float = 0.5, random_state: int | None = 0) -> None:
         self.n_components = n_components
         self.whiten = whiten
+        self.whiten_power = whiten_power
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None) -> PCAReducer:
@@ -52,8 +58,10 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         n = self.n_components
         if isinstance(n, Integral):
-            n = int(min(n, X.shape[0], X.shape[1]))
-        self.pca_ = PCA(n_components=n, whiten=self.whiten, random_state=self.random_state,
+            # whitening divides by each variance: n points span at most n - 1 directions,
+            # and the n-th has none, so it would only amplify rounding noise
+            n = int(min(n, X.shape[0] - (1 if self.whiten else 0), X.shape[1]))
+        self.pca_ = PCA(n_components=n, random_state=self.random_state,
                         svd_solver="full" if not isinstance(n, int) else "auto").fit(X)
         self.n_components_ = int(self.pca_.n_components_)
         self.explained_variance_ratio_ = self.pca_.explained_variance_ratio_
@@ -62,7 +70,10 @@ class PCAReducer(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return self.pca_.transform(X).astype(np.float32)
+        Z = self.pca_.transform(X)
+        if self.whiten:
+            Z = Z / np.maximum(self.pca_.explained_variance_, 1e-12) ** self.whiten_power
+        return Z.astype(np.float32)
 
 
 class UMAPReducer(TransformerMixin, BaseEstimator):
@@ -192,7 +203,8 @@ def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | Non
     """Parse a reduction spec into an estimator (``None`` for ``none``).
 
     One step is ``none`` | ``l2`` | ``knn-smooth:K[:ITER]`` | ``pca:128`` | ``pca:0.95`` |
-    ``pca-whiten:64`` | ``umap:10`` | ``umap:10:cosine``; steps joined by commas
+    ``pca-whiten:64`` | ``pca-whiten:128:0.15`` (partial whitening, variance ** -0.15) |
+    ``umap:10`` | ``umap:10:cosine``; steps joined by commas
     (``l2,pca:128``) chain into a scikit-learn Pipeline.
     """
     steps = [p.strip() for p in spec.split(",") if p.strip()]
@@ -219,8 +231,11 @@ def _one_reducer(spec: str, random_state: int | None) -> BaseEstimator | None:
                                int(parts[2]) if len(parts) > 2 else 2)
         if kind in ("pca", "pca-whiten"):
             n: float = float(parts[1]) if len(parts) > 1 else 0.95
+            power = float(parts[2]) if kind == "pca-whiten" and len(parts) > 2 else 0.5
+            if len(parts) > (3 if kind == "pca-whiten" else 2) or not 0 <= power <= 1:
+                raise ValueError
             return PCAReducer(int(n) if n >= 1 else n, whiten=kind == "pca-whiten",
-                              random_state=random_state)
+                              whiten_power=power, random_state=random_state)
         if kind == "umap":
             return UMAPReducer(n_components=int(parts[1]) if len(parts) > 1 else 10,
                                metric=parts[2] if len(parts) > 2 else "cosine",
@@ -229,5 +244,5 @@ def _one_reducer(spec: str, random_state: int | None) -> BaseEstimator | None:
         pass
     raise ConfigError(
         f"Unknown reduction {spec!r}; use none, l2, knn-smooth:K, pca:N, pca:0.95, "
-        "pca-whiten:N or umap:N[:metric]."
+        "pca-whiten:N[:POWER] or umap:N[:metric]."
     )
