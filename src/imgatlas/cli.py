@@ -348,7 +348,8 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 # -- search ----------------------------------------------------------------------------------
 CODES_HELP = ("float | pca:D | umap:D[@N] | pq:BYTES | ivfpq:BYTES | hnswpq:BYTES | sign:BITS | "
               "itq:BITS | hnsw:M, optionally +smooth (pq families also +rerank); or "
-              "itq:BITS+learn (default: itq:512+learn, fewer bits below 1,024 images)")
+              "itq:BITS+learn / itq:BITS+dsh (default: itq:512+dsh, fewer bits below 1,024 "
+              "images)")
 
 
 @cli.command("index")

@@ -19,7 +19,7 @@ SPEC_HELP = ("float | pca:D | umap:D[@N] | pq:M | ivfpq:M | hnswpq:M | sign:BITS
              "the full vectors); itq:BITS+learn (compact: smoothed codes, a learned query map "
              "and query expansion in Hamming space); itq:BITS+dsh (that layer trained further "
              "with a DSH-style loss on neighbour pairs, both sides coded by it); umap:D@N fits "
-             "UMAP on N sampled images and maps the rest; e.g. itq:512+learn")
+             "UMAP on N sampled images and maps the rest; e.g. itq:512+dsh")
 MODIFIERS = ("smooth", "learn", "rerank", "dsh")
 
 
@@ -227,7 +227,7 @@ class CodeIndex(BaseEstimator):
         ridge = Ridge(alpha=self.ridge_alpha).fit(X, target)
         self.query_weights_ = np.ascontiguousarray(ridge.coef_.T, dtype=np.float32)  # d x B
         self.query_bias_ = ridge.intercept_.astype(np.float32)
-        method = "ITQ{bits} of kNN-smoothed vectors"
+        method = f"ITQ{bits} of kNN-smoothed vectors"
         if self.spec_.dsh:
             from imgatlas.index._dsh import train_dsh
 
@@ -236,7 +236,7 @@ class CodeIndex(BaseEstimator):
                 X, self.query_weights_, self.query_bias_, neighbours,
                 epochs=self.DSH_EPOCHS, alpha=self.DSH_ALPHA, random_state=self.random_state)
             target = X @ self.query_weights_ + self.query_bias_
-            method = "DSH-trained layer (from ITQ{bits} of kNN-smoothed vectors)"
+            method = f"DSH-trained layer (from {method})"
         if n >= self.BINARY_GRAPH_FROM:
             index = faiss.IndexBinaryHNSW(bits, 32)
             index.hnsw.efConstruction = 80
@@ -247,8 +247,8 @@ class CodeIndex(BaseEstimator):
         index.add(_pack(target))
         set_search_params(index)
         self.index_ = index
-        self.factory_ = method.format(bits=bits) + f", {kind}; " + (
-            "same layer for queries" if self.spec_.dsh else "ridge query map")
+        queries = "same layer for queries" if self.spec_.dsh else "ridge query map"
+        self.factory_ = f"{method}, {kind}; {queries}"
         self.n_ = n
         self.dim_ = d
         return self
@@ -344,7 +344,9 @@ class CodeIndex(BaseEstimator):
 
     def bytes_per_image(self) -> dict[str, float]:
         """Code bytes (what one image costs in the codes) and the serialised index per image
-        (codes + graph/transform overhead)."""
+        (codes + graph/transform overhead). Learned and UMAP codes also report
+        ``fixed_bytes``, what they keep once for the whole collection (the query layer,
+        the UMAP model), spread over the images in ``index_bytes``."""
         import faiss
 
         check_is_fitted(self)
@@ -352,23 +354,19 @@ class CodeIndex(BaseEstimator):
             code = self.spec_.size / 8
             fixed = 4.0 * (self.query_weights_.size + self.query_bias_.size)
             total = faiss.serialize_index_binary(self.index_).nbytes / self.n_
-            return {"code_bytes": code, "index_bytes": round(total + fixed / self.n_, 1),
-                    "query_expansion_bytes": 0.0, "fixed_bytes": fixed}
-        if self.spec_.family == "umap":
+        elif self.spec_.family == "umap":
             code = 4.0 * self.spec_.size
             fixed = float(len(_pickle(self.umap_)))
             total = faiss.serialize_index(self.index_).nbytes / self.n_
-            return {"code_bytes": code, "index_bytes": round(total + fixed / self.n_, 1),
-                    "query_expansion_bytes": 0.0, "fixed_bytes": fixed}
-        code = _code_size(self.index_)
-        if self.spec_.family == "hnsw":
-            code = 4.0 * self.dim_
-        total = faiss.serialize_index(self.index_).nbytes / self.n_
-        # +smooth keeps the normalised and the smoothed float vectors for query expansion
-        expansion = 2 * 4.0 * self.dim_ if self.spec_.smooth else 0.0
-        return {"code_bytes": code, "index_bytes": round(total + expansion, 1),
-                "query_expansion_bytes": expansion}
-
+        else:
+            code = 4.0 * self.dim_ if self.spec_.family == "hnsw" else _code_size(self.index_)
+            total = faiss.serialize_index(self.index_).nbytes / self.n_
+            # +smooth keeps the normalised and the smoothed float vectors for query expansion
+            expansion = 2 * 4.0 * self.dim_ if self.spec_.smooth else 0.0
+            return {"code_bytes": code, "index_bytes": round(total + expansion, 1),
+                    "query_expansion_bytes": expansion}
+        return {"code_bytes": code, "index_bytes": round(total + fixed / self.n_, 1),
+                "query_expansion_bytes": 0.0, "fixed_bytes": fixed}
 
     # -- persistence: the faiss index plus what each family needs beside it ------------------
     def save(self, folder: Path) -> None:

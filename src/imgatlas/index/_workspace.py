@@ -212,11 +212,11 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str] | No
             continue
         build = time.perf_counter() - t
         scores = retrieval_scores(ci, Xf, lf, n_queries=n_queries, seed=seed, **extra)
+        size = ci.bytes_per_image()  # serialises the index (and pickles a UMAP model): once
         out["codes"][str(ci.spec_)] = {**scores, "build_seconds": round(build, 3),
                                        "factory": ci.factory_,
-                                       "bytes_per_image": ci.bytes_per_image()["code_bytes"],
-                                       "index_bytes_per_image":
-                                           ci.bytes_per_image()["index_bytes"]}
+                                       "bytes_per_image": size["code_bytes"],
+                                       "index_bytes_per_image": size["index_bytes"]}
     run_id = ws.start_run("evaluate-retrieval", {"codes": codes, "features": store.key,
                                                  "n_queries": n_queries, "seed": seed,
                                                  "holdout": holdout})
