@@ -67,6 +67,13 @@ def test_every_family_retrieves_its_class(clustered, spec):
         assert (exact[:, 0] == np.arange(5)).all()
     if spec.endswith("+rerank"):  # the PQ code plus the full vector it re-ranks on
         assert b["code_bytes"] >= 4 * X.shape[1]
+    if spec.startswith(("pq:", "ivfpq:", "hnswpq:")) and not spec.endswith("+rerank"):
+        # M sub-quantisers (coarser on a small collection); an IVF list number is where a
+        # code is stored, not part of it
+        from imgatlas.index._codes import _pq_bits
+
+        m_bits = int(spec.split(":")[1]) * _pq_bits(len(X))
+        assert b["code_bytes"] == -(-m_bits // 8), (spec, b)
     if spec.startswith("umap"):  # the model UMAP needs to place queries is the cost
         assert b["code_bytes"] == 16 and b["fixed_bytes"] > 4 * X.shape[1] * 100
 

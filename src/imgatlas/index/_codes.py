@@ -473,6 +473,9 @@ def _code_size(index: Any) -> float:
     if isinstance(index, faiss.IndexRefine):  # the PQ code plus the re-ranking vector
         return (_code_size(faiss.downcast_index(index.base_index))
                 + _code_size(faiss.downcast_index(index.refine_index)))
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:  # a vector's list is where it is stored, not part of its code
+        return float(ivf.code_size)
     try:
         return float(index.sa_code_size())
     except RuntimeError:  # HNSW over PQ has no standalone codec: its storage's codes
