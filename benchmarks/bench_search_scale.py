@@ -127,7 +127,9 @@ def ideal_code_bound(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, sigma: flo
 
     rng = np.random.default_rng(seed)
     err = sigma * 2.0 ** -bits_per_dim
-    flat = faiss.IndexFlatIP(X.shape[1])
+    # L2 on the reconstructions, as PQ searches: the error then enters as <q - x, e>, small
+    # for near neighbours; inner products would add <q, e> and rank far worse
+    flat = faiss.IndexFlatL2(X.shape[1])
     for start in range(0, len(X), 100_000):  # chunks: no second 1M x d copy in memory
         part = X[start:start + 100_000]
         flat.add(part + err * rng.normal(size=part.shape).astype(np.float32))

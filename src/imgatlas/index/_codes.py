@@ -392,14 +392,19 @@ class CodeIndex(BaseEstimator):
     @classmethod
     def load(cls, folder: Path, codes: str, factory: str, n: int, dim: int) -> CodeIndex:
         """Open an index written by :meth:`save`; the faiss file is memory-mapped where faiss
-        can, so a large index opens without reading it whole. Raises OSError, RuntimeError
+        can (IVF-PQ is read whole: see below), so a large index opens without reading it
+        whole. Raises OSError, RuntimeError
         or ValueError on damaged files."""
         import faiss
 
         folder = Path(folder)
         ci = cls(codes)
         ci.spec_ = spec = parse_spec(codes)
-        ci.index_ = _read(folder / "index.faiss", binary=spec.learned)
+        # faiss scans memory-mapped inverted lists ~4x slower than loaded ones (0.77 vs
+        # 0.18 ms a query at 200k here); IVF-PQ files are small (code + 8-byte id per
+        # image), so they are read whole: 1M images is ~74 MB
+        ci.index_ = _read(folder / "index.faiss", binary=spec.learned,
+                          mmap=spec.family != "ivfpq")
         ci.factory_, ci.n_, ci.dim_ = factory, n, dim
         if spec.learned:
             with np.load(folder / "query_map.npz") as qm:
@@ -451,10 +456,12 @@ def itq_projection(X: np.ndarray, bits: int, random_state: int = 0, n_iter: int 
     return Z - np.median(Z, axis=0)
 
 
-def _read(path: Path, binary: bool = False) -> Any:
+def _read(path: Path, binary: bool = False, mmap: bool = True) -> Any:
     """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
     import faiss
 
+    if not mmap:
+        return faiss.read_index(str(path))
     if binary:
         try:
             return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
