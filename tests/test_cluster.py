@@ -112,6 +112,12 @@ def test_quadratic_methods_fit_on_a_sample(blobs):
     assert cluster_accuracy(y, km.labels_) > 0.97
 
 
+@needs_kmedoids
+def test_kmedoids_takes_a_numpy_integer_k(blobs):
+    X, y = blobs  # k as a sweep or a grid search hands it: kmedoids itself rejects np.int64
+    assert cluster_accuracy(y, KMedoidsClusterer(np.int64(4)).fit_predict(X)) > 0.97
+
+
 def test_bad_parameters_are_clear(blobs):
     X, _ = blobs
     with pytest.raises(ValueError, match="n_clusters"):

@@ -242,7 +242,8 @@ class KMedoidsClusterer(ClusterMixin, BaseEstimator):
         S = X[fit_idx].astype(np.float64)
         D = squareform(pdist(S, metric=self.metric))
         seed = 0 if self.random_state is None else int(self.random_state)
-        res = kmedoids.fasterpam(D, self.n_clusters, random_state=seed)
+        # int(): kmedoids rejects NumPy integers (a k from a sweep or a grid search)
+        res = kmedoids.fasterpam(D, int(self.n_clusters), random_state=seed)
         self.medoid_indices_ = fit_idx[np.asarray(res.medoids)]
         self.cluster_centers_ = X[self.medoid_indices_]
         self.labels_ = cdist(X, self.cluster_centers_, metric=self.metric).argmin(1).astype(
