@@ -265,3 +265,39 @@ def test_learned_codes_use_a_binary_graph_for_large_collections(clustered, monke
     graph.save(tmp_path)
     again = CodeIndex.load(tmp_path, "itq:32+learn", graph.factory_, graph.n_, graph.dim_)
     np.testing.assert_array_equal(again.search(X[:40], 10)[1], top_graph)
+
+
+def test_search_breadth_reaches_faiss_and_refuses_knobs_an_index_lacks(clustered):
+    import faiss
+
+    X, y = clustered
+    graph = CodeIndex("hnsw:16").fit(X).set_search(ef_search=300)
+    assert faiss.downcast_index(graph.index_).hnsw.efSearch == 300
+    ivf = CodeIndex("ivfpq:8").fit(X)
+    lists = faiss.extract_index_ivf(ivf.index_)
+    ivf.set_search(nprobe=3)
+    assert lists.nprobe == 3
+    ivf.set_search(nprobe=10**6)  # more lists than exist: all of them, an exhaustive scan
+    assert lists.nprobe == lists.nlist
+    exhaustive = ivf.search(X[:20], 5)[1]
+    assert (y[exhaustive] == y[:20, None]).mean() > 0.9
+    with pytest.raises(ConfigError, match="nprobe applies to ivfpq"):
+        graph.set_search(nprobe=4)
+    with pytest.raises(ConfigError, match="ef_search applies to graph"):
+        CodeIndex("float").fit(X).set_search(ef_search=64)
+    with pytest.raises(ConfigError, match="at least 1"):
+        graph.set_search(ef_search=0)
+
+
+def test_search_breadth_from_the_cli(image_dir, tmp_path, cache_dir, capsys):
+    ws = tmp_path / "ws"
+    api.scan(image_dir, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    api.build_index(ws, codes="hnsw:8")
+    wide = api.search(ws, ids=[1], k=3, ef_search=64)[0]["results"]
+    assert [h["id"] for h in wide] == [h["id"] for h in api.search(ws, ids=[1], k=3)[0]["results"]]
+    assert main(["search", "-w", str(ws), "--id", "1", "--ef-search", "200", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["results"]) == 10
+    assert main(["search", "-w", str(ws), "--id", "1", "--nprobe", "4"]) != 0
+    err = capsys.readouterr().err
+    assert "nprobe applies to ivfpq" in err and "Traceback" not in err

@@ -233,8 +233,10 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,
            ids: list[int] | None = None, k: int = 10, codes: str | None = None,
-           cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
-    """Top-k images for query files (embedded on the fly) or for image ids."""
+           cache_dir: PathLike | None = None, ef_search: int | None = None,
+           nprobe: int | None = None) -> list[dict[str, Any]]:
+    """Top-k images for query files (embedded on the fly) or for image ids. ``ef_search``
+    (graph indexes) and ``nprobe`` (IVF-PQ) widen the search for recall at some speed."""
     from imgatlas.index._workspace import search_files, search_ids
 
     if not images and not ids:
@@ -243,9 +245,11 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
         out = []
         if images:
             out += search_files(ws, [os.fspath(p) for p in images], k=k, codes=codes,
-                                cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+                                cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+                                ef_search=ef_search, nprobe=nprobe)
         if ids:
-            out += search_ids(ws, list(ids), k=k, codes=codes)
+            out += search_ids(ws, list(ids), k=k, codes=codes, ef_search=ef_search,
+                              nprobe=nprobe)
         return out
 
 

@@ -375,11 +375,15 @@ def index_cmd(workspace, codes, features, seed, wait, as_json):
 @click.option("--k", type=int, default=10, show_default=True)
 @click.option("--codes", default=None, help="Which index (default: the latest built).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--ef-search", type=click.IntRange(min=1), default=None,
+              help="Graph indexes (hnsw, hnswpq): search breadth, more for recall [128].")
+@click.option("--nprobe", type=click.IntRange(min=1), default=None,
+              help="ivfpq indexes: inverted lists scanned per query, more for recall [16].")
 @json_opt
-def search_cmd(workspace, images, ids, k, codes, cache_dir, as_json):
+def search_cmd(workspace, images, ids, k, codes, cache_dir, ef_search, nprobe, as_json):
     """Find the images most like IMAGE... (any files) or --id N (images in the workspace)."""
     res = api.search(workspace, list(images), ids=list(ids), k=k, codes=codes,
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, ef_search=ef_search, nprobe=nprobe)
 
     def human(rs):
         for r in rs:

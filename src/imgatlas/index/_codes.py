@@ -334,6 +334,25 @@ class CodeIndex(BaseEstimator):
         scores = dist if self.metric_is_similarity else -dist
         return scores, rows
 
+    def set_search(self, ef_search: int | None = None, nprobe: int | None = None
+                   ) -> CodeIndex:
+        """Trade speed for recall at query time: ``ef_search``, the breadth of a graph search
+        (``hnsw``, ``hnswpq`` and learned codes above the flat-search size; default
+        128), and ``nprobe``, the IVF lists scanned (``ivfpq``; default 16). A knob the
+        index does not have is a ConfigError rather than silently ignored."""
+        check_is_fitted(self)
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1. Got {value} instead.")
+        graph, ivf = set_search_params(self.index_, ef_search, nprobe)
+        if ef_search is not None and not graph:
+            raise ConfigError(f"ef_search applies to graph indexes (hnsw, hnswpq); the "
+                              f"{self.spec_} index here is {self.factory_}.")
+        if nprobe is not None and not ivf:
+            raise ConfigError(f"nprobe applies to ivfpq indexes; the {self.spec_} index here "
+                              f"is {self.factory_}.")
+        return self
+
     @property
     def metric_is_similarity(self) -> bool:
         import faiss
@@ -495,19 +514,27 @@ def _pickle(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def set_search_params(index: Any) -> None:
+EF_SEARCH = 128  # graph search breadth (float and binary HNSW)
+NPROBE = 16  # IVF lists probed per query
+
+
+def set_search_params(index: Any, ef_search: int | None = None, nprobe: int | None = None
+                      ) -> tuple[bool, bool]:
     """Search-time settings that faiss does not save with an index: the breadth of a graph
-    search (float or binary HNSW) and the number of IVF lists probed."""
+    search (float or binary HNSW) and the number of IVF lists probed. Returns which of the
+    two the index has."""
     import faiss
 
     if isinstance(index, faiss.IndexRefine):
         index.k_factor = REFINE_FACTOR
         index = faiss.downcast_index(index.base_index)
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = 128
+    graph = hasattr(index, "hnsw")
+    if graph:
+        index.hnsw.efSearch = ef_search or EF_SEARCH
     ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None
     if ivf is not None:
-        ivf.nprobe = 16
+        ivf.nprobe = min(nprobe or NPROBE, ivf.nlist)
+    return graph, ivf is not None
 
 
 def faiss_codes(index: Any, code_size: int) -> np.ndarray:

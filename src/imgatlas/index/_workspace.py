@@ -88,9 +88,10 @@ def save(ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any], folder: Path) -> 
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def load_index(ws: Workspace, codes: str | None = None
-               ) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
-    """The current index for ``codes`` (or the only/most recent one), its image ids, meta."""
+def load_index(ws: Workspace, codes: str | None = None, *, ef_search: int | None = None,
+               nprobe: int | None = None) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
+    """The current index for ``codes`` (or the only/most recent one), its image ids, meta;
+    ``ef_search``/``nprobe`` set its search breadth (see :meth:`CodeIndex.set_search`)."""
     root = index_dir(ws)
     links = sorted((p for p in root.glob("*") if p.is_symlink()),
                    key=lambda p: p.resolve().name) if root.exists() else []
@@ -112,6 +113,7 @@ def load_index(ws: Workspace, codes: str | None = None
     except (OSError, RuntimeError, ValueError, KeyError) as e:
         raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
                              "rebuild it with 'imgatlas index'.") from e
+    ci.set_search(ef_search, nprobe)
     return ci, ids, meta
 
 
@@ -227,12 +229,13 @@ def evaluate_retrieval(ws: Workspace, store: FeatureStore, codes: list[str] | No
 
 
 def search_files(ws: Workspace, files: list[str], *, k: int = 10, codes: str | None = None,
-                 cache_dir: Path | None = None) -> list[dict[str, Any]]:
+                 cache_dir: Path | None = None, ef_search: int | None = None,
+                 nprobe: int | None = None) -> list[dict[str, Any]]:
     """Embed query image files with the index's backbone and return their top-k."""
     from imgatlas.backbones import create_backbone
     from imgatlas.embed import Embedder, store_key
 
-    ci, ids, meta = load_index(ws, codes)
+    ci, ids, meta = load_index(ws, codes, ef_search=ef_search, nprobe=nprobe)
     store = FeatureStore.get(ws, meta["features"])
     if store is None:
         raise WorkspaceError(f"The index was built on features {meta['features']}, which are "
@@ -261,10 +264,11 @@ def _copies_in_catalog(ws: Workspace, path: str | bytes) -> list[int]:
         "SELECT id FROM images WHERE sha256=? AND status='ok' ORDER BY id", (digest,))]
 
 
-def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str | None = None
+def search_ids(ws: Workspace, image_ids: list[int], *, k: int = 10, codes: str | None = None,
+               ef_search: int | None = None, nprobe: int | None = None
                ) -> list[dict[str, Any]]:
     """Top-k for images already in the workspace, by id (themselves excluded)."""
-    ci, ids, meta = load_index(ws, codes)
+    ci, ids, meta = load_index(ws, codes, ef_search=ef_search, nprobe=nprobe)
     store = FeatureStore.get(ws, meta["features"])
     have, X = store.read(np.asarray(image_ids))
     missing = set(image_ids) - set(have.tolist())
