@@ -1,7 +1,7 @@
 """Search at scale: 1,000,000 vectors, one index per code family.
 
     python benchmarks/bench_search_scale.py [--data synthetic|replicated] [--n 1000000]
-                                            [--dim 128] [--codes ...]
+                                            [--dim 128] [--codes SPEC[/ef=N|/nprobe=N],...]
 
 --data synthetic: unit vectors around 1,000 random centres. --data replicated: the real
 default-backbone features of the dev sets (every efficientnet_lite0 store under
@@ -143,7 +143,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--codes", default="hnsw:32,hnswpq:64,ivfpq:64,hnswpq:64+rerank,itq:128+dsh")
+    ap.add_argument("--codes", default="hnsw:32,hnsw:32/ef=512,hnswpq:64,ivfpq:64,"
+                    "hnswpq:64+rerank,itq:128+dsh",
+                    help="code specs; SPEC/ef=N or SPEC/nprobe=N sets the search breadth")
     ap.add_argument("--data", choices=("synthetic", "replicated"), default="synthetic")
     args = ap.parse_args()
     if args.data == "synthetic":
@@ -158,7 +160,10 @@ def main() -> None:
     del exact
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="imgatlas-scale-"))
-    for spec in args.codes.split(","):
+    for entry in args.codes.split(","):
+        spec, _, knob = entry.partition("/")  # e.g. hnsw:32/ef=256, ivfpq:64/nprobe=64
+        breadth = {"ef_search" if knob.startswith("ef") else "nprobe": int(knob.split("=")[1])
+                   } if knob else {}
         faiss.omp_set_num_threads(2)
         t = time.perf_counter()
         ci = CodeIndex(spec).fit(X)
@@ -169,7 +174,7 @@ def main() -> None:
         factory, learned = ci.factory_, ci.spec_.learned
         del ci
         t = time.perf_counter()
-        ci = CodeIndex.load(folder, spec, factory, args.n, args.dim)
+        ci = CodeIndex.load(folder, spec, factory, args.n, args.dim).set_search(**breadth)
         opened = time.perf_counter() - t
         faiss.omp_set_num_threads(1)
         lat, found = [], []
@@ -192,7 +197,7 @@ def main() -> None:
             if exhaustive is not None:
                 ceiling = f"{overlap(exhaustive, truth):.3f}"
         code = ci.bytes_per_image()["code_bytes"]
-        rows.append(f"| {spec} | {ci.factory_} | {build:.0f} | {code:g} | {size:.0f} | "
+        rows.append(f"| {entry} | {ci.factory_} | {build:.0f} | {code:g} | {size:.0f} | "
                     f"{opened:.2f} | {np.percentile(lat, 50):.3f} | "
                     f"{np.percentile(lat, 99):.3f} | {recall:.3f}{note} | {nearest:.3f} | "
                     f"{ceiling} |")
