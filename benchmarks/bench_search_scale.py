@@ -105,19 +105,16 @@ def same_codes_exhaustive(index: object, Q: np.ndarray) -> np.ndarray | None:
     in inverted lists); None for indexes that keep full vectors or are not faiss PQ."""
     import faiss
 
-    if isinstance(index, faiss.IndexRefine):
-        return None
     if isinstance(index, faiss.IndexHNSW):
         storage = faiss.downcast_index(index.storage)
         return None if isinstance(storage, faiss.IndexFlat) else storage.search(Q, 10)[1]
-    ivf = faiss.try_extract_index_ivf(index) if isinstance(index, faiss.Index) else None
-    if ivf is None or not isinstance(faiss.downcast_index(index), faiss.IndexIVFPQ):
+    if not isinstance(index, faiss.IndexIVFPQ):
         return None
-    probe, ivf.nprobe = ivf.nprobe, ivf.nlist
+    probe, index.nprobe = index.nprobe, index.nlist
     try:
         return index.search(Q, 10)[1]
     finally:
-        ivf.nprobe = probe
+        index.nprobe = probe
 
 
 def ideal_code_bound(X: np.ndarray, Q: np.ndarray, truth: np.ndarray, sigma: float,

@@ -412,8 +412,7 @@ class CodeIndex(BaseEstimator):
     def load(cls, folder: Path, codes: str, factory: str, n: int, dim: int) -> CodeIndex:
         """Open an index written by :meth:`save`; the faiss file is memory-mapped where faiss
         can (IVF-PQ is read whole: see below), so a large index opens without reading it
-        whole. Raises OSError, RuntimeError
-        or ValueError on damaged files."""
+        whole. Raises OSError, RuntimeError or ValueError on damaged files."""
         import faiss
 
         folder = Path(folder)
@@ -479,17 +478,14 @@ def _read(path: Path, binary: bool = False, mmap: bool = True) -> Any:
     """Memory-map the index where faiss can (opening a 1M index then costs no copy)."""
     import faiss
 
-    if not mmap:
-        return faiss.read_index(str(path))
-    if binary:
+    read = faiss.read_index_binary if binary else faiss.read_index
+    if mmap:
+        flags = faiss.IO_FLAG_MMAP if binary else faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
         try:
-            return faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
-        except RuntimeError:
-            return faiss.read_index_binary(str(path))
-    try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-    except RuntimeError:
-        return faiss.read_index(str(path))
+            return read(str(path), flags)
+        except RuntimeError:  # a type faiss cannot map: read it whole
+            pass
+    return read(str(path))
 
 
 def _code_size(index: Any) -> float:
