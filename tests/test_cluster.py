@@ -13,10 +13,11 @@ from imgatlas.cluster import (
     HDBSCANClusterer,
     KMeansClusterer,
     KMedoidsClusterer,
+    SCANClusterer,
     knee_eps,
     sweep_k,
 )
-from imgatlas.errors import ConfigError, NotFittedError
+from imgatlas.errors import ConfigError, ImgatlasError, NotFittedError
 from imgatlas.evaluate import cluster_accuracy
 from imgatlas.reduce import L2Normalizer, PCAReducer, make_reducer
 
@@ -34,6 +35,14 @@ try:
 except ImportError:
     HAS_KMEDOIDS = False
 needs_kmedoids = pytest.mark.skipif(not HAS_KMEDOIDS, reason="optional 'kmedoids' not installed")
+try:
+    import torch  # noqa: F401  (optional: training only)
+
+    HAS_TORCH = True
+except ImportError:
+    HAS_TORCH = False
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="optional 'torch' not installed")
+SCAN = pytest.param(SCANClusterer(4, epochs=30), marks=needs_torch)
 
 ESTIMATORS = [
     KMeansClusterer(4), GMMClusterer(4), DBSCANClusterer(min_samples=8),
@@ -44,6 +53,7 @@ ESTIMATORS = [
     Agglomerative(4, linkage="average", metric="cosine"),
     Agglomerative(4, linkage="complete", metric="manhattan"),
     Agglomerative(4, linkage="average", metric="chebyshev"),
+    SCAN,
 ]
 
 
@@ -54,7 +64,7 @@ def test_every_method_recovers_separated_blobs(est, blobs):
     assert cluster_accuracy(y, labels) > 0.97
 
 
-@pytest.mark.parametrize("est", ESTIMATORS[:5], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("est", [*ESTIMATORS[:5], SCAN], ids=lambda e: type(e).__name__)
 def test_estimator_contract(est, blobs):
     X, _ = blobs
     params = est.get_params()
@@ -69,14 +79,44 @@ def test_estimator_contract(est, blobs):
         assert (fresh.predict(X) == fresh.labels_).mean() > 0.99
 
 
-@needs_kmedoids
-def test_determinism_under_seed(blobs):
+@pytest.mark.parametrize("est", [
+    KMeansClusterer(4, random_state=7), GMMClusterer(4, random_state=7),
+    pytest.param(KMedoidsClusterer(4, random_state=7), marks=needs_kmedoids),
+    pytest.param(SCANClusterer(4, epochs=10, random_state=7), marks=needs_torch),
+], ids=lambda e: type(e).__name__)
+def test_determinism_under_seed(est, blobs):
     X, _ = blobs
-    for est in (KMeansClusterer(4, random_state=7), GMMClusterer(4, random_state=7),
-                KMedoidsClusterer(4, random_state=7)):
-        a = clone(est).fit(X).labels_
-        b = clone(est).fit(X).labels_
-        assert np.array_equal(a, b)
+    a = clone(est).fit(X).labels_
+    b = clone(est).fit(X).labels_
+    assert np.array_equal(a, b)
+
+
+@needs_torch
+def test_scan_keeps_the_lowest_loss_head_and_trains_on_a_sample_above_max_train(blobs):
+    X, y = blobs
+    est = SCANClusterer(4, n_heads=3, epochs=20, max_train=200, random_state=1).fit(X)
+    assert est.best_head_ == int(np.argmin(est.head_losses_)) and len(est.head_losses_) == 3
+    np.testing.assert_allclose(np.linalg.norm(est.prototypes_, axis=1), 1, rtol=1e-5)
+    # Trained on 200 of 400 images; all 400 are assigned, and the unseen half as well.
+    assert len(est.labels_) == len(X) and cluster_accuracy(y, est.labels_) > 0.97
+    proba = est.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert np.array_equal(proba.argmax(1), est.predict(X))
+
+
+def test_scan_without_torch_says_how_to_install(blobs, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(ImgatlasError, match="pip install torch"):
+        SCANClusterer(4).fit(blobs[0])
 
 
 def test_pipeline_composition(blobs):

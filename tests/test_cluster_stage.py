@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pyarrow.parquet as pq
@@ -51,6 +52,8 @@ def test_k_auto_finds_three(coloured_ws):
     ("kmedoids", {}, 3),
     ("dbscan", {"min_samples": 4}, None),
     ("hdbscan", {"min_cluster_size": 5}, None),
+    pytest.param("scan", {"epochs": 30}, 3, marks=pytest.mark.skipif(
+        importlib.util.find_spec("torch") is None, reason="optional 'torch' not installed")),
 ])
 def test_every_method_through_the_workspace(coloured_ws, method, options, k):
     res = api.cluster(coloured_ws, method=method, k=k, options=options, reduce="l2")

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from imgatlas import __version__, api
+from imgatlas.cluster._workspace import METHODS as CLUSTER_METHODS
 from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.errors import ImgatlasError
 
@@ -185,8 +186,9 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
               help="none | l2 | pca:N | pca:0.95 | pca-whiten:N | umap:N[:metric], "
                    "chained with commas (l2,pca:128).")
 @click.option("--method", default=api.DEFAULT_METHOD, show_default=True,
-              type=click.Choice(["kmeans", "gmm", "dbscan", "hdbscan", "kmedoids",
-                                 "agglomerative"]))
+              type=click.Choice(CLUSTER_METHODS),
+              help="scan: a SCAN cluster head trained on kNN pairs (needs PyTorch; assumes "
+                   "clusters of similar size).")
 @click.option("--k", "k", default="auto", show_default=True,
               help="Number of clusters, or 'auto' to choose it by the k sweep.")
 @click.option("--k-range", default="2:30", show_default=True, help="LO:HI for --k auto.")

@@ -9,6 +9,7 @@ from imgatlas.cluster._methods import (
     KMedoidsClusterer,
     knee_eps,
 )
+from imgatlas.cluster._scan import SCANClusterer
 from imgatlas.cluster._select import sweep_k
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "HDBSCANClusterer",
     "KMeansClusterer",
     "KMedoidsClusterer",
+    "SCANClusterer",
     "knee_eps",
     "sweep_k",
 ]

@@ -18,6 +18,7 @@ from imgatlas.cluster._methods import (
     KMeansClusterer,
     KMedoidsClusterer,
 )
+from imgatlas.cluster._scan import SCANClusterer
 from imgatlas.cluster._select import sweep_k
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate.metrics import hopkins
@@ -25,8 +26,8 @@ from imgatlas.reduce import make_reducer
 from imgatlas.store.features import FeatureStore
 from imgatlas.store.workspace import Workspace
 
-METHODS = ("kmeans", "gmm", "dbscan", "hdbscan", "kmedoids", "agglomerative")
-K_METHODS = ("kmeans", "gmm", "kmedoids", "agglomerative")
+METHODS = ("kmeans", "gmm", "dbscan", "hdbscan", "kmedoids", "agglomerative", "scan")
+K_METHODS = ("kmeans", "gmm", "kmedoids", "agglomerative", "scan")
 SILHOUETTE_ALL_BELOW = 20_000  # per-image silhouettes are O(n^2); above, a seeded sample
 HOPKINS_DIM = 10  # Hopkins saturates in high dimensions: computed on a PCA projection
 
@@ -45,6 +46,8 @@ def build_method(method: str, k: int | None, options: dict[str, Any], seed: int
         if "distance_threshold" in opts:
             return Agglomerative(None, random_state=seed, **opts)
         return Agglomerative(k or 8, random_state=seed, **opts)
+    if method == "scan":
+        return SCANClusterer(k or 8, random_state=seed, **opts)
     if method == "dbscan":
         return DBSCANClusterer(**opts)
     if method == "hdbscan":
