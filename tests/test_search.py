@@ -301,3 +301,21 @@ def test_search_breadth_from_the_cli(image_dir, tmp_path, cache_dir, capsys):
     assert main(["search", "-w", str(ws), "--id", "1", "--nprobe", "4"]) != 0
     err = capsys.readouterr().err
     assert "nprobe applies to ivfpq" in err and "Traceback" not in err
+
+
+def test_quantisers_train_on_a_seeded_sample_of_a_large_collection(clustered, monkeypatch):
+    """Above TRAIN_SAMPLE vectors the IVF lists and PQ codebooks train on a seeded sample;
+    every vector is still indexed, and the same seed gives the same index."""
+    from imgatlas.index import _codes
+
+    X, y = clustered
+    seen = []
+    real = _codes._training_sample
+    monkeypatch.setattr(_codes, "TRAIN_SAMPLE", 200)
+    monkeypatch.setattr(_codes, "_training_sample",
+                        lambda X, seed: seen.append(len(r := real(X, seed))) or r)
+    a = CodeIndex("ivfpq:8").fit(X)
+    assert seen == [200] and a.index_.ntotal == len(X)
+    top = a.search(X[:40], 10)[1]
+    assert (y[top] == y[:40, None]).mean() > 0.9
+    np.testing.assert_array_equal(CodeIndex("ivfpq:8").fit(X).search(X[:40], 10)[1], top)

@@ -143,7 +143,7 @@ class CodeIndex(BaseEstimator):
         faiss.seed = self.random_state  # not read by all index types; kept for the record
         index = faiss.index_factory(d, factory, metric)
         if not index.is_trained:
-            index.train(X)
+            index.train(_training_sample(X, self.random_state))
         index.add(X)
         set_search_params(index)
         self.index_ = index
@@ -512,6 +512,17 @@ def _pickle(obj: Any) -> bytes:
 
 EF_SEARCH = 128  # graph search breadth (float and binary HNSW)
 NPROBE = 16  # IVF lists probed per query
+# Quantisers (IVF lists, PQ, PCA, ITQ) train on at most this many vectors: 64 per IVF list
+# at 1M images (4,000 lists; faiss asks for >= 39), 1,024 per PQ centroid. Training on
+# all of 1M took 4 of the build's 4.4 minutes on 2 cores (benchmarks/bench_search_scale.py).
+TRAIN_SAMPLE = 262_144
+
+
+def _training_sample(X: np.ndarray, seed: int | None) -> np.ndarray:
+    if len(X) <= TRAIN_SAMPLE:
+        return X
+    rows = np.random.default_rng(seed).choice(len(X), TRAIN_SAMPLE, replace=False)
+    return np.ascontiguousarray(X[np.sort(rows)])
 
 
 def set_search_params(index: Any, ef_search: int | None = None, nprobe: int | None = None
