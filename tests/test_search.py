@@ -304,8 +304,8 @@ def test_search_breadth_from_the_cli(image_dir, tmp_path, cache_dir, capsys):
 
 
 def test_quantisers_train_on_a_seeded_sample_of_a_large_collection(clustered, monkeypatch):
-    """Above TRAIN_SAMPLE vectors the IVF lists and PQ codebooks train on a seeded sample;
-    every vector is still indexed, and the same seed gives the same index."""
+    """Above TRAIN_SAMPLE vectors an IVF index trains on a seeded sample (the other families
+    on everything); every vector is still indexed, and the same seed gives the same index."""
     from imgatlas.index import _codes
 
     X, y = clustered
@@ -319,3 +319,5 @@ def test_quantisers_train_on_a_seeded_sample_of_a_large_collection(clustered, mo
     top = a.search(X[:40], 10)[1]
     assert (y[top] == y[:40, None]).mean() > 0.9
     np.testing.assert_array_equal(CodeIndex("ivfpq:8").fit(X).search(X[:40], 10)[1], top)
+    CodeIndex("hnswpq:8").fit(X)
+    assert seen == [200, 200]  # the second ivfpq fit; hnswpq trained on all 300
