@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.preprocessing import normalize
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
@@ -105,15 +106,16 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
             for b in torch.randperm(len(T), generator=gen).split(self.batch_size):
                 pair = nbr[b, torch.randint(nn, (len(b),), generator=gen)]
                 opt.zero_grad()
-                self._loss(torch, W, T[b], T[pair]).sum().backward()
+                pa = _softmax_heads(torch, W, T[b], self.temperature)
+                pb = _softmax_heads(torch, W, T[pair], self.temperature)
+                self._objective(torch, pa, pb).sum().backward()
                 opt.step()
 
         with torch.no_grad():  # each head's loss over every neighbour pair, one head at a time
             losses = []
             for h in range(self.n_heads):
                 p = _softmax_heads(torch, W[h:h + 1], T, self.temperature)
-                losses.append(float(self._pair_loss(torch, p[:, :, None, :], p[:, nbr, :])
-                                    + self.entropy_weight * self._entropy(torch, p)))
+                losses.append(float(self._objective(torch, p[:, :, None, :], p[:, nbr, :])))
         self.head_losses_ = np.asarray(losses)
         self.best_head_ = int(np.argmin(self.head_losses_))
         protos = torch.nn.functional.normalize(W.detach()[self.best_head_], dim=1)
@@ -121,22 +123,14 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = self._assign(Xn)
         return self
 
-    def _loss(self, torch: Any, W: Any, xa: Any, xb: Any) -> Any:
-        pa = _softmax_heads(torch, W, xa, self.temperature)
-        pb = _softmax_heads(torch, W, xb, self.temperature)
-        return self._pair_loss(torch, pa, pb) + self.entropy_weight * self._entropy(torch, pa)
-
-    @staticmethod
-    def _pair_loss(torch: Any, pa: Any, pb: Any) -> Any:
-        """Mean -log of the agreement of neighbour pairs, per head (broadcasts over pairs)."""
+    def _objective(self, torch: Any, pa: Any, pb: Any) -> Any:
+        """SCAN's loss per head: mean -log agreement of the pairs (``pa``, ``pb``: (heads,
+        ..., k) probabilities, broadcast against each other) plus ``entropy_weight`` times the
+        negative entropy of ``pa``'s mean assignment (low when clusters are even)."""
         agree = (pa * pb).sum(-1).clamp_min(1e-8)
-        return -torch.log(agree).flatten(1).mean(1)
-
-    @staticmethod
-    def _entropy(torch: Any, p: Any) -> Any:
-        """Negative entropy of the mean assignment, per head: low when clusters are even."""
-        pm = p.mean(1)
-        return (pm * torch.log(pm.clamp_min(1e-8))).sum(1)
+        pm = pa.flatten(1, -2).mean(1)
+        return (-torch.log(agree).flatten(1).mean(1)
+                + self.entropy_weight * (pm * torch.log(pm.clamp_min(1e-8))).sum(1))
 
     def _assign(self, Xn: np.ndarray) -> np.ndarray:
         return (Xn @ self.prototypes_.T).argmax(1).astype(np.int64)
@@ -155,8 +149,7 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(normalize(X), dtype=np.float32)
 
 
 def _softmax_heads(torch: Any, W: Any, x: Any, temperature: float) -> Any:
