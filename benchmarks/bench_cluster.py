@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from _common import ROOT, SHARED, preamble, write_section
-from imgatlas import api
+from imgatlas import api, defaults
 
 WORK = ROOT / "benchmarks" / "_work"
 
@@ -97,7 +97,7 @@ def render_log(logs: list[Path], seeds: int) -> None:
             f"benchmarks/logs: {', '.join(p.name for p in logs)}; a later log's row replaces "
             "an earlier one); cells marked 'not run' were not reached. These are the dev sets "
             "the defaults were chosen on: figures on held-out data are the honest test. "
-            f"'imgatlas default' is `{api.DEFAULT_REDUCE}` + k-means, measured by the last "
+            f"'imgatlas default' is `{defaults.REDUCE}` + k-means, measured by the last "
             "log; 'previous default' is the pipeline it replaced.", ""
             ] + lines
     write_section(ROOT / "benchmarks" / "RESULTS.md", "Clustering quality (dev sets)",

@@ -32,8 +32,8 @@ from sklearn.preprocessing import normalize
 
 from _common import ROOT, preamble, write_section
 from imgatlas import api
-from imgatlas.api import DEFAULT_REDUCE
 from imgatlas.cluster import GMMClusterer, KMeansClusterer, SCANClusterer
+from imgatlas.defaults import REDUCE as DEFAULT_REDUCE
 from imgatlas.evaluate import cluster_accuracy
 from imgatlas.reduce import make_reducer
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from _common import ROOT, SHARED, preamble, write_section
 from imgatlas import api
-from imgatlas.index._workspace import default_codes
+from imgatlas.defaults import codes as default_codes
 
 WORK = ROOT / "benchmarks" / "_work"
 CODES = ("float,pca:64,pq:64,pq:64+rerank,sign:512,itq:512,umap:16,umap:16@1000,itq:512+smooth,"

@@ -158,8 +158,8 @@ def train(root: Path, name: str, mode: str, epochs: int) -> None:
 
 def score(root: Path, note: str = "") -> None:
     from _common import ROOT, preamble, write_section
-    from imgatlas.api import DEFAULT_REDUCE
     from imgatlas.cluster import KMeansClusterer
+    from imgatlas.defaults import REDUCE as DEFAULT_REDUCE
     from imgatlas.evaluate import cluster_accuracy
     from imgatlas.reduce import make_reducer
 

@@ -52,6 +52,17 @@ def colour_groups(root: Path, colours: dict[str, tuple[int, int, int]], per_grou
     return root
 
 
+def set_schema_version(ws_path: Path, version: int) -> None:
+    """Pretend a workspace was written by another imgatlas (the catalog's connection is
+    private to the workspace, so tests that damage it go through sqlite3)."""
+    import sqlite3
+
+    con = sqlite3.connect(Path(ws_path) / "catalog.sqlite")
+    con.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+    con.commit()
+    con.close()
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One model cache for the whole session: the default backbone is exported once."""

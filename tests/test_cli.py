@@ -65,11 +65,10 @@ def test_unknown_backbone(capsys, image_dir, tmp_path):
 
 
 def test_newer_workspace(capsys, image_dir, tmp_path):
-    from imgatlas.store import Workspace
+    from conftest import set_schema_version
 
     api.scan(image_dir, tmp_path / "ws")
-    with Workspace.open(tmp_path / "ws", write=True) as ws:
-        ws.con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    set_schema_version(tmp_path / "ws", 99)
     code, _, err = run(capsys, "status", "-w", str(tmp_path / "ws"))
     _one_line_error(code, err)
     assert "upgrade imgatlas" in err

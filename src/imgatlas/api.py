@@ -12,24 +12,20 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
+from imgatlas._paths import cache_dir_or_default, default_cache_dir
+from imgatlas._text import printable
 from imgatlas.backbones import create_backbone
 from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.embed import embed_workspace
 from imgatlas.errors import ConfigError, WorkspaceError
 from imgatlas.scan import IMAGE_EXTENSIONS, scan_directory, walk
-from imgatlas.store import FeatureStore, Status, Workspace
-from imgatlas.store.workspace import io_errors
+from imgatlas.store import Status, Workspace, io_errors
 
 PathLike = str | os.PathLike[str]
+Selection = tuple[int, list[int]]  # (run id, clusters of that run)
 
-
-def default_cache_dir() -> Path:
-    """Where exported ONNX models are cached: ``$IMGATLAS_CACHE`` or ``~/.cache/imgatlas``."""
-    env = os.environ.get("IMGATLAS_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "imgatlas"
+__all__ = ["default_cache_dir"]
 
 
 def scan(directory: PathLike, workspace: PathLike, *, labels_from_folders: bool = False,
@@ -38,25 +34,26 @@ def scan(directory: PathLike, workspace: PathLike, *, labels_from_folders: bool 
     """Record every image under ``directory`` in ``workspace`` (created if needed)."""
     if not os.path.isdir(directory):
         what = "does not exist" if not os.path.exists(directory) else "is not a directory"
-        raise ConfigError(f"Cannot scan {os.fsdecode(directory)}: it {what}.")
+        raise ConfigError(f"Cannot scan {printable(directory)}: it {what}.")
     if next(walk(os.fsencode(directory), frozenset({os.fsencode(os.path.abspath(workspace))})),
             None) is None:
         raise ConfigError(
-            f"No images found under {os.fsdecode(directory)} (looked for "
+            f"No images found under {printable(directory)} (looked for "
             f"{', '.join(sorted(e.decode() for e in IMAGE_EXTENSIONS))}).")
     with Workspace.open(workspace, create=True, write=True, wait=wait, purpose="scan") as ws:
         return scan_directory(ws, directory, labels_from_folders=labels_from_folders,
                               max_pixels=max_pixels, workers=workers, progress=progress)
 
 
-def embed(workspace: PathLike, *, backbone: str = "efficientnet_lite0", batch_size: int = 32,
+def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
+          batch_size: int = defaults.BATCH_SIZE,
           device: str = "auto", threads: int | None = None, workers: int = 2,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
           progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Compute (or finish computing) features of every usable image in ``workspace``."""
     with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
-        bb = create_backbone(backbone, cache_dir=cache_dir or default_cache_dir())
+        bb = create_backbone(backbone, cache_dir=cache_dir_or_default(cache_dir))
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
         return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,
@@ -68,49 +65,21 @@ def status(workspace: PathLike) -> dict[str, Any]:
     """Counts per status, every failed file with its reason, and the feature stores."""
     with Workspace.open(workspace) as ws:
         counts = ws.status_counts()
-        failed = [
-            {"id": r[0], "path": r[1], "status": r[2], "reason": r[3]}
-            for r in ws.con.execute(
-                "SELECT id, display, status, reason FROM images "
-                "WHERE status NOT IN ('ok', 'missing') ORDER BY status, display")
-        ]
-        stores = []
-        for s in FeatureStore.all(ws):
-            n = ws.con.execute(
-                "SELECT count(*) FROM embedded e JOIN images i ON i.id=e.image_id "
-                "WHERE e.store=? AND i.status='ok'", (s.key,)).fetchone()[0]
-            stores.append({"key": s.key, "backbone": s.backbone, "dim": s.dim,
-                           "dtype": str(s.dtype), "embedded": n})
-        labels = ws.con.execute(
-            "SELECT count(DISTINCT label) FROM images WHERE status='ok' AND label IS NOT NULL"
-        ).fetchone()[0]
+        stores = [{"key": s.key, "backbone": s.backbone, "dim": s.dim, "dtype": str(s.dtype),
+                   "embedded": s.n_usable()} for s in ws.feature_stores()]
         return {
             "workspace": str(ws.path), "images": sum(counts.values()),
-            "usable": counts.get("ok", 0), "by_status": counts, "labels": labels,
-            "failed": failed, "stores": stores, "runs": len(ws.runs()),
+            "usable": counts.get("ok", 0), "by_status": counts, "labels": ws.n_labels(),
+            "failed": ws.unusable_images(), "stores": stores, "runs": len(ws.runs()),
         }
-
-
-def _pick_store(ws: Workspace, features: str | None) -> FeatureStore:
-    stores = FeatureStore.all(ws)
-    if not stores:
-        raise WorkspaceError(f"Workspace {ws.path} has no features yet; run 'imgatlas embed'.")
-    if features is None:
-        return stores[-1]
-    for s in reversed(stores):
-        if features in (s.key, s.backbone):
-            return s
-    raise ConfigError(f"No feature store {features!r}; have {', '.join(s.key for s in stores)}.")
 
 
 def load_features(workspace: PathLike, features: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Return ``(ids, X, rows)``: image ids, their vectors, and path/label per row."""
     with Workspace.open(workspace) as ws:
-        store = _pick_store(ws, features)
-        ids, X = store.read()
-        info = {r[0]: (r[1], r[2]) for r in ws.con.execute(
-            "SELECT id, display, label FROM images WHERE status='ok'")}
+        ids, X = ws.pick_store(features).read()
+        info = ws.display_and_label()
         rows = [{"id": int(i), "path": info[i][0], "label": info[i][1]} for i in ids.tolist()]
         return ids, X, rows
 
@@ -132,29 +101,27 @@ def export_features(workspace: PathLike, out: PathLike, *, features: str | None 
 
 
 # -- clustering ----------------------------------------------------------------------------
-# measured: benchmarks/RESULTS.md, clustering quality (dev sets)
-DEFAULT_REDUCE = "l2,pca-whiten:128:0.15,knn-smooth:10"
-DEFAULT_METHOD = "kmeans"
-
-
-def cluster(workspace: PathLike, *, features: str | None = None, reduce: str = DEFAULT_REDUCE,
-            method: str = DEFAULT_METHOD, k: int | str | None = "auto",
-            k_range: tuple[int, int] = (2, 30), options: dict[str, Any] | None = None,
-            seed: int = 0, within: tuple[int, int] | None = None,
-            exclude: list[tuple[int, list[int]]] | None = None, reuse: bool = False,
+def cluster(workspace: PathLike, *, features: str | None = None,
+            reduce: str = defaults.REDUCE, method: str = defaults.METHOD,
+            k: int | str | None = defaults.K, k_range: tuple[int, int] = defaults.K_RANGE,
+            options: dict[str, Any] | None = None, seed: int = defaults.SEED,
+            within: Selection | tuple[int, int] | None = None,
+            exclude: list[Selection] | None = None, reuse: bool = False,
             wait: float = 0.0) -> dict[str, Any]:
     """Cluster the workspace's features and record the run (see ``imgatlas cluster``).
 
-    ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
-    of clustering again.
+    ``within=(run, [c1, c2])`` re-clusters the members of those clusters of an earlier run;
+    ``exclude=[(run, [c])]`` leaves clusters out. ``reuse=True`` returns an identical earlier
+    run (same parameters, same images) instead of clustering again.
     """
-    from imgatlas.cluster._workspace import cluster_workspace
+    from imgatlas.cluster._stage import cluster_workspace
 
+    if within is not None and isinstance(within[1], int):
+        within = (within[0], [within[1]])
     with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
-        store = _pick_store(ws, features)
-        return cluster_workspace(ws, store, reduce=reduce, method=method, k=k,
-                                 k_range=k_range, options=options, seed=seed, within=within,
-                                 exclude=exclude, reuse=reuse)
+        return cluster_workspace(ws, ws.pick_store(features), reduce=reduce, method=method,
+                                 k=k, k_range=k_range, options=options, seed=seed,
+                                 within=within, exclude=exclude, reuse=reuse)
 
 
 def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -174,13 +141,8 @@ def runs(workspace: PathLike, kind: str | None = None) -> list[dict[str, Any]]:
 def name_cluster(workspace: PathLike, run: int, cluster_id: int, name: str) -> dict[str, Any]:
     """Give cluster ``cluster_id`` of run ``run`` a name (shown in exports and reports)."""
     with Workspace.open(workspace, write=True, purpose="name-cluster") as ws:
-        ws.run(run, "cluster")
-        if not ws.con.execute("SELECT 1 FROM assignments WHERE run_id=? AND cluster=? LIMIT 1",
-                              (run, cluster_id)).fetchone():
-            raise ConfigError(f"Run {run} has no cluster {cluster_id}.")
-        with ws.transaction("naming a cluster") as con:
-            con.execute("INSERT OR REPLACE INTO cluster_names VALUES (?,?,?)",
-                        (run, cluster_id, name))
+        ws.get_run(run, "cluster")
+        ws.name_cluster(run, cluster_id, name)
         return {"run_id": run, "cluster": cluster_id, "name": name}
 
 
@@ -192,12 +154,8 @@ def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out must end in .csv or .parquet. Got {out.name!r} instead.")
     with Workspace.open(workspace) as ws:
-        r = ws.run(run, "cluster")
-        rows = ws.con.execute(
-            "SELECT a.image_id, i.display, i.label, a.cluster, n.name, a.silhouette "
-            "FROM assignments a JOIN images i ON i.id=a.image_id LEFT JOIN cluster_names n "
-            "ON n.run_id=a.run_id AND n.cluster=a.cluster WHERE a.run_id=? "
-            "ORDER BY a.image_id", (r["id"],)).fetchall()
+        r = ws.get_run(run, "cluster")
+        rows = ws.cluster_table(r["id"])
     from imgatlas.store.export import write_table
 
     cols = ["id", "path", "label", "cluster", "cluster_name", "silhouette"]
@@ -207,7 +165,7 @@ def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None
 
 def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: int = 30,
                       batch_size: int = 64, val_split: float = 0.1, patience: int = 5,
-                      max_images: int = 20_000, seed: int = 0, device: str = "cpu",
+                      max_images: int = 20_000, seed: int = defaults.SEED, device: str = "cpu",
                       progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Train a convolutional autoencoder on the collection; its encoder becomes a backbone
     (``imgatlas embed --backbone <results['onnx']>``)."""
@@ -222,13 +180,13 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
 
 # -- search ---------------------------------------------------------------------------------
 def build_index(workspace: PathLike, *, codes: str | None = None,
-                features: str | None = None, seed: int = 0, wait: float = 0.0
+                features: str | None = None, seed: int = defaults.SEED, wait: float = 0.0
                 ) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically)."""
-    from imgatlas.index._workspace import build_index as _build
+    from imgatlas.index._stage import build_index as _build
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
-        return _build(ws, _pick_store(ws, features), codes, seed)
+        return _build(ws, ws.pick_store(features), codes, seed)
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,
@@ -237,7 +195,7 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
            nprobe: int | None = None) -> list[dict[str, Any]]:
     """Top-k images for query files (embedded on the fly) or for image ids. ``ef_search``
     (graph indexes) and ``nprobe`` (IVF-PQ) widen the search for recall at some speed."""
-    from imgatlas.index._workspace import search_files, search_ids
+    from imgatlas.index._search import search_files, search_ids
 
     if not images and not ids:
         raise ConfigError("Give query images or --id.")
@@ -245,7 +203,7 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
         out = []
         if images:
             out += search_files(ws, [os.fspath(p) for p in images], k=k, codes=codes,
-                                cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
+                                cache_dir=cache_dir_or_default(cache_dir),
                                 ef_search=ef_search, nprobe=nprobe)
         if ids:
             out += search_ids(ws, list(ids), k=k, codes=codes, ef_search=ef_search,
@@ -254,15 +212,28 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
 
 
 def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
-                       features: str | None = None, n_queries: int = 1000, seed: int = 0,
+                       features: str | None = None, n_queries: int = 1000,
+                       seed: int = defaults.SEED,
                        holdout: float = 0.0, wait: float = 0.0) -> dict[str, Any]:
     """mAP, MRR, P@10, PR curve, latency, bytes per image for each code spec: leave-one-out,
     or with ``holdout`` a fraction of the images kept out of fitting as queries."""
-    from imgatlas.index._workspace import evaluate_retrieval as _evaluate
+    from imgatlas.evaluate._retrieval_stage import evaluate_retrieval as _evaluate
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate-retrieval") as ws:
-        return _evaluate(ws, _pick_store(ws, features), codes, n_queries=n_queries, seed=seed,
+        return _evaluate(ws, ws.pick_store(features), codes, n_queries=n_queries, seed=seed,
                          holdout=holdout)
+
+
+def algorithms() -> dict[str, list[dict[str, Any]]]:
+    """What can be picked by name, from the registries: backbones, reduction steps,
+    clustering methods and search-code families, with their parameters and help."""
+    from imgatlas.backbones import describe_backbones
+    from imgatlas.cluster import CLUSTERERS
+    from imgatlas.index import CODES
+    from imgatlas.reduce import REDUCERS
+
+    return {"backbones": describe_backbones(), "reductions": REDUCERS.describe(),
+            "clustering": CLUSTERERS.describe(), "codes": CODES.describe()}
 
 
 # -- report and the whole job ------------------------------------------------------------------
@@ -272,19 +243,27 @@ def default_report_dir(workspace: PathLike) -> Path:
 
 def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None = None,
            compare: tuple[int, int] | None = None, map: str = "auto",
-           progress: bool = False) -> dict[str, Any]:
+           progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Write the HTML report of a clustering run (or, with ``compare``, of two runs).
 
     ``out`` defaults to ``WORKSPACE/report``; open ``index.html`` there in any browser.
+    The report is recorded as a run (which clustering run, where it went).
     """
     from imgatlas.report import write_comparison, write_report
 
     out = Path(out) if out is not None else default_report_dir(workspace)
-    with Workspace.open(workspace) as ws, io_errors("writing the report"):
+    with Workspace.open(workspace, write=True, wait=wait, purpose="report") as ws, \
+            io_errors("writing the report"):
         try:
-            if compare is not None:
-                return write_comparison(ws, out, *compare)
-            return write_report(ws, out, run, map_method=map, progress=progress)
+            params = {"run": run, "compare": list(compare) if compare else None,
+                      "out": str(out), "map": map}
+            with ws.recording("report", params) as rec:
+                if compare is not None:
+                    rec.results = write_comparison(ws, out, *compare)
+                else:
+                    rec.results = write_report(ws, out, run, map_method=map,
+                                               progress=progress)
+            return rec.results
         except OSError as e:
             if e.errno == errno.ENOSPC:
                 raise
@@ -293,8 +272,9 @@ def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None 
 
 
 def run(directory: PathLike, workspace: PathLike | None = None, *,
-        labels_from_folders: bool = False, backbone: str = "efficientnet_lite0",
-        k: int | str | None = "auto", k_range: tuple[int, int] = (2, 30), seed: int = 0,
+        labels_from_folders: bool = False, backbone: str = defaults.BACKBONE,
+        k: int | str | None = defaults.K, k_range: tuple[int, int] = defaults.K_RANGE,
+        seed: int = defaults.SEED,
         report_dir: PathLike | None = None, make_report: bool = True,
         cache_dir: PathLike | None = None, progress: bool = False) -> dict[str, Any]:
     """The main job: scan -> embed -> cluster (default pipeline) -> evaluate -> report.

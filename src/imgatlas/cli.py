@@ -14,10 +14,13 @@ from typing import Any
 
 import click
 
-from imgatlas import __version__, api
-from imgatlas.cluster._workspace import METHODS as CLUSTER_METHODS
+from imgatlas import __version__, api, defaults
+from imgatlas.cluster import CLUSTERERS
 from imgatlas.decode import DEFAULT_MAX_PIXELS
-from imgatlas.errors import ImgatlasError
+from imgatlas.errors import ConfigError, ImgatlasError
+from imgatlas.index import spec_help as codes_help
+from imgatlas.reduce import spec_help as reduce_help
+from imgatlas.registry import Registry
 
 _debug = False
 
@@ -35,11 +38,41 @@ def _progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
-def _emit(data: dict[str, Any], as_json: bool, human) -> None:
+def _emit(data: Any, as_json: bool, human) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         human(data)
+
+
+def registry_options(registry: Registry):
+    """One click option per parameter any entry of ``registry`` takes, its help naming
+    the entries that use it: the CLI's options come from the registry, not an if-chain."""
+
+    def deco(f):
+        for name, (p, users) in reversed(list(registry.all_params().items())):
+            kind = click.Choice(p.choices) if p.choices else {int: int, float: float}.get(
+                p.type, str)
+            default = f" [{p.default}]" if p.default is not None and len(users) == 1 else ""
+            f = click.option(p.flag, name, type=kind, default=None,
+                             help=f"{', '.join(users)}: {p.help}{default}")(f)
+        return f
+
+    return deco
+
+
+def registry_values(registry: Registry, method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given for ``method``; one it does not take is a one-line error."""
+    entry = registry[method]
+    out = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        if entry.param(name) is None:
+            p, users = registry.all_params()[name]
+            raise ConfigError(f"{p.flag} applies to {', '.join(users)}, not {method}.")
+        out[name] = value
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,9 +115,9 @@ def _print_scan(r: dict[str, Any]) -> None:
 # -- embed -------------------------------------------------------------------------------------
 @cli.command()
 @workspace_opt
-@click.option("--backbone", default="efficientnet_lite0", show_default=True,
+@click.option("--backbone", default=defaults.BACKBONE, show_default=True,
               help="Registered backbone name, or a path to an .onnx file with a .json spec.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=defaults.BATCH_SIZE, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto",
               show_default=True)
 @click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: cores).")
@@ -182,53 +215,29 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
 @cli.command("cluster")
 @workspace_opt
 @click.option("--features", default=None, help="Feature store key or backbone name.")
-@click.option("--reduce", "reduce_", default=api.DEFAULT_REDUCE, show_default=True,
-              help="none | l2 | pca:N | pca:0.95 | pca-whiten:N | umap:N[:metric], "
-                   "chained with commas (l2,pca:128).")
-@click.option("--method", default=api.DEFAULT_METHOD, show_default=True,
-              type=click.Choice(CLUSTER_METHODS),
-              help="scan: a SCAN cluster head trained on kNN pairs (needs PyTorch; assumes "
-                   "clusters of similar size).")
-@click.option("--k", "k", default="auto", show_default=True,
+@click.option("--reduce", "reduce_", default=defaults.REDUCE, show_default=True,
+              help=reduce_help())
+@click.option("--method", default=defaults.METHOD, show_default=True,
+              type=click.Choice(CLUSTERERS.names()),
+              help="; ".join(f"{e.name}: {e.help}" for e in CLUSTERERS))
+@click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto' to choose it by the k sweep.")
-@click.option("--k-range", default="2:30", show_default=True, help="LO:HI for --k auto.")
-@click.option("--covariance", type=click.Choice(["full", "tied", "diag", "spherical"]),
-              default=None, help="GMM covariance type.")
-@click.option("--linkage", type=click.Choice(["single", "complete", "average", "weighted",
-                                              "centroid", "median", "ward"]), default=None)
-@click.option("--metric", default=None,
-              help="Distance for k-medoids/agglomerative/DBSCAN (euclidean, manhattan, "
-                   "chebyshev, cosine).")
-@click.option("--distance-threshold", type=float, default=None,
-              help="Agglomerative: cut the tree at this distance instead of k.")
-@click.option("--eps", type=float, default=None, help="DBSCAN eps (default: k-distance knee).")
-@click.option("--min-samples", type=int, default=None, help="DBSCAN/HDBSCAN min_samples.")
-@click.option("--min-cluster-size", type=int, default=None, help="HDBSCAN.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--within", default=None, help="RUN:C: re-cluster the members of one cluster.")
+@click.option("--k-range", default="{}:{}".format(*defaults.K_RANGE), show_default=True,
+              help="LO:HI for --k auto.")
+@registry_options(CLUSTERERS)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--within", default=None,
+              help="RUN:C[,C...]: re-cluster the members of those clusters of a run.")
 @click.option("--exclude", multiple=True, help="RUN:C[,C...]: leave those clusters out.")
 @wait_opt
 @json_opt
-def cluster_cmd(workspace, features, reduce_, method, k, k_range, covariance, linkage, metric,
-                distance_threshold, eps, min_samples, min_cluster_size, seed, within, exclude,
-                wait, as_json):
+def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, exclude,
+                wait, as_json, **method_options):
     """Group the images: reduce, cluster, validate, and record the run."""
-    options = {
-        "gmm": {"covariance_type": covariance},
-        "agglomerative": {"linkage": linkage, "metric": metric,
-                          "distance_threshold": distance_threshold},
-        "kmedoids": {"metric": metric},
-        "dbscan": {"eps": eps, "min_samples": min_samples, "metric": metric},
-        "hdbscan": {"min_samples": min_samples, "min_cluster_size": min_cluster_size},
-    }.get(method, {})
-    k_value = None if distance_threshold is not None or method in ("dbscan", "hdbscan") \
-        else _k_option(k)
-    w = None
-    if within:
-        run_id, clusters = _run_clusters(within)
-        w = (run_id, clusters[0])
-    res = api.cluster(workspace, features=features, reduce=reduce_, method=method, k=k_value,
-                      k_range=_k_range(k_range), options=options, seed=seed, within=w,
+    options = registry_values(CLUSTERERS, method, method_options)
+    res = api.cluster(workspace, features=features, reduce=reduce_, method=method,
+                      k=_k_option(k), k_range=_k_range(k_range), options=options, seed=seed,
+                      within=_run_clusters(within) if within else None,
                       exclude=[_run_clusters(e) for e in exclude], wait=wait)
     _emit(res, as_json, _print_cluster)
 
@@ -283,7 +292,9 @@ def runs_cmd(workspace, kind, as_json):
                 extra = (f" {res_.get('method')} on {res_.get('reduce')}, "
                          f"k={res_.get('n_clusters')}"
                          + (f", ACC {ev['acc']:.3f}" if ev else ""))
-            click.echo(f"{r['id']:>4} {r['kind']:<8} {r['status']:<11} v{r['version']}{extra}")
+            if r.get("error"):
+                extra += f" ({r['error']})"
+            click.echo(f"{r['id']:>4} {r['kind']:<18} {r['status']:<11} v{r['version']}{extra}")
 
     if as_json:
         click.echo(json.dumps(res, indent=2, default=str))
@@ -348,10 +359,7 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 
 
 # -- search ----------------------------------------------------------------------------------
-CODES_HELP = ("float | pca:D | umap:D[@N] | pq:BYTES | ivfpq:BYTES | hnswpq:BYTES | sign:BITS | "
-              "itq:BITS | hnsw:M, optionally +smooth (pq families also +rerank); or "
-              "itq:BITS+learn / itq:BITS+dsh (default: itq:512+dsh, fewer bits below 1,024 "
-              "images)")
+CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 images)"
 
 
 @cli.command("index")
@@ -432,6 +440,27 @@ def evaluate_retrieval_cmd(workspace, codes, features, queries, holdout, seed, w
     _emit(res, as_json, human)
 
 
+# -- algorithms ------------------------------------------------------------------------------
+@cli.command("algorithms")
+@json_opt
+def algorithms_cmd(as_json):
+    """Every algorithm imgatlas picks by name: backbones, reductions, clustering methods and
+    search-code families, with their parameters and help."""
+    res = api.algorithms()
+
+    def human(r):
+        for kind, entries in r.items():
+            click.echo(f"{kind}:")
+            for e in entries:
+                needs = f" [needs the '{e['needs']}' extra]" if e.get("needs") else ""
+                click.echo(f"  {e['name']:<20} {e['help']}{needs}")
+                for p in e.get("params", []):
+                    default = "" if p["default"] is None else f" (default {p['default']})"
+                    click.echo(f"      {p['name']}: {p['help']}{default}")
+
+    _emit(res, as_json, human)
+
+
 # -- report ------------------------------------------------------------------------------------
 @cli.command()
 @workspace_opt
@@ -459,11 +488,11 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
               help="Workspace directory (default: DIRECTORY/../<name>.imgatlas).")
 @click.option("--labels-from-folders", is_flag=True,
               help="Use folder names as labels: they only score the clustering.")
-@click.option("--backbone", default="efficientnet_lite0", show_default=True)
-@click.option("--k", "k", default="auto", show_default=True,
+@click.option("--backbone", default=defaults.BACKBONE, show_default=True)
+@click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto'.")
-@click.option("--k-range", default="2:30", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--k-range", default="{}:{}".format(*defaults.K_RANGE), show_default=True)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")
 @click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")

@@ -47,3 +47,7 @@ class UnknownBackbone(ImgatlasError, KeyError):
 
 class MissingWeights(ImgatlasError, FileNotFoundError):
     """A model's weight file is not where its configuration says."""
+
+
+class MissingExtra(ImgatlasError):
+    """An optional dependency (an extra of the package) is not installed."""

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imgatlas._hashing import sha256_file
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.errors import ConfigError
 
@@ -30,11 +30,7 @@ class Backbone:
         """What pins the weights: given by the factory (a hash it already knows), or the
         sha256 of the ONNX file."""
         if self._identity is None:
-            h = hashlib.sha256()
-            with open(self.onnx_path(), "rb") as f:
-                while chunk := f.read(2**20):
-                    h.update(chunk)
-            self._identity = h.hexdigest()
+            self._identity = sha256_file(self.onnx_path())
         return self._identity
 
     @property

@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX, the one path every torch model (pretrained or trained here) takes.
+"""PyTorch -> ONNX, the one path every model trained here takes, and the writer of ONNX
+graphs built by hand.
 
 PyTorch is imported only inside these functions: inference never needs it.
 """
@@ -11,18 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from imgatlas.errors import ImgatlasError
-
-
-def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise ImgatlasError(
-            "PyTorch is needed once to export this model to ONNX; install the CPU wheel "
-            "with 'pip install torch==2.13.0' (or run 'make setup')."
-        ) from None
-    return torch
+from imgatlas._optional import import_torch
 
 
 def pixel_input_wrapper(net: Any, forward: Any, mean: tuple, std: tuple) -> Any:

@@ -41,3 +41,20 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
             "or give a path to an .onnx file."
         ) from None
     return factory(cache_dir=Path(cache_dir) if cache_dir else None, **kwargs)
+
+
+def describe_backbones() -> list[dict[str, Any]]:
+    """Name, input size, dimension, weights and help of every registered backbone (read from
+    the cfgs: nothing is built or loaded)."""
+    from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny
+
+    cfgs = {**efficientnet_lite.default_cfgs, **raw_pixels.default_cfgs, **tiny.default_cfgs}
+    out = []
+    for name in list_backbones():
+        cfg = cfgs.get(name)
+        doc = (_factories[name].__doc__ or "").strip().splitlines()
+        out.append({"name": name, "help": doc[0] if doc else (cfg.weights if cfg else ""),
+                    "input_size": list(cfg.input_size) if cfg else None,
+                    "dim": cfg.dim if cfg else None, "weights": cfg.weights if cfg else None,
+                    "params": []})
+    return out

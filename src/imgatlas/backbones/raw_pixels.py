@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgatlas._paths import cache_dir_or_default
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones._export import save_graph
@@ -46,7 +47,7 @@ def _builder(size: int):
 
 def _register(size: int) -> None:
     def factory(cache_dir: Path | None = None) -> Backbone:
-        cache = cache_dir or Path.home() / ".cache" / "imgatlas"
+        cache = cache_dir_or_default(cache_dir)
         name = f"raw_pixels_{size}"
         return Backbone(default_cfgs[name], cache / "backbones" / f"{name}-v1.onnx",
                         _builder(size), identity=f"{name}-v1")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgatlas._paths import cache_dir_or_default
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones._export import save_graph
@@ -52,5 +53,5 @@ def _build(out: Path) -> None:
 
 @register_backbone
 def test_tiny(cache_dir: Path | None = None) -> Backbone:
-    cache = cache_dir or Path.home() / ".cache" / "imgatlas"
+    cache = cache_dir_or_default(cache_dir)
     return Backbone(default_cfgs["test_tiny"], cache / "backbones" / "test_tiny-v1.onnx", _build)

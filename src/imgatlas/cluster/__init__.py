@@ -1,4 +1,4 @@
-"""Clustering estimators (scikit-learn style) and the k sweep."""
+"""Clustering estimators (scikit-learn style), their registry, and the k sweep."""
 
 from imgatlas.cluster._methods import (
     Agglomerative,
@@ -9,10 +9,12 @@ from imgatlas.cluster._methods import (
     KMedoidsClusterer,
     knee_eps,
 )
-from imgatlas.cluster._scan import SCANClusterer
+from imgatlas.cluster._registry import CLUSTERERS, build_method
+from imgatlas.cluster._scan_head import SCANClusterer
 from imgatlas.cluster._select import sweep_k
 
 __all__ = [
+    "CLUSTERERS",
     "Agglomerative",
     "DBSCANClusterer",
     "GMMClusterer",
@@ -20,6 +22,7 @@ __all__ = [
     "KMeansClusterer",
     "KMedoidsClusterer",
     "SCANClusterer",
+    "build_method",
     "knee_eps",
     "sweep_k",
 ]

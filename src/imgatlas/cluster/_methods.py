@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from imgatlas._optional import require
 from imgatlas._validation import check_is_fitted
 from imgatlas.errors import ConfigError
 
@@ -229,11 +230,7 @@ class KMedoidsClusterer(ClusterMixin, BaseEstimator):
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         _check_k(self.n_clusters, X)
-        try:
-            import kmedoids
-        except ImportError:
-            raise ConfigError("k-medoids needs the optional package 'kmedoids' (GPL-3.0): "
-                              "pip install kmedoids.") from None
+        kmedoids = require("kmedoids", "kmedoids", "the k-medoids method")
         from scipy.spatial.distance import cdist, pdist, squareform
 
         rng = np.random.default_rng(self.random_state)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._text import printable
 from imgatlas.backbones._base import Backbone, run_features
 from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb
 from imgatlas.errors import DecodeError
@@ -95,7 +96,7 @@ class Embedder:
         for keys, X, failures in self.iter_batches(enumerate(paths)):
             if failures:
                 k, reason = failures[0]
-                raise DecodeError(f"Cannot read {os.fsdecode(paths[k])}: {reason}.")
+                raise DecodeError(f"Cannot read {printable(paths[k])}: {reason}.")
             out[keys] = X
         return out
 

@@ -11,9 +11,7 @@ from imgatlas._progress import progress_bar
 from imgatlas.backbones._base import Backbone
 from imgatlas.embed._embedder import Embedder
 from imgatlas.errors import ConfigError
-from imgatlas.store.catalog import Status
-from imgatlas.store.features import FeatureStore
-from imgatlas.store.workspace import Workspace
+from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
 
 DTYPES = ("float32", "float16")
 
@@ -67,40 +65,36 @@ def embed_workspace(
     params = {"backbone": backbone.record(), "store": key, "batch_size": batch_size,
               "device": device, "threads": threads, "workers": workers,
               "l2_normalize": l2_normalize, "dtype": dtype}
-    run_id = ws.start_run("embed", params)
+    pending = sorted(i for ids in by_sha.values() for i in ids)
     n_done = n_failed = 0
-    bar = progress_bar(total=pending_images, desc=f"embed {backbone.name}", unit="img",
-                       enable=progress)
-    try:
-        with store.open_writer(ws.max_image_id()) as writer:
-            for shas, X, failures in embedder.iter_batches(path_of.items()):
-                if l2_normalize and len(X):
-                    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-                ids = [i for s in shas for i in by_sha[s]]
-                rows = np.repeat(X, [len(by_sha[s]) for s in shas], axis=0)
-                if ids:
-                    writer.write(np.asarray(ids), rows)
-                if failures:
-                    with ws.transaction("recording decode failures") as con:
-                        con.executemany(
-                            "UPDATE images SET status='decode_error', reason=? WHERE id=?",
-                            [(reason, i) for s, reason in failures for i in by_sha[s]],
-                        )
-                n_failed += sum(len(by_sha[s]) for s, _ in failures)
-                n_done += len(ids)
-                bar.update(len(ids) + sum(len(by_sha[s]) for s, _ in failures))
-    except BaseException:
-        bar.close()
-        ws.finish_run(run_id, {"embedded": n_done, "failed": n_failed}, status="interrupted")
-        raise
-    bar.close()
-    seconds = time.perf_counter() - t0
-    results = {
-        "store": key, "backbone": backbone.name, "dim": backbone.cfg.dim,
-        "embedded": n_done, "failed": n_failed, "already_done": len(done),
-        "unique_decoded": len(path_of), "seconds": round(seconds, 3),
-        "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
-        "providers": embedder.providers if n_done or n_failed else None, "run_id": run_id,
-    }
-    ws.finish_run(run_id, results)
-    return results
+    with ws.recording("embed", params, inputs=fingerprint(pending, key)) as run:
+        bar = progress_bar(total=pending_images, desc=f"embed {backbone.name}", unit="img",
+                           enable=progress)
+        try:
+            with store.open_writer(ws.max_image_id()) as writer:
+                for shas, X, failures in embedder.iter_batches(path_of.items()):
+                    if l2_normalize and len(X):
+                        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+                    ids = [i for s in shas for i in by_sha[s]]
+                    rows = np.repeat(X, [len(by_sha[s]) for s in shas], axis=0)
+                    if ids:
+                        writer.write(np.asarray(ids), rows)
+                    if failures:
+                        ws.mark_decode_errors((i, reason) for s, reason in failures
+                                              for i in by_sha[s])
+                    n_failed += sum(len(by_sha[s]) for s, _ in failures)
+                    n_done += len(ids)
+                    bar.update(len(ids) + sum(len(by_sha[s]) for s, _ in failures))
+                    # what is stored so far, should the run stop here
+                    run.results = {"embedded": n_done, "failed": n_failed}
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        run.results = {
+            "store": key, "backbone": backbone.name, "dim": backbone.cfg.dim,
+            "embedded": n_done, "failed": n_failed, "already_done": len(done),
+            "unique_decoded": len(path_of), "seconds": round(seconds, 3),
+            "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
+            "providers": embedder.providers if n_done or n_failed else None, "run_id": run.id,
+        }
+    return run.results

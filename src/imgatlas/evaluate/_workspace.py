@@ -8,22 +8,17 @@ import numpy as np
 
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate.metrics import composition, confusion_after_matching, external_scores
-from imgatlas.store.workspace import Workspace
-
-
-def assignments(ws: Workspace, run_id: int) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """``(image_ids, clusters, labels)`` of a run, in image-id order."""
-    rows = ws.con.execute(
-        "SELECT a.image_id, a.cluster, i.label FROM assignments a JOIN images i "
-        "ON i.id = a.image_id WHERE a.run_id=? ORDER BY a.image_id", (run_id,)).fetchall()
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    clusters = np.array([r[1] for r in rows], dtype=np.int64)
-    return ids, clusters, [r[2] for r in rows]
+from imgatlas.store import Workspace
 
 
 def evaluate_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
-    """Score a run (see :func:`score_run`) and record the headline scores with it."""
-    out = score_run(ws, run_id)
+    """Score a run (see :func:`score_run`) and record the scores: as an ``evaluate`` run
+    of their own, and, as a headline, with the clustering run."""
+    run = ws.get_run(run_id, "cluster")
+    with ws.recording("evaluate", {"run": run["id"]}) as rec:
+        out = score_run(ws, run["id"])
+        rec.results = {k: out[k] for k in ("acc", "nmi", "ari", "purity", "n_images",
+                                           "n_clusters", "n_classes")}
     ws.update_results(out["run_id"], {"evaluation": {k: out[k] for k in
                                                      ("acc", "nmi", "ari", "purity")}})
     return out
@@ -35,8 +30,8 @@ def score_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
     Labels only score: they never reach the clustering. Images without a label are left out
     and counted in ``unlabelled``. Reads only: a report can score a run without the lock.
     """
-    run = ws.run(run_id, "cluster")
-    ids, clusters, labels = assignments(ws, run["id"])
+    run = ws.get_run(run_id, "cluster")
+    _ids, clusters, labels, _sil = ws.assignments(run["id"])
     has = np.array([lab is not None for lab in labels], bool)
     if not has.any():
         raise ConfigError(
@@ -46,9 +41,8 @@ def score_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
     p = clusters[has]
     scores = external_scores(y, p)
     M, classes, order = confusion_after_matching(y, p)
-    out = {
+    return {
         "run_id": run["id"], **scores, "unlabelled": int((~has).sum()),
         "confusion": {"classes": classes, "clusters": order, "matrix": M.tolist()},
         "composition": {str(c): v for c, v in composition(y, p).items()},
     }
-    return out

@@ -1,6 +1,7 @@
-"""Search indexes over the workspace's features: float, PCA, PQ, IVF-PQ, binary codes
-(sign of centred PCA, ITQ) and HNSW graphs, all built by faiss."""
+"""Search indexes over the workspace's features: one class per code family (float, PCA,
+PQ, IVF-PQ, HNSW, sign, ITQ, learned binary, UMAP), all built by faiss, picked by name."""
 
-from imgatlas.index._codes import CodeIndex, parse_spec
+from imgatlas.index._codes import CodeIndex
+from imgatlas.index._spec import CODES, Spec, parse_spec, spec_help
 
-__all__ = ["CodeIndex", "parse_spec"]
+__all__ = ["CODES", "CodeIndex", "Spec", "parse_spec", "spec_help"]

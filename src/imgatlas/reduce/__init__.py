@@ -1,4 +1,4 @@
-"""Dimensionality reduction as scikit-learn transformers: L2, PCA, UMAP."""
+"""Dimensionality reduction as scikit-learn transformers, and the registry of steps."""
 
 from imgatlas.reduce._reducers import (
     KNNSmoother,
@@ -6,7 +6,8 @@ from imgatlas.reduce._reducers import (
     PCAReducer,
     UMAPReducer,
     knn_graph,
-    make_reducer,
 )
+from imgatlas.reduce._registry import REDUCERS, make_reducer, spec_help
 
-__all__ = ["KNNSmoother", "L2Normalizer", "PCAReducer", "UMAPReducer", "knn_graph", "make_reducer"]
+__all__ = ["REDUCERS", "KNNSmoother", "L2Normalizer", "PCAReducer", "UMAPReducer",
+           "knn_graph", "make_reducer", "spec_help"]

@@ -1,3 +1,5 @@
+"""Dimensionality reduction as scikit-learn transformers: L2, PCA, UMAP, kNN smoothing."""
+
 from __future__ import annotations
 
 from numbers import Integral, Real
@@ -197,52 +199,3 @@ def knn_graph(Xn: np.ndarray, k: int, exact_below: int = 50_000, exact: Any = No
     not_self = found != np.arange(len(Xn))[:, None]
     order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(found, order, axis=1)
-
-
-def make_reducer(spec: str, random_state: int | None = 0) -> BaseEstimator | None:
-    """Parse a reduction spec into an estimator (``None`` for ``none``).
-
-    One step is ``none`` | ``l2`` | ``knn-smooth:K[:ITER]`` | ``pca:128`` | ``pca:0.95`` |
-    ``pca-whiten:64`` | ``pca-whiten:128:0.15`` (partial whitening, variance ** -0.15) |
-    ``umap:10`` | ``umap:10:cosine``; steps joined by commas
-    (``l2,pca:128``) chain into a scikit-learn Pipeline.
-    """
-    steps = [p.strip() for p in spec.split(",") if p.strip()]
-    if len(steps) > 1:
-        from sklearn.pipeline import make_pipeline
-
-        ests = [e for e in (_one_reducer(p, random_state) for p in steps) if e is not None]
-        return make_pipeline(*ests) if ests else None
-    return _one_reducer(steps[0] if steps else "none", random_state)
-
-
-def _one_reducer(spec: str, random_state: int | None) -> BaseEstimator | None:
-    from imgatlas.errors import ConfigError
-
-    parts = spec.lower().split(":")
-    kind = parts[0]
-    try:
-        if kind in ("none", ""):
-            return None
-        if kind == "l2":
-            return L2Normalizer()
-        if kind == "knn-smooth":
-            return KNNSmoother(int(parts[1]) if len(parts) > 1 else 10,
-                               int(parts[2]) if len(parts) > 2 else 2)
-        if kind in ("pca", "pca-whiten"):
-            n: float = float(parts[1]) if len(parts) > 1 else 0.95
-            power = float(parts[2]) if kind == "pca-whiten" and len(parts) > 2 else 0.5
-            if len(parts) > (3 if kind == "pca-whiten" else 2) or not 0 <= power <= 1:
-                raise ValueError
-            return PCAReducer(int(n) if n >= 1 else n, whiten=kind == "pca-whiten",
-                              whiten_power=power, random_state=random_state)
-        if kind == "umap":
-            return UMAPReducer(n_components=int(parts[1]) if len(parts) > 1 else 10,
-                               metric=parts[2] if len(parts) > 2 else "cosine",
-                               random_state=random_state)
-    except (ValueError, IndexError):
-        pass
-    raise ConfigError(
-        f"Unknown reduction {spec!r}; use none, l2, knn-smooth:K, pca:N, pca:0.95, "
-        "pca-whiten:N[:POWER] or umap:N[:metric]."
-    )

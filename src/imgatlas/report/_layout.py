@@ -11,7 +11,7 @@ import numpy as np
 
 from imgatlas.errors import ConfigError
 from imgatlas.reduce import make_reducer
-from imgatlas.store import FeatureStore, Workspace
+from imgatlas.store import Workspace
 
 MAP_METHODS = ("auto", "umap", "pca")
 UMAP_MAP_MAX = 100_000  # above, UMAP's 2-D layout takes minutes on 2 cores: PCA instead
@@ -28,11 +28,7 @@ def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray, reduce
     assignments, not its reduced vectors: they are cheap to rebuild and costly to keep).
     """
     params = run["params"]
-    store = FeatureStore.get(ws, params["features"])
-    if store is None:
-        raise ConfigError(f"Run {run['id']} used feature store {params['features']!r}, which "
-                          "is no longer in the workspace.")
-    sid, X = store.read()
+    sid, X = ws.run_store(run).read()
     pos = np.searchsorted(sid, ids)
     if np.any(pos >= len(sid)) or np.any(sid[np.minimum(pos, len(sid) - 1)] != ids):
         raise ConfigError(f"Run {run['id']} clustered images whose features are gone.")

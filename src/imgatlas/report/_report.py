@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from imgatlas import __version__
-from imgatlas.cluster._methods import LINKAGES, scipy_metric
-from imgatlas.cluster._workspace import centre_distances
+from imgatlas._text import printable
+from imgatlas.cluster._hierarchy import cophenetic_table, tree_and_cut
 from imgatlas.errors import ConfigError
-from imgatlas.evaluate._workspace import assignments, score_run
+from imgatlas.evaluate._workspace import score_run
+from imgatlas.evaluate.internal import centre_distances
 from imgatlas.report import _figures
 from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
 from imgatlas.report._thumbs import ThumbnailJob
@@ -37,7 +38,6 @@ from imgatlas.store import Workspace
 PER_PAGE = 200  # thumbnails per cluster page
 MONTAGE = 8  # representative + random images per cluster on the front page
 OUTLIERS = 24  # lowest-silhouette images shown
-TREE_SAMPLE = 2000  # images behind the dendrogram and the cophenetic table
 # tab20 reordered so neighbouring cluster ids get distinct hues
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
@@ -85,15 +85,15 @@ def json_for_script(obj: Any) -> str:
 
 
 def _relative_display(ws: Workspace, ids: np.ndarray) -> dict[int, str]:
-    """Paths shown relative to the scanned folder: shorter, and no home directory leaks."""
+    """Paths shown relative to the scanned folder (shorter, and no home directory leaks),
+    in printable form: a name that is not valid UTF-8 shows its bytes as \\xNN."""
     out = {}
-    for i, path, root, display in ws.con.execute(
-            "SELECT id, path, root, display FROM images"):
+    for row in ws.images(status=None):
         try:
-            rel = os.path.relpath(os.fsdecode(path), os.fsdecode(root))
+            rel = os.path.relpath(row.path, row.root) if row.root else row.display
         except ValueError:
-            rel = display
-        out[int(i)] = rel if not rel.startswith("..") else display
+            rel = row.display
+        out[row.id] = printable(rel) if not printable(rel).startswith("..") else row.display
     return {int(i): out.get(int(i), str(i)) for i in ids}
 
 
@@ -140,17 +140,13 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     """Write the report of cluster run ``run_id`` (default: the latest) into folder ``out``."""
     t0 = time.perf_counter()
     out = _check_out(out, ws)
-    run = ws.run(run_id, "cluster")
+    run = ws.get_run(run_id, "cluster")
     if run["status"] != "done":
         raise ConfigError(f"Run {run['id']} is {run['status']}, not done; nothing to report.")
     res = run["results"]
-    ids, clusters, labels = assignments(ws, run["id"])
-    sil = np.array([np.nan if s is None else s for (s,) in ws.con.execute(
-        "SELECT silhouette FROM assignments WHERE run_id=? ORDER BY image_id", (run["id"],))],
-        dtype=np.float64)
+    ids, clusters, labels, sil = ws.assignments(run["id"])
     rows = {r.id: r for r in ws.images(status=None)}
-    names = dict(ws.con.execute("SELECT cluster, name FROM cluster_names WHERE run_id=?",
-                                (run["id"],)))
+    names = ws.cluster_names(run["id"])
     display = _relative_display(ws, ids)
 
     thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in ids], progress=progress)
@@ -236,8 +232,7 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
 
 
 def _centre_distances(ws: Workspace, run_id: int, ids: np.ndarray) -> np.ndarray | None:
-    got = dict(ws.con.execute("SELECT image_id, distance FROM centre_distance WHERE run_id=?",
-                              (run_id,)))
+    got = ws.centre_distances(run_id)
     if not got:
         return None
     return np.array([got.get(int(i), np.nan) for i in ids], dtype=np.float64)
@@ -266,13 +261,12 @@ def _folder_bytes(out: Path) -> int:
 
 def _summary(ws: Workspace, run: dict[str, Any], map_used: str) -> dict[str, Any]:
     counts = ws.status_counts()
-    skipped = [{"status": s, "reason": r, "name": d} for s, r, d in ws.con.execute(
-        "SELECT status, reason, display FROM images WHERE status NOT IN ('ok', 'missing') "
-        "ORDER BY status, display LIMIT 500")]
+    skipped = [{"status": f["status"], "reason": f["reason"], "name": f["path"]}
+               for f in ws.unusable_images(limit=500)]
     reasons = [{"status": s, "n": n} for s, n in sorted(counts.items()) if s != "ok"]
     params, res = run["params"], run["results"]
-    store = ws.con.execute("SELECT backbone, dim FROM stores WHERE key=?",
-                           (params["features"],)).fetchone()
+    fs = ws.feature_store(params["features"])
+    store = (fs.backbone, fs.dim) if fs is not None else None
     k_sel = res.get("k_selection")
     if k_sel:
         how_k = k_sel["reason"]
@@ -316,46 +310,17 @@ def _draw_figures(run: dict[str, Any], Z: np.ndarray, clusters: np.ndarray, sil:
     return figs
 
 
-def _tree_sample(run: dict[str, Any], Z: np.ndarray) -> np.ndarray:
-    rng = np.random.default_rng(run["params"].get("seed", 0))
-    idx = (np.sort(rng.choice(len(Z), TREE_SAMPLE, replace=False)) if len(Z) > TREE_SAMPLE
-           else np.arange(len(Z)))
-    return Z[idx].astype(np.float64)
-
-
 def _tree(run: dict[str, Any], Z: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """The run's linkage on a seeded sample, and the height that cuts it into k clusters."""
-    from scipy.cluster.hierarchy import linkage
-
-    est = run["results"].get("estimator", {})
-    method, metric = est.get("linkage", "ward"), scipy_metric(est.get("metric", "euclidean"))
-    S = _tree_sample(run, Z)
-    L = linkage(S, method=method, metric=metric)
-    k = run["results"]["n_clusters"]
-    cut = est.get("distance_threshold")
-    if cut is None and 1 < k <= len(L):
-        cut = float((L[-k, 2] + L[-k + 1, 2]) / 2) if k > 1 else None
-    return L, cut
+    res = run["results"]
+    return tree_and_cut(Z, res.get("estimator", {}), res["n_clusters"],
+                        run["params"].get("seed", 0))
 
 
 def _cophenetic_table(run: dict[str, Any], Z: np.ndarray) -> list[dict[str, Any]] | None:
     """Cophenetic correlation of every linkage method (hierarchical runs only)."""
     if run["results"]["method"] != "agglomerative":
         return None
-    from imgatlas.evaluate.metrics import cophenetic_correlation
-
-    est = run["results"].get("estimator", {})
-    metric = scipy_metric(est.get("metric", "euclidean"))
-    S = _tree_sample(run, Z)
-    rows = []
-    for method in LINKAGES:
-        if method in ("centroid", "median", "ward") and metric != "euclidean":
-            rows.append({"linkage": method, "value": None, "used": False,
-                         "note": "defined for euclidean only"})
-            continue
-        rows.append({"linkage": method, "value": cophenetic_correlation(S, method, metric),
-                     "used": method == est.get("linkage"), "note": ""})
-    return rows
+    return cophenetic_table(Z, run["results"].get("estimator", {}), run["params"].get("seed", 0))
 
 
 def _retrieval(ws: Workspace) -> dict[str, Any] | None:
@@ -374,9 +339,9 @@ def write_comparison(ws: Workspace, out: Path, run_a: int, run_b: int) -> dict[s
     from sklearn.metrics.cluster import contingency_matrix
 
     out = _check_out(out, ws)
-    runs = [ws.run(run_a, "cluster"), ws.run(run_b, "cluster")]
-    ia, ca, _ = assignments(ws, run_a)
-    ib, cb, _ = assignments(ws, run_b)
+    runs = [ws.get_run(run_a, "cluster"), ws.get_run(run_b, "cluster")]
+    ia, ca, _, _ = ws.assignments(run_a)
+    ib, cb, _, _ = ws.assignments(run_b)
     common, pa, pb = np.intersect1d(ia, ib, return_indices=True)
     if not len(common):
         raise ConfigError(f"Runs {run_a} and {run_b} share no images; nothing to compare.")
@@ -389,7 +354,7 @@ def write_comparison(ws: Workspace, out: Path, run_a: int, run_b: int) -> dict[s
         j = int(np.argmax(C[i]))
         mapping.append({"a": int(c), "b": int(ub[j]), "size": int(C[i].sum()),
                         "share": float(C[i, j] / max(C[i].sum(), 1))})
-    has_labels = [any(lab is not None for lab in assignments(ws, r["id"])[2]) for r in runs]
+    has_labels = [any(lab is not None for lab in ws.assignments(r["id"])[2]) for r in runs]
     scores = [score_run(ws, r["id"]) if h else None for r, h in zip(runs, has_labels,
                                                                      strict=True)]
     _copy_assets(out)

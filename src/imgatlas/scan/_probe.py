@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from imgatlas._hashing import hash_and_read
 from imgatlas.decode._image import TooLarge, _reason, open_image, to_rgb
 from imgatlas.errors import DecodeError
 from imgatlas.store.catalog import Status
@@ -41,7 +41,7 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
     if st.st_size == 0:
         return ProbeResult(Status.EMPTY, "zero-byte file", **base)
     try:
-        digest, data = _hash(path, st.st_size)
+        digest, data = hash_and_read(path, _READ_WHOLE + 1)
     except OSError as e:
         return ProbeResult(Status.UNREADABLE, e.strerror or _reason(e), **base)
     base["sha256"] = digest
@@ -71,13 +71,3 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
             return ProbeResult(Status.CORRUPT, _reason(e), **base, format=fmt, mode=mode)
     return ProbeResult(Status.OK, None, **base, width=w, height=h, format=fmt, mode=mode)
 
-
-def _hash(path: bytes, size: int) -> tuple[str, bytes | None]:
-    with open(path, "rb") as f:
-        if size <= _READ_WHOLE:
-            data = f.read()
-            return hashlib.sha256(data).hexdigest(), data
-        h = hashlib.sha256()
-        while chunk := f.read(2**20):
-            h.update(chunk)
-        return h.hexdigest(), None

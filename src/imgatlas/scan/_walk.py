@@ -5,6 +5,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from imgatlas._text import printable
+
 IMAGE_EXTENSIONS = frozenset(
     b".jpg .jpeg .jpe .jfif .png .webp .bmp .dib .gif .tif .tiff .heic .heif .avif".split()
 )
@@ -83,7 +85,7 @@ def _label(root: bytes, path: bytes) -> str | None:
     parent = os.path.dirname(path)
     if parent == root:
         return None
-    return os.fsdecode(os.path.basename(parent))
+    return printable(os.path.basename(parent))
 
 
 def _looks_like_image_name(name: bytes) -> bool:

@@ -56,8 +56,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at  REAL NOT NULL,
     finished_at REAL,
     version     TEXT NOT NULL,
-    params      TEXT NOT NULL,         -- JSON
-    results     TEXT                   -- JSON
+    params      TEXT NOT NULL,         -- JSON: what was asked, the seed, the input
+                                       -- fingerprint, every estimator's get_params()
+    results     TEXT,                  -- JSON
+    error       TEXT                   -- one line: why a failed/interrupted run stopped
 );
 CREATE TABLE IF NOT EXISTS stores (
     key         TEXT PRIMARY KEY,
@@ -86,12 +88,26 @@ CREATE TABLE IF NOT EXISTS cluster_names (
     name        TEXT NOT NULL,
     PRIMARY KEY (run_id, cluster)
 );
+CREATE TABLE IF NOT EXISTS user_labels (  -- labels given by a person (CLI, web app, CSV)
+    image_id    INTEGER PRIMARY KEY,
+    label       TEXT NOT NULL,
+    source      TEXT NOT NULL,         -- e.g. 'csv:labels.csv', 'web', 'suggested'
+    created_at  REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS embedded (
     store       TEXT NOT NULL,
     image_id    INTEGER NOT NULL,
     PRIMARY KEY (store, image_id)
 ) WITHOUT ROWID;
 """
+
+
+# Columns added to a table after it first shipped: (table, column, declaration). Added on
+# the next write-open, so a workspace keeps working across versions within a schema version.
+ADDED_COLUMNS = (("runs", "error", "TEXT"),)
+
+IMAGE_COLUMNS = ("id, path, display, sha256, label, status, reason, width, height, root, size, "
+                 "format, mode")
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,10 @@ class ImageRow:
     reason: str | None
     width: int | None = None
     height: int | None = None
+    root: bytes | None = None
+    size: int | None = None
+    format: str | None = None
+    mode: str | None = None
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -48,7 +48,7 @@ class FeatureStore:
                 )
             return existing
         with ws.transaction("registering a feature store"):
-            ws.con.execute(
+            ws._con.execute(
                 "INSERT INTO stores(key, backbone, cfg, dim, dtype, created_at) "
                 "VALUES (?,?,?,?,?,?)",
                 (key, backbone, json.dumps(cfg, sort_keys=True), dim, str(np.dtype(dtype)),
@@ -58,7 +58,7 @@ class FeatureStore:
 
     @classmethod
     def get(cls, ws: Workspace, key: str) -> FeatureStore | None:
-        row = ws.con.execute(
+        row = ws._con.execute(
             "SELECT key, backbone, cfg, dim, dtype FROM stores WHERE key=?", (key,)
         ).fetchone()
         if row is None:
@@ -67,13 +67,19 @@ class FeatureStore:
 
     @classmethod
     def all(cls, ws: Workspace) -> list[FeatureStore]:
-        keys = [r[0] for r in ws.con.execute("SELECT key FROM stores ORDER BY created_at")]
+        keys = [r[0] for r in ws._con.execute("SELECT key FROM stores ORDER BY created_at")]
         return [s for k in keys if (s := cls.get(ws, k)) is not None]
 
     # -- state -------------------------------------------------------------------------------
+    def n_usable(self) -> int:
+        """How many usable images (status ok) have a stored vector."""
+        return int(self.ws._con.execute(
+            "SELECT count(*) FROM embedded e JOIN images i ON i.id=e.image_id "
+            "WHERE e.store=? AND i.status='ok'", (self.key,)).fetchone()[0])
+
     def done_ids(self) -> np.ndarray:
         """Ids of the images whose vector is stored, whatever their current status."""
-        rows = self.ws.con.execute(
+        rows = self.ws._con.execute(
             "SELECT image_id FROM embedded WHERE store=? ORDER BY image_id", (self.key,)
         ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -90,7 +96,7 @@ class FeatureStore:
         """
         q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
              "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
-        have = np.array([r[0] for r in self.ws.con.execute(q, (self.key,))], dtype=np.int64)
+        have = np.array([r[0] for r in self.ws._con.execute(q, (self.key,))], dtype=np.int64)
         if ids is not None:
             have = np.intersect1d(have, np.asarray(ids, dtype=np.int64))
         if have.size == 0:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imgatlas.errors import WorkspaceError, WorkspaceLocked
-from imgatlas.store.catalog import SCHEMA, SCHEMA_VERSION, ImageRow, Status, connect
+from imgatlas.errors import ConfigError, WorkspaceError, WorkspaceLocked
+from imgatlas.store._clusters import ClustersMixin
+from imgatlas.store._images import ImagesMixin
+from imgatlas.store._runs import RunsMixin
+from imgatlas.store.catalog import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, connect
+
+if TYPE_CHECKING:
+    from imgatlas.store.features import FeatureStore
 
 CATALOG = "catalog.sqlite"
 LOCK = "lock"
@@ -35,17 +40,24 @@ def io_errors(what: str) -> Iterator[None]:
         raise
 
 
-class Workspace:
-    """A directory with ``catalog.sqlite`` and ``features/``.
+class Workspace(ImagesMixin, ClustersMixin, RunsMixin):
+    """A directory with ``catalog.sqlite`` and ``features/``; the one owner of its data.
 
     Open it with :meth:`open` (read-only use) or :meth:`open` with ``write=True``, which takes
     an exclusive lock for the life of the object so that two writers never interleave.
+    Stages and faces ask it for what they need through named methods (images, runs,
+    assignments, cluster names, feature stores); the SQL lives here, in ``store/``, and the
+    connection is private.
     """
 
     def __init__(self, path: Path, con: sqlite3.Connection, lock_fd: int | None) -> None:
         self.path = path
-        self.con = con
+        self._con = con
         self._lock_fd = lock_fd
+
+    @property
+    def writable(self) -> bool:
+        return self._lock_fd is not None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -89,21 +101,21 @@ class Workspace:
         return ws
 
     def _check_schema(self, create: bool) -> None:
-        has_meta = self.con.execute(
+        has_meta = self._con.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
         if not has_meta:
-            if not create and self.con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            if not create and self._con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise WorkspaceError(f"{self.path / CATALOG} is not an imgatlas catalog.")
             from imgatlas import __version__
 
-            self.con.executescript(SCHEMA)
-            self.con.execute(
+            self._con.executescript(SCHEMA)
+            self._con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?), ('created_by', ?)",
                 (str(SCHEMA_VERSION), __version__),
             )
             return
-        row = self.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise WorkspaceError(
@@ -113,17 +125,22 @@ class Workspace:
         if version < 1:
             raise WorkspaceError(f"Workspace {self.path} has no valid schema version.")
         if self._lock_fd is not None:
-            # Additive, idempotent: tables added within a schema version appear on next write.
-            self.con.executescript(SCHEMA)
+            # Additive, idempotent: tables and columns added within a schema version appear
+            # on the next write.
+            self._con.executescript(SCHEMA)
+            for table, column, decl in ADDED_COLUMNS:
+                have = {r[1] for r in self._con.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _close_stale_runs(self) -> None:
         # We hold the lock, so any run still marked running died without cleaning up.
-        self.con.execute(
-            "UPDATE runs SET status='interrupted' WHERE status='running'"
-        )
+        self._con.execute(
+            "UPDATE runs SET status='interrupted', error='the process stopped before the run "
+            "ended' WHERE status='running'")
 
     def close(self) -> None:
-        self.con.close()
+        self._con.close()
         _release(self._lock_fd)
         self._lock_fd = None
 
@@ -136,87 +153,53 @@ class Workspace:
     # -- transactions ------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, what: str = "writing the catalog") -> Iterator[sqlite3.Connection]:
+        """One write transaction (for ``store/`` modules); a disk-full or damaged catalog
+        becomes a one-line WorkspaceError naming ``what``."""
         with io_errors(what):
-            self.con.execute("BEGIN IMMEDIATE")
+            self._con.execute("BEGIN IMMEDIATE")
             try:
-                yield self.con
+                yield self._con
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self._con.execute("ROLLBACK")
                 raise
-            self.con.execute("COMMIT")
+            self._con.execute("COMMIT")
 
-    # -- runs --------------------------------------------------------------------------------
-    def start_run(self, kind: str, params: dict[str, Any]) -> int:
-        from imgatlas import __version__
+    # -- feature stores --------------------------------------------------------------------
+    def feature_stores(self) -> list[FeatureStore]:
+        """Every feature store, oldest first."""
+        from imgatlas.store.features import FeatureStore
 
-        with self.transaction("recording a run"):
-            cur = self.con.execute(
-                "INSERT INTO runs(kind, status, started_at, version, params) "
-                "VALUES (?, 'running', ?, ?, ?)",
-                (kind, time.time(), __version__, json.dumps(params, sort_keys=True, default=str)),
-            )
-        return int(cur.lastrowid)
+        return FeatureStore.all(self)
 
-    def finish_run(self, run_id: int, results: dict[str, Any], status: str = "done") -> None:
-        with self.transaction("recording a run"):
-            self.con.execute(
-                "UPDATE runs SET status=?, finished_at=?, results=? WHERE id=?",
-                (status, time.time(), json.dumps(results, sort_keys=True, default=str), run_id),
-            )
+    def feature_store(self, key: str) -> FeatureStore | None:
+        from imgatlas.store.features import FeatureStore
 
-    def run(self, run_id: int | None, kind: str) -> dict[str, Any]:
-        """One run by id, or the latest finished run of ``kind``."""
-        from imgatlas.errors import ConfigError
+        return FeatureStore.get(self, key)
 
-        done = [r for r in self.runs(kind) if r["status"] == "done"]
-        if run_id is None:
-            if not done:
-                raise ConfigError(f"Workspace {self.path} has no finished {kind} run yet.")
-            return done[-1]
-        for r in self.runs(kind):
-            if r["id"] == run_id:
-                return r
-        raise ConfigError(f"Workspace {self.path} has no {kind} run with id {run_id}.")
+    def pick_store(self, features: str | None = None) -> FeatureStore:
+        """The store called ``features`` (a key or a backbone name; the latest matching),
+        or the latest store; a one-line error when there is none."""
+        stores = self.feature_stores()
+        if not stores:
+            raise WorkspaceError(
+                f"Workspace {self.path} has no features yet; run 'imgatlas embed'.")
+        if features is None:
+            return stores[-1]
+        for s in reversed(stores):
+            if features in (s.key, s.backbone):
+                return s
+        raise ConfigError(
+            f"No feature store {features!r}; have {', '.join(s.key for s in stores)}.")
 
-    def update_results(self, run_id: int, extra: dict[str, Any]) -> None:
-        row = self.con.execute("SELECT results FROM runs WHERE id=?", (run_id,)).fetchone()
-        results = json.loads(row[0]) if row and row[0] else {}
-        results.update(extra)
-        with self.transaction("recording results"):
-            self.con.execute("UPDATE runs SET results=? WHERE id=?",
-                             (json.dumps(results, sort_keys=True, default=str), run_id))
-
-    def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
-        q = "SELECT id, kind, status, started_at, finished_at, version, params, results FROM runs"
-        args: tuple[Any, ...] = ()
-        if kind:
-            q += " WHERE kind=?"
-            args = (kind,)
-        out = []
-        for r in self.con.execute(q + " ORDER BY id", args):
-            out.append(
-                {
-                    "id": r[0], "kind": r[1], "status": r[2], "started_at": r[3],
-                    "finished_at": r[4], "version": r[5], "params": json.loads(r[6]),
-                    "results": json.loads(r[7]) if r[7] else None,
-                }
-            )
-        return out
-
-    # -- images ------------------------------------------------------------------------------
-    def images(self, status: str | None = Status.OK) -> list[ImageRow]:
-        q = "SELECT id, path, display, sha256, label, status, reason, width, height FROM images"
-        args: tuple[Any, ...] = ()
-        if status is not None:
-            q += " WHERE status=?"
-            args = (str(status),)
-        return [ImageRow(*r) for r in self.con.execute(q + " ORDER BY id", args)]
-
-    def status_counts(self) -> dict[str, int]:
-        return dict(self.con.execute("SELECT status, count(*) FROM images GROUP BY status"))
-
-    def max_image_id(self) -> int:
-        return int(self.con.execute("SELECT coalesce(max(id), 0) FROM images").fetchone()[0])
+    def run_store(self, run: dict[str, Any]) -> FeatureStore:
+        """The feature store a recorded run used; a one-line error when it is gone."""
+        key = run["params"].get("features")
+        store = self.feature_store(key) if key else None
+        if store is None:
+            raise WorkspaceError(
+                f"Run {run['id']} used feature store {key!r}, which is no longer in the "
+                "workspace; run it again on the current features.")
+        return store
 
 
 def _acquire_lock(root: Path, wait: float, purpose: str) -> int:

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._optional import import_torch
 from imgatlas._progress import progress_bar
-from imgatlas.backbones._export import export_onnx, import_torch
+from imgatlas.backbones._export import export_onnx
 from imgatlas.decode import decode_rgb
 from imgatlas.errors import ConfigError, DecodeError
 
@@ -47,7 +48,7 @@ PRESETS = {
 
 def build_autoencoder(preset: str) -> Any:
     """The ``torch.nn.Module`` of a preset, with ``encode(x)`` and ``forward(x)``."""
-    torch = import_torch()
+    torch = import_torch("training an autoencoder")
     nn = torch.nn
     if preset not in PRESETS:
         raise ConfigError(f"Unknown autoencoder preset {preset!r}; choose one of "
@@ -134,7 +135,7 @@ def train_autoencoder(
 ) -> tuple[Any, dict[str, Any]]:
     """Train on ``(n, H, W, 3)`` uint8 pixels with MSE, Adam, a validation split and early
     stopping on the validation loss; returns the best model (eval mode) and its history."""
-    torch = import_torch()
+    torch = import_torch("training an autoencoder")
     if not 0 < val_split < 1:
         raise ConfigError(f"val_split must be in (0, 1). Got {val_split} instead.")
     if len(pixels) < 4:
@@ -188,7 +189,7 @@ def train_autoencoder(
 
 def export_encoder(model: Any, preset: str, out: Path) -> Path:
     """Export the encoder as an imgatlas backbone: ``out`` (.onnx) plus ``out.json``."""
-    torch = import_torch()
+    torch = import_torch("training an autoencoder")
     p = PRESETS[preset]
     grey = p.grey
 
@@ -223,7 +224,7 @@ def train_workspace_autoencoder(ws: Any, preset: str = "default", *, epochs: int
                                 ) -> dict[str, Any]:
     """Train a preset on (a seeded sample of) the workspace's usable images; save the model
     and its exported encoder under ``W/models/``; record the run."""
-    from imgatlas.store.catalog import Status
+    from imgatlas.store import Status, fingerprint
 
     if preset not in PRESETS:
         raise ConfigError(f"Unknown autoencoder preset {preset!r}; choose one of "
@@ -234,24 +235,20 @@ def train_workspace_autoencoder(ws: Any, preset: str = "default", *, epochs: int
         images = [images[i] for i in keep]
     params = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
               "val_split": val_split, "patience": patience, "max_images": max_images,
-              "seed": seed, "device": device}
-    run_id = ws.start_run("train-autoencoder", params)
-    try:
+              "device": device}
+    with ws.recording("train-autoencoder", params, seed=seed,
+                      inputs=fingerprint([im.id for im in images])) as run:
         pixels, _ = load_pixels([im.path for im in images], preset)
         model, info = train_autoencoder(pixels, preset, epochs=epochs, batch_size=batch_size,
                                         val_split=val_split, patience=patience, seed=seed,
                                         device=device, progress=progress)
         models = ws.path / "models"
         models.mkdir(exist_ok=True)
-        name = f"ae-{preset}-r{run_id}"
-        torch = import_torch()
+        name = f"ae-{preset}-r{run.id}"
+        torch = import_torch("training an autoencoder")
         torch.save(model.state_dict(), models / f"{name}.pt")
         onnx_path = export_encoder(model, preset, models / f"{name}.onnx")
-    except BaseException:
-        ws.finish_run(run_id, {}, status="failed")
-        raise
-    results = {**info, "run_id": run_id, "onnx": str(onnx_path),
-               "weights": str(models / f"{name}.pt"),
-               "dim": json.loads(onnx_path.with_suffix(".json").read_text())["dim"]}
-    ws.finish_run(run_id, results)
-    return results
+        run.results = {**info, "run_id": run.id, "onnx": str(onnx_path),
+                       "weights": str(models / f"{name}.pt"),
+                       "dim": json.loads(onnx_path.with_suffix(".json").read_text())["dim"]}
+    return run.results

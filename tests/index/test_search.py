@@ -51,7 +51,7 @@ def clustered():
                                   "itq:32+learn", "itq:32+dsh", "pq:8+rerank", "ivfpq:8+rerank",
                                   "hnswpq:8+rerank", "umap:4", "umap:4@120"])
 def test_every_family_retrieves_its_class(clustered, spec):
-    from imgatlas.index._workspace import retrieval_scores
+    from imgatlas.evaluate._retrieval_stage import retrieval_scores
 
     X, y = clustered
     ci = CodeIndex(spec).fit(X)
@@ -70,7 +70,7 @@ def test_every_family_retrieves_its_class(clustered, spec):
     if spec.startswith(("pq:", "ivfpq:", "hnswpq:")) and not spec.endswith("+rerank"):
         # M sub-quantisers (coarser on a small collection); an IVF list number is where a
         # code is stored, not part of it
-        from imgatlas.index._codes import _pq_bits
+        from imgatlas.index._faiss_util import pq_bits as _pq_bits
 
         m_bits = int(spec.split(":")[1]) * _pq_bits(len(X))
         assert b["code_bytes"] == -(-m_bits // 8), (spec, b)
@@ -157,8 +157,9 @@ def test_learned_codes_are_compact_and_consistent(clustered):
     assert b["code_bytes"] == 4 and b["query_expansion_bytes"] == 0
     assert b["fixed_bytes"] == 4 * (64 * 32 + 32)
     Q = normalize(X[:7]).astype(np.float32)
-    np.testing.assert_allclose(ci._query_map().apply(Q),
-                               Q @ ci.query_weights_ + ci.query_bias_, atol=1e-4)
+    fam = ci.family_
+    np.testing.assert_allclose(fam._query_map().apply(Q),
+                               Q @ fam.query_weights + fam.query_bias, atol=1e-4)
     codes = ci.transform_queries(X[:7])
     assert codes.dtype == np.uint8 and codes.shape == (7, 4)
     scores, rows = ci.search(X[:50], 5)
@@ -168,7 +169,7 @@ def test_learned_codes_are_compact_and_consistent(clustered):
 def test_learned_map_beats_raw_itq_on_new_queries():
     """On queries never fitted, the learned map + expansion must do better than plain ITQ
     of the same size (the reason +learn exists); both see the same held-out split."""
-    from imgatlas.index._workspace import retrieval_scores
+    from imgatlas.evaluate._retrieval_stage import retrieval_scores
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(8, 64)).astype(np.float32)
@@ -187,7 +188,7 @@ def test_learned_map_beats_raw_itq_on_new_queries():
 
 
 def test_itq_projection_balances_bits_and_keeps_neighbours(clustered):
-    from imgatlas.index._codes import itq_projection
+    from imgatlas.index.families import itq_projection
 
     X, y = clustered
     Z = itq_projection(X, 16, random_state=0)
@@ -226,7 +227,7 @@ def test_dsh_training_reduces_its_loss_and_keeps_shapes():
 
 
 def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
-    from imgatlas.index._workspace import default_codes
+    from imgatlas.defaults import codes as default_codes
 
     assert default_codes(100_000) == "itq:512+dsh"
     assert default_codes(500) == "itq:248+dsh" and default_codes(12) == "itq:8+dsh"
@@ -250,14 +251,16 @@ def test_holdout_protocol_and_default_codes(image_dir, tmp_path, cache_dir):
 
 def test_learned_codes_use_a_binary_graph_for_large_collections(clustered, monkeypatch,
                                                                 tmp_path):
-    """Above BINARY_GRAPH_FROM images the codes go into a binary HNSW graph; it must find
+    """Above binary_graph_from images the codes go into a binary HNSW graph; it must find
     what the exhaustive Hamming search finds, and survive a save/load round trip."""
     X, y = clustered
     flat = CodeIndex("itq:32+learn").fit(X)
-    monkeypatch.setattr(CodeIndex, "BINARY_GRAPH_FROM", 10)
+    from imgatlas.index.families import LearnedITQCodes
+
+    monkeypatch.setattr(LearnedITQCodes, "binary_graph_from", 10)
     graph = CodeIndex("itq:32+learn").fit(X)
     assert "BinaryHNSW32" in graph.factory_ and "BinaryFlat" in flat.factory_
-    np.testing.assert_array_equal(graph._codes(), flat._codes())
+    np.testing.assert_array_equal(graph.family_._codes(), flat.family_._codes())
     top_flat = flat.search(X[:40], 10)[1]
     top_graph = graph.search(X[:40], 10)[1]
     same_class = (y[top_graph] == y[:40, None]).mean()
@@ -306,13 +309,14 @@ def test_search_breadth_from_the_cli(image_dir, tmp_path, cache_dir, capsys):
 def test_quantisers_train_on_a_seeded_sample_of_a_large_collection(clustered, monkeypatch):
     """Above TRAIN_SAMPLE vectors an IVF index trains on a seeded sample (the other families
     on everything); every vector is still indexed, and the same seed gives the same index."""
-    from imgatlas.index import _codes
+    from imgatlas.index import _faiss_util
+    from imgatlas.index.families import _faiss
 
     X, y = clustered
     seen = []
-    real = _codes._training_sample
-    monkeypatch.setattr(_codes, "TRAIN_SAMPLE", 200)
-    monkeypatch.setattr(_codes, "_training_sample",
+    real = _faiss_util.training_sample
+    monkeypatch.setattr(_faiss_util, "TRAIN_SAMPLE", 200)
+    monkeypatch.setattr(_faiss, "training_sample",
                         lambda X, seed: seen.append(len(r := real(X, seed))) or r)
     a = CodeIndex("ivfpq:8").fit(X)
     assert seen == [200] and a.index_.ntotal == len(X)

@@ -74,14 +74,14 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None) -> SCANClusterer:
-        from imgatlas.backbones._export import import_torch
+        from imgatlas._optional import import_torch
         from imgatlas.cluster._methods import _check_k
         from imgatlas.reduce import knn_graph
 
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         _check_k(self.n_clusters, X)
-        torch = import_torch()
+        torch = import_torch("the SCAN clustering head")
         seed = 0 if self.random_state is None else int(self.random_state)
         Xn = _unit(X)
         train = Xn

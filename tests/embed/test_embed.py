@@ -165,7 +165,7 @@ def test_kill_9_mid_embed_then_resume_equals_uninterrupted_run(tmp_path, cache_d
     assert np.array_equal(ia, ib) and len(ia) == n
     assert np.array_equal(Xa, Xb)  # bit-identical, row by row
     with Workspace.open(killed) as ws:
-        n_rows = ws.con.execute("SELECT count(*) FROM embedded").fetchone()[0]
+        n_rows = len(ws.pick_store().done_ids())
         statuses = [r["status"] for r in ws.runs("embed")]
     assert n_rows == n  # no duplicate or missing rows
     assert statuses == ["interrupted", "done"]

@@ -7,6 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from conftest import set_schema_version
 from imgatlas import api
 from imgatlas.errors import WorkspaceError, WorkspaceLocked
 from imgatlas.store import SCHEMA_VERSION, Workspace
@@ -24,9 +25,9 @@ def test_second_writer_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_newer_workspace_is_refused(tmp_path):
-    with Workspace.open(tmp_path / "ws", create=True, write=True) as ws:
-        ws.con.execute("UPDATE meta SET value=? WHERE key='schema_version'",
-                       (str(SCHEMA_VERSION + 1),))
+    with Workspace.open(tmp_path / "ws", create=True, write=True):
+        pass
+    set_schema_version(tmp_path / "ws", SCHEMA_VERSION + 1)
     with pytest.raises(WorkspaceError, match="newer than this imgatlas"):
         Workspace.open(tmp_path / "ws")
 
@@ -71,7 +72,8 @@ def test_disk_full_while_embedding_leaves_a_valid_workspace(image_dir, tmp_path,
     assert res["embedded"] == 12
     with Workspace.open(ws) as w:
         runs = w.runs("embed")
-    assert [r["status"] for r in runs] == ["interrupted", "done"]
+    assert [r["status"] for r in runs] == ["failed", "done"]
+    assert "Disk full" in runs[0]["error"]
 
 
 def test_feature_rows_align_with_ids(image_dir, tmp_path, cache_dir):

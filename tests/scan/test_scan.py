@@ -16,8 +16,8 @@ from imgatlas.store import Workspace
 def _by_name(ws_path: Path) -> dict[str, tuple[str, str | None]]:
     with Workspace.open(ws_path) as ws:
         return {
-            os.path.basename(bytes(r[0])).decode("utf-8", "backslashreplace"): (r[1], r[2])
-            for r in ws.con.execute("SELECT path, status, reason FROM images")
+            os.path.basename(r.path).decode("utf-8", "backslashreplace"): (r.status, r.reason)
+            for r in ws.images(status=None)
         }
 
 
@@ -90,14 +90,14 @@ def test_unreadable_file(tmp_path, monkeypatch):
     d = tmp_path / "in"
     write_image(d / "a.png")
     write_image(d / "secret.png", seed=1)
-    real = _probe._hash
+    real = _probe.hash_and_read
 
-    def deny(path, size):
+    def deny(path, read_whole_below):
         if path.endswith(b"secret.png"):
             raise PermissionError(13, "Permission denied")
-        return real(path, size)
+        return real(path, read_whole_below)
 
-    monkeypatch.setattr(_probe, "_hash", deny)
+    monkeypatch.setattr(_probe, "hash_and_read", deny)
     api.scan(d, tmp_path / "ws")
     assert _by_name(tmp_path / "ws")["secret.png"] == ("unreadable", "Permission denied")
 

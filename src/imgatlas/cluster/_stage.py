@@ -1,0 +1,132 @@
+"""The cluster stage: features from the workspace -> a recorded clustering run."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from imgatlas import defaults
+from imgatlas.cluster._registry import CLUSTERERS, build_method, takes_k
+from imgatlas.cluster._select import sweep_k
+from imgatlas.errors import ConfigError
+from imgatlas.evaluate.internal import centre_distances, internal_validation
+from imgatlas.reduce import make_reducer
+from imgatlas.store import FeatureStore, Workspace, fingerprint, plain_params
+
+Selection = tuple[int, list[int]]  # (run id, clusters of that run)
+
+
+def select_images(ws: Workspace, ids: np.ndarray, within: Selection | None,
+                  exclude: list[Selection]) -> np.ndarray:
+    """Mask of ``ids`` inside the clusters ``within`` names (all of them) and outside every
+    excluded cluster."""
+    keep = np.ones(len(ids), bool)
+    if within is not None:
+        run_id, clusters = within
+        ws.get_run(run_id, "cluster")
+        members = ws.cluster_members(run_id, clusters)
+        sizes = ws.cluster_sizes(run_id)
+        missing = [c for c in clusters if c not in sizes]
+        if missing:
+            raise ConfigError(f"Run {run_id} has no cluster {missing[0]}.")
+        keep &= np.isin(ids, list(members))
+    for run_id, clusters in exclude:
+        ws.get_run(run_id, "cluster")
+        keep &= ~np.isin(ids, list(ws.cluster_members(run_id, clusters)))
+    return keep
+
+
+def cluster_workspace(
+    ws: Workspace,
+    store: FeatureStore,
+    *,
+    reduce: str = defaults.REDUCE,
+    method: str = defaults.METHOD,
+    k: int | str | None = defaults.K,
+    k_range: tuple[int, int] = defaults.K_RANGE,
+    options: dict[str, Any] | None = None,
+    seed: int = defaults.SEED,
+    within: Selection | None = None,
+    exclude: list[Selection] | None = None,
+    reuse: bool = False,
+) -> dict[str, Any]:
+    """Reduce, cluster, validate and record one run; returns its summary.
+
+    With ``reuse``, a finished run with the same parameters over the same images is
+    returned (``"reused": True``) instead of clustering again: every step is seeded, so it
+    would give the same result.
+    """
+    entry = CLUSTERERS[method]
+    options = entry.options(dict(options or {}))
+    exclude = exclude or []
+    if not takes_k(method, options):
+        k = None
+    elif k is None:
+        k = defaults.K
+    t0 = time.perf_counter()
+    ids, X = store.read()
+    keep = select_images(ws, ids, within, exclude)
+    ids, X = ids[keep], np.asarray(X[keep], dtype=np.float32)
+    if len(ids) < 3:
+        raise ConfigError(f"Only {len(ids)} images to cluster; need at least 3.")
+    params = {"features": store.key, "reduce": reduce, "method": method, "k": k,
+              "k_range": list(k_range), "options": options,
+              "within": [within[0], list(within[1])] if within else None,
+              "exclude": [[r, list(c)] for r, c in exclude], "n_images": int(len(ids))}
+    inputs = fingerprint(ids, store.key)
+    if reuse:
+        old = ws.find_done_run("cluster", {**params, "seed": seed, "inputs": inputs})
+        if old is not None:
+            return {**old["results"], "reused": True}
+    with ws.recording("cluster", params, seed=seed, inputs=inputs) as run:
+        timings: dict[str, float] = {}
+        # library warnings go into the run record, not the terminal
+        with warnings.catch_warnings(record=True) as noted:
+            warnings.simplefilter("always")
+            t = time.perf_counter()
+            reducer = make_reducer(reduce, random_state=seed)
+            Z = reducer.fit_transform(X) if reducer is not None else X
+            Z = np.ascontiguousarray(Z, dtype=np.float32)
+            run.estimator("reduce", reducer)
+            timings["reduce"] = time.perf_counter() - t
+
+            sweep = None
+            if k == "auto":
+                t = time.perf_counter()
+                lo, hi = k_range
+                sweep = sweep_k(Z, range(lo, min(hi, len(ids) - 1) + 1),
+                                method="gmm" if method == "gmm" else "kmeans",
+                                random_state=seed)
+                k = int(sweep["chosen_k"])
+                timings["choose_k"] = time.perf_counter() - t
+            t = time.perf_counter()
+            est = build_method(method, int(k) if k is not None else None, options, seed)
+            labels = np.asarray(est.fit(Z).labels_, dtype=np.int64)
+            run.estimator("cluster", est)
+            timings["cluster"] = time.perf_counter() - t
+
+            t = time.perf_counter()
+            internal, sil = internal_validation(Z, labels, seed)
+            if hasattr(est, "cophenetic_correlation_"):
+                internal["cophenetic_correlation"] = est.cophenetic_correlation_
+            for attr in ("inertia_", "bic_", "eps_"):
+                if hasattr(est, attr):
+                    internal[attr.rstrip("_")] = float(getattr(est, attr))
+            timings["validate"] = time.perf_counter() - t
+
+        ws.record_assignments(run.id, ids, labels, sil, centre_distances(Z, labels))
+        sizes = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True),
+                                                strict=True)}
+        timings["total"] = time.perf_counter() - t0
+        run.results = {
+            "run_id": run.id, "n_images": int(len(ids)), "method": method, "reduce": reduce,
+            "n_clusters": int(len([c for c in sizes if c != -1])), "k": k,
+            "k_selection": sweep, "sizes": sizes, "internal": internal,
+            "reduced_dim": int(Z.shape[1]), "estimator": plain_params(est),
+            "timings": {key: round(v, 3) for key, v in timings.items()},
+            "warnings": sorted({str(w.message).splitlines()[0] for w in noted}),
+        }
+    return run.results
