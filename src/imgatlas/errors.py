@@ -7,6 +7,8 @@ non-zero; anything else escaping is a bug.
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
 
 class ImgatlasError(Exception):
     """Base class of every error imgatlas raises on purpose."""
@@ -20,8 +22,9 @@ class ConfigError(ImgatlasError, ValueError):
     exit_code = 2
 
 
-class NotFittedError(ImgatlasError, ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+class NotFittedError(ImgatlasError, _SklearnNotFitted):
+    """An estimator was used before ``fit`` (also scikit-learn's NotFittedError, so its
+    tools and estimator checks recognise it)."""
 
 
 class DecodeError(ImgatlasError):

@@ -76,6 +76,17 @@ def test_within_and_exclude(coloured_ws):
     assert rest["n_images"] == 30 - sizes[0]
     with pytest.raises(ConfigError, match="no cluster 9"):
         api.cluster(coloured_ws, k=2, within=(first["run_id"], 9))
+    both = api.cluster(coloured_ws, k=2, within=(first["run_id"], [0, 1]))
+    assert both["n_images"] == sizes[0] + sizes[1]  # every cluster named, not the first
+
+
+def test_cli_within_takes_several_clusters(coloured_ws, capsys):
+    first = api.cluster(coloured_ws, k=3)
+    ws = str(coloured_ws)
+    assert main(["cluster", "-w", ws, "--k", "2", "--within", f"{first['run_id']}:0,2",
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_images"] == first["sizes"][0] + first["sizes"][2]
 
 
 def test_pca_and_chained_reduction(coloured_ws):
@@ -98,6 +109,16 @@ def test_cli_cluster_evaluate_runs(coloured_ws, capsys, tmp_path):
     assert lines[0] == "id,path,label,cluster,cluster_name,silhouette" and len(lines) == 31
     assert main(["cluster", "-w", ws, "--k", "banana"]) == 2
     assert "expected an int or 'auto'" in capsys.readouterr().err
+    # options come from the registry: one that the method does not take is refused
+    assert main(["cluster", "-w", ws, "--method", "kmeans", "--eps", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--eps applies to dbscan, not kmeans" in err and len(err.splitlines()) == 1
+    assert main(["cluster", "-w", ws, "--method", "gmm", "--k", "3", "--covariance", "diag",
+                 "--json"]) == 0
+    rec = api.runs(ws, "cluster")[-1]
+    assert rec["params"]["options"] == {"covariance_type": "diag"}
+    assert rec["params"]["estimators"]["cluster"]["covariance_type"] == "diag"
+    assert rec["params"]["estimators"]["reduce"]["class"] == "Pipeline"
 
 
 def test_evaluate_needs_labels(tmp_path, cache_dir, image_dir):

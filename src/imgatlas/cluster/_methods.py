@@ -62,6 +62,7 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
             self.cluster_centers_ = km.cluster_centers_
             self.labels_ = km.labels_.astype(np.int64)
             self.inertia_ = float(km.inertia_)
+            self.n_iter_ = int(km.n_iter_)
         return self
 
     def _fit_faiss(self, X: np.ndarray) -> None:
@@ -84,6 +85,7 @@ class KMeansClusterer(ClusterMixin, BaseEstimator):
             if best is None or km.obj[-1] < best.obj[-1]:
                 best = km
         self.cluster_centers_ = best.centroids.copy()
+        self.n_iter_ = int(min(self.max_iter, 25))
         d, labels = best.index.search(X, 1)
         self.labels_ = labels[:, 0].astype(np.int64)
         self.inertia_ = float(d.sum())
@@ -172,10 +174,14 @@ class DBSCANClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> DBSCANClusterer:
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float32, np.float64])
+        check_min_samples(X, 2, "DBSCAN")
         from sklearn.cluster import DBSCAN
 
-        self.eps_ = self.eps if self.eps is not None else knee_eps(X, self.min_samples)
-        db = DBSCAN(eps=self.eps_, min_samples=self.min_samples, metric=self.metric).fit(X)
+        # identical points give a knee at distance 0, which DBSCAN refuses: one tiny radius
+        eps = self.eps if self.eps is not None else knee_eps(X, self.min_samples)
+        self.eps_ = max(float(eps), 1e-12)
+        db = DBSCAN(eps=self.eps_, min_samples=self.min_samples,
+                    metric=scipy_metric(self.metric)).fit(X)
         self.labels_ = db.labels_.astype(np.int64)
         self.core_sample_indices_ = db.core_sample_indices_
         self.noise_share_ = float(np.mean(self.labels_ == -1))
@@ -199,8 +205,12 @@ class HDBSCANClusterer(ClusterMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         from sklearn.cluster import HDBSCAN
 
-        h = HDBSCAN(min_cluster_size=self.min_cluster_size, min_samples=self.min_samples,
-                    copy=True).fit(X)
+        check_min_samples(X, 2, "HDBSCAN")
+        # a collection smaller than the smallest cluster is one cluster's worth, not an error
+        size = min(self.min_cluster_size, X.shape[0])
+        h = HDBSCAN(min_cluster_size=max(2, size),
+                    min_samples=None if self.min_samples is None
+                    else min(self.min_samples, X.shape[0]), copy=True).fit(X)
         self.labels_ = h.labels_.astype(np.int64)
         self.probabilities_ = h.probabilities_
         self.noise_share_ = float(np.mean(self.labels_ == -1))
@@ -297,6 +307,7 @@ class Agglomerative(ClusterMixin, BaseEstimator):
         if self.linkage in ("centroid", "median", "ward") and metric != "euclidean":
             raise ConfigError(f"The '{self.linkage}' linkage is defined for the euclidean "
                               f"metric only. Got {self.metric!r} instead.")
+        check_min_samples(X, 2, "Agglomerative")
         if self.n_clusters is not None:
             _check_k(self.n_clusters, X)
         from scipy.cluster.hierarchy import cophenet, fcluster, linkage
@@ -327,6 +338,12 @@ class Agglomerative(ClusterMixin, BaseEstimator):
 def scipy_metric(name: str) -> str:
     """scipy's name for a distance: it calls manhattan ``cityblock``."""
     return "cityblock" if name == "manhattan" else name
+
+
+def check_min_samples(X: np.ndarray, n: int, who: str) -> None:
+    """Too few rows is a ValueError naming the count (scikit-learn's wording)."""
+    if X.shape[0] < n:
+        raise ValueError(f"{who} needs at least {n} samples; got n_samples={X.shape[0]}.")
 
 
 def _check_k(k: int, X: np.ndarray) -> None:

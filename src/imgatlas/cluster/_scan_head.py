@@ -46,7 +46,7 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "n_clusters": [Interval(Integral, 2, None, closed="left")],
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
@@ -75,11 +75,12 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> SCANClusterer:
         from imgatlas._optional import import_torch
-        from imgatlas.cluster._methods import _check_k
+        from imgatlas.cluster._methods import _check_k, check_min_samples
         from imgatlas.reduce import knn_graph
 
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float32, np.float64])
+        check_min_samples(X, 2, "SCAN")
         _check_k(self.n_clusters, X)
         torch = import_torch("the SCAN clustering head")
         seed = 0 if self.random_state is None else int(self.random_state)

@@ -15,7 +15,18 @@ from sklearn.utils.validation import validate_data
 from imgatlas._validation import check_is_fitted
 
 
-class L2Normalizer(TransformerMixin, BaseEstimator):
+class _Float32Out:
+    """Transformers here return float32 whatever they are given: features are float32 and
+    halving memory matters at a million images. Declared, so scikit-learn's checks test
+    that float32 stays float32."""
+
+    def __sklearn_tags__(self):  # noqa: ANN204 - scikit-learn's protocol
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+
+class L2Normalizer(_Float32Out, TransformerMixin, BaseEstimator):
     """Scale each row to unit length, so Euclidean distance ranks like cosine."""
 
     def fit(self, X: Any, y: Any = None) -> L2Normalizer:
@@ -26,10 +37,10 @@ class L2Normalizer(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
-        return normalize(X)
+        return normalize(X).astype(np.float32, copy=False)
 
 
-class PCAReducer(TransformerMixin, BaseEstimator):
+class PCAReducer(_Float32Out, TransformerMixin, BaseEstimator):
     """PCA by component count (int) or by explained-variance fraction (float in (0, 1)).
 
     A thin wrapper over :class:`sklearn.decomposition.PCA` that caps the count at what the
@@ -78,7 +89,7 @@ class PCAReducer(TransformerMixin, BaseEstimator):
         return Z.astype(np.float32)
 
 
-class UMAPReducer(TransformerMixin, BaseEstimator):
+class UMAPReducer(_Float32Out, TransformerMixin, BaseEstimator):
     """UMAP (umap-learn). Its numba kernels compile on the first fit in a process (70-90 s
     with a cold numba cache on 2 cores, ~12 s once umap-learn's cached kernels exist); later
     fits in the same process take a fraction of a second for small inputs."""
@@ -102,6 +113,8 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> UMAPReducer:
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float32, np.float64])
+        if X.shape[0] < 3:
+            raise ValueError(f"UMAP needs at least 3 samples; got n_samples={X.shape[0]}.")
         import umap
 
         self.umap_ = umap.UMAP(
@@ -121,7 +134,7 @@ class UMAPReducer(TransformerMixin, BaseEstimator):
         return self.umap_.transform(X).astype(np.float32)
 
 
-class KNNSmoother(TransformerMixin, BaseEstimator):
+class KNNSmoother(_Float32Out, TransformerMixin, BaseEstimator):
     """Average each (L2-normalised) vector with its nearest neighbours, ``n_iter`` times.
 
     A feature-space diffusion over the cosine kNN graph (exact search with faiss): an image's

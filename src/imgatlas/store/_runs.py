@@ -98,6 +98,10 @@ class RunsMixin:
         run = RunRecord(self, int(cur.lastrowid), kind, full)
         try:
             yield run
+        except GeneratorExit:
+            # the bracket was abandoned, not left: as if the process died here; the next
+            # write-open marks the run interrupted
+            raise
         except BaseException as e:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             self._end_run(run, status, one_line(e))
