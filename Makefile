@@ -1,20 +1,29 @@
 # Two commands on a fresh machine: `make demo` and `make test` (each sets up .venv first).
+# `make demo` needs only the core install (no PyTorch); `make test` adds every extra.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+CORE   := $(VENV)/.core-stamp
+FULL   := $(VENV)/.full-stamp
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup core browser demo test lint bench clean
 
-setup: $(STAMP)
+core: $(CORE)
+setup: $(FULL)
 
-# torch==2.13.0 first: it is the CPU wheel; a bare `torch` requirement would pull a CUDA build.
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(CORE): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	touch $(CORE)
+
+# torch==2.13.0 first: it is the CPU wheel; a bare `torch` requirement would pull a CUDA build.
+$(FULL): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,kmedoids]'
-	touch $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,train,lite,kmedoids]'
+	touch $(CORE) $(FULL)
 
 # The report's browser test drives Debian's Chromium. Installed here when missing and we may
 # (root + apt-get, as in CI); otherwise that one test skips and says why.
@@ -24,7 +33,7 @@ browser:
 	       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
 	  || echo "chromium is not installed: the report's browser test will skip"
 
-demo: setup
+demo: core
 	$(BIN)/imgatlas run samples/clothing --workspace out/demo.imgatlas --labels-from-folders
 
 test: setup browser

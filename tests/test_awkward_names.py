@@ -30,7 +30,7 @@ def awkward_dir(tmp_path):
     rng = np.random.default_rng(0)
     for f, folder in enumerate(FOLDERS):
         os.makedirs(os.path.join(root, folder))
-        for n, name in enumerate(NAMES):
+        for name in NAMES:
             a = np.clip(np.array([(200, 30, 30), (30, 200, 30), (30, 30, 200)][f])
                         + rng.normal(0, 10, (24, 24, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(a).save(os.path.join(root, folder, name), format="PNG")
