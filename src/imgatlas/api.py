@@ -178,6 +178,60 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
                                            progress=progress)
 
 
+# -- classify -----------------------------------------------------------------------------
+def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
+          name: str | None = None, folds: int | None = None, features: str | None = None,
+          seed: int = defaults.SEED, epochs: int | None = None,
+          cache_dir: PathLike | None = None, progress: bool = False, wait: float = 0.0
+          ) -> dict[str, Any]:
+    """Train a classifier on the workspace's labelled images (``labels``: ``folders``,
+    ``user``, ``run:ID`` with named clusters, or a CSV file) and save it under
+    ``W/models/NAME/``. ``mode``: ``head`` (default), ``finetune`` or ``cnn-small``."""
+    from imgatlas.classify._train import train_workspace
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="train") as ws:
+        return train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
+                               features=features, seed=seed, epochs=epochs, progress=progress,
+                               cache_dir=cache_dir_or_default(cache_dir))
+
+
+def predict(model: PathLike, images: list[PathLike], *, k: int = 3,
+            min_probability: float | None = None, min_similarity: float | None = None,
+            cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
+    """Top-k classes with calibrated probabilities for each image, ``"unknown"`` when the
+    model should not say (see the model's abstain rule), and the nearest training images."""
+    from imgatlas.classify import open_model
+    from imgatlas.classify._predict import predict_files
+
+    if not images:
+        raise ConfigError("Give at least one image to predict.")
+    return predict_files(open_model(model, cache_dir_or_default(cache_dir)), list(images),
+                         k=k, min_probability=min_probability, min_similarity=min_similarity)
+
+
+def evaluate_model(model: PathLike, data: PathLike, *, cache_dir: PathLike | None = None
+                   ) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, confusion matrix and ECE
+    of a model on DATA (a folder of class folders, or a workspace with labels)."""
+    from imgatlas.classify import open_model
+    from imgatlas.classify._predict import score_model
+
+    out = score_model(open_model(model, cache_dir_or_default(cache_dir)), data)
+    out.pop("_images")
+    return out
+
+
+def compare_models(model_a: PathLike, model_b: PathLike, data: PathLike, *,
+                   method: str = "auto", cache_dir: PathLike | None = None
+                   ) -> dict[str, Any]:
+    """McNemar's test of two models scored on the same images of DATA."""
+    from imgatlas.classify import open_model
+    from imgatlas.classify._predict import compare
+
+    cache = cache_dir_or_default(cache_dir)
+    return compare(open_model(model_a, cache), open_model(model_b, cache), data, method)
+
+
 # -- search ---------------------------------------------------------------------------------
 def build_index(workspace: PathLike, *, codes: str | None = None,
                 features: str | None = None, seed: int = defaults.SEED, wait: float = 0.0

@@ -358,6 +358,127 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
     _emit(res, as_json, human)
 
 
+# -- classify ----------------------------------------------------------------------------------
+@cli.command("train")
+@workspace_opt
+@click.option("--labels", default="folders", show_default=True,
+              help="folders (folder names), user (labels given in the workspace), run:ID "
+                   "(the named clusters of a run), or a CSV file with path or sha256, label.")
+@click.option("--mode", type=click.Choice(["head", "finetune", "cnn-small"]), default="head",
+              show_default=True,
+              help="head: logistic regression and an MLP on the cached features (NumPy); "
+                   "finetune: then the backbone's last blocks with augmentation (PyTorch); "
+                   "cnn-small: the studies' small CNN from scratch, a baseline (PyTorch).")
+@click.option("--name", default=None, help="Model folder name under W/models (default: "
+                                           "MODE-rRUN).")
+@click.option("--folds", type=int, default=None,
+              help="Stratified k-fold instead of the 70/30 split.")
+@click.option("--features", default=None, help="Feature store key or backbone name.")
+@click.option("--epochs", type=int, default=None,
+              help="finetune / cnn-small: maximum epochs (early stopping decides).")
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@wait_opt
+@progress_opt
+@json_opt
+def train_cmd(workspace, labels, mode, name, folds, features, epochs, seed, cache_dir, wait,
+              progress, as_json):
+    """Train a classifier on the labelled images; save it under W/models/NAME/."""
+    res = api.train(workspace, labels=labels, mode=mode, name=name, folds=folds,
+                    features=features, seed=seed, epochs=epochs, cache_dir=cache_dir,
+                    progress=_progress(progress), wait=wait)
+
+    def human(r):
+        m = r["metrics"]
+        click.echo(f"trained {r['mode']} model {r['name']} on {r['n_images']} images, "
+                   f"{len(r['classes'])} classes, in {r['seconds']:.1f}s")
+        for note in r["notes"]:
+            click.echo(f"  note: {note}")
+        for head, h in r["heads"].items():
+            click.echo(f"  {head:<9} val acc {h['val_accuracy']:.3f}  test acc "
+                       f"{h['accuracy']:.3f}  balanced {h['balanced_accuracy']:.3f}")
+        click.echo(f"  model: test accuracy {m['accuracy']:.3f}; ECE "
+                   f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} after temperature "
+                   f"{r['temperature']:.2f}")
+        click.echo(f"  saved: {r['model']}")
+
+    _emit(res, as_json, human)
+
+
+@cli.command("predict")
+@click.option("--model", "model", required=True, type=click.Path(file_okay=False),
+              help="A model folder (W/models/NAME).")
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option("--k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--min-probability", type=float, default=None,
+              help="Say 'unknown' below this calibrated probability (default: the model's).")
+@click.option("--min-similarity", type=float, default=None,
+              help="Say 'unknown' when less similar than this to every training image "
+                   "(default: the model's).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@json_opt
+def predict_cmd(model, images, k, min_probability, min_similarity, cache_dir, as_json):
+    """What each IMAGE is: top-k classes with calibrated probabilities, or 'unknown'."""
+    res = api.predict(model, list(images), k=k, min_probability=min_probability,
+                      min_similarity=min_similarity, cache_dir=cache_dir)
+
+    def human(rs):
+        for r in rs:
+            tops = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in r["top_k"])
+            why = f" ({r['reason']})" if r["abstained"] else ""
+            click.echo(f"{r['path']}: {r['label']}{why}  [{tops}]")
+
+    _emit(res, as_json, human)
+
+
+def _print_scores(r: dict[str, Any]) -> None:
+    click.echo(f"{r['model']} on {r['data']}: accuracy {r['accuracy']:.3f}, balanced "
+               f"{r['balanced_accuracy']:.3f}, ECE {r['ece']:.3f} ({r['n_images']} images; "
+               f"{r['n_excluded_training']} left out as training images)")
+    for c, s in r["per_class"].items():
+        click.echo(f"  {c:<20} precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
+                   f"F1 {s['f1']:.3f}  ({s['support']})")
+
+
+@cli.command("evaluate-model")
+@click.option("--model", "model", required=True, type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path())
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@json_opt
+def evaluate_model_cmd(model, data, cache_dir, as_json):
+    """Score a model on DATA: a folder of class folders, or a workspace with labels."""
+    _emit(api.evaluate_model(model, data, cache_dir=cache_dir), as_json, _print_scores)
+
+
+@cli.command("compare-models")
+@click.option("--model", "models", required=True, multiple=True,
+              type=click.Path(file_okay=False), help="Give it twice: A then B.")
+@click.argument("data", type=click.Path())
+@click.option("--method", type=click.Choice(["auto", "exact", "midp", "chi2"]),
+              default="auto", show_default=True,
+              help="auto: exact binomial when b + c < 25, chi-square with continuity "
+                   "correction otherwise.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@json_opt
+def compare_models_cmd(models, data, method, cache_dir, as_json):
+    """McNemar's test: do models A and B differ in accuracy on the same images of DATA?"""
+    if len(models) != 2:
+        raise click.BadParameter("give --model exactly twice (A and B)")
+    res = api.compare_models(models[0], models[1], data, method=method, cache_dir=cache_dir)
+
+    def human(r):
+        t = r["table"]
+        click.echo(f"{r['n_images']} images: A {r['model_a']} {r['accuracy_a']:.3f}, "
+                   f"B {r['model_b']} {r['accuracy_b']:.3f}; difference "
+                   f"{r['difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+        click.echo(f"  both right {t['a']}, only A {t['b']}, only B {t['c']}, both wrong "
+                   f"{t['d']}")
+        click.echo(f"  McNemar ({r['method']}): statistic {r['statistic']:.3f}, "
+                   f"p = {r['p_value']:.4g}")
+
+    _emit(res, as_json, human)
+
+
 # -- search ----------------------------------------------------------------------------------
 CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 images)"
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgatlas._adam import Adam
+
 
 def train_dsh(X: np.ndarray, W: np.ndarray, b: np.ndarray, neighbours: np.ndarray, *,
               epochs: int = 10, alpha: float = 1.0, lr: float = 1e-3, batch: int = 256,
@@ -39,7 +41,7 @@ def train_dsh(X: np.ndarray, W: np.ndarray, b: np.ndarray, neighbours: np.ndarra
     norms = np.linalg.norm(_apply(X[: min(n, 10_000)], W, b), axis=1)
     scale = np.float32(np.sqrt(bits) / max(float(norms.mean()), 1e-12))
     margin = 2.0 * bits
-    adam = _Adam([W, b], lr)
+    adam = Adam([W, b], lr)
     for _ in range(epochs):
         order = rng.permutation(n)[:max_anchors]
         for start in range(0, len(order), batch):
@@ -69,24 +71,3 @@ def train_dsh(X: np.ndarray, W: np.ndarray, b: np.ndarray, neighbours: np.ndarra
 
 def _apply(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return X @ W + b
-
-
-class _Adam:
-    """Adam (Kingma & Ba) updating the given arrays in place."""
-
-    def __init__(self, params: list[np.ndarray], lr: float, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-8) -> None:
-        self.params, self.lr, self.b1, self.b2, self.eps = params, lr, beta1, beta2, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self, grads: list[np.ndarray]) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            p -= (self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps)).astype(p.dtype)

@@ -1,0 +1,276 @@
+"""The train stage: labels + features (or pixels) -> a model folder, recorded as a run.
+
+Modes: ``head`` (default; NumPy, on the cached features: logistic regression and the
+study's MLP head, the better on validation kept), ``finetune`` (the head, then the backbone's
+last blocks fine-tuned with augmentation; PyTorch) and ``cnn-small`` (the study's small CNN
+from scratch, the baseline; PyTorch). Every mode calibrates its probabilities by temperature
+scaling on the validation images and reports the expected calibration error before and
+after, on the test images.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.preprocessing import normalize
+
+from imgatlas import __version__, defaults
+from imgatlas._progress import progress_bar
+from imgatlas.classify._heads import LogisticHead, MLPHead, TemperatureScaler, softmax
+from imgatlas.classify._labels import Labels, resolve_labels
+from imgatlas.classify._model import write_model_folder
+from imgatlas.classify._split import Split, holdout_split, kfold_splits
+from imgatlas.errors import ConfigError
+from imgatlas.evaluate.classification import (
+    classification_scores,
+    expected_calibration_error,
+)
+from imgatlas.store import Workspace, fingerprint
+
+MODES = ("head", "finetune", "cnn-small")
+MIN_PROBABILITY = 0.5  # abstain below this calibrated top probability (tunable at predict)
+SIMILARITY_QUANTILE = 0.01  # abstain when less like the training images than 99 % of val
+SUSPECTS = 50  # suspected label errors kept in the model
+
+
+def models_dir(ws: Workspace) -> Path:
+    return ws.path / "models"
+
+
+def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head",
+                    name: str | None = None, folds: int | None = None,
+                    features: str | None = None, seed: int = defaults.SEED,
+                    epochs: int | None = None, progress: bool = False,
+                    cache_dir: Path | None = None) -> dict[str, Any]:
+    """Train a classifier on the workspace's labelled images; save it under
+    ``W/models/NAME/``; record the run. See the module docstring for the modes."""
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}. Got {mode!r} instead.")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ConfigError(f"--name must be letters, digits, '.', '_' or '-' (at most 64). "
+                          f"Got {name!r} instead.")
+    if folds is not None and folds < 2:
+        raise ConfigError(f"--folds must be at least 2. Got {folds} instead.")
+    store = ws.pick_store(features)
+    lab = resolve_labels(ws, labels)
+    have, X = store.read(np.asarray(lab.ids))
+    lab = _restrict(lab, have)
+    y = np.asarray(lab.labels)
+    order = np.argsort(np.asarray(lab.ids))  # id order, as the store returned X
+    ids = np.asarray(lab.ids)[order]
+    y = y[order]
+    classes = sorted(set(y.tolist()))
+    params = {"labels": lab.source, "mode": mode, "name": name, "folds": folds,
+              "features": store.key, "epochs": epochs, "n_labelled": int(len(ids))}
+    with ws.recording("train", params, seed=seed, inputs=fingerprint(ids, store.key)) as run:
+        t0 = time.perf_counter()
+        name = name or f"{mode}-r{run.id}"
+        splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
+            [holdout_split(y.tolist(), seed=seed)]
+        heads = _head_mode(X, y, classes, splits, seed, progress)
+        chosen = heads["chosen"]
+        meta: dict[str, Any] = {
+            "name": name, "kind": "head", "head": chosen, "classes": classes,
+            "version": __version__, "labels": lab.source, "label_notes": lab.notes,
+            "backbone": _backbone_record(store), "store": store.key, "seed": seed,
+            "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
+                         "validation" if folds else
+                         "stratified 70 % train / 30 % test, 20 % of train for validation"),
+            "split": _split_record(ws, ids, splits[-1]) if not folds else
+            {"folds": [_split_record(ws, ids, s) for s in splits]},
+            "temperature": heads["temperature"], "metrics": heads["metrics"],
+            "heads": heads["summary"], "run_id": run.id,
+        }
+        final_head = heads["final"]
+        arrays = final_head.arrays()
+        epochs_log = heads["history"]
+        onnx = None
+        if mode == "finetune":
+            from imgatlas.classify._finetune import finetune
+
+            ft = finetune(ws, ids, y, classes, splits[-1], store, final_head, seed=seed,
+                          epochs=epochs, progress=progress, cache_dir=cache_dir,
+                          workdir=models_dir(ws) / f".work-{name}")
+            meta.update(ft["meta"])
+            onnx, epochs_log = ft["onnx"], ft["history"]
+        elif mode == "cnn-small":
+            from imgatlas.classify._cnn_small import train_cnn_small
+
+            cnn = train_cnn_small(ws, ids, y, classes, splits[-1], seed=seed, epochs=epochs,
+                                  progress=progress, workdir=models_dir(ws) / f".work-{name}")
+            meta.update(cnn["meta"])
+            onnx, epochs_log = cnn["onnx"], cnn["history"]
+        evidence_X = X if mode == "head" else meta.pop("_evidence_features")
+        meta["abstain"] = _abstain_rule(evidence_X, splits[-1])
+        meta["suspected_label_errors"] = _suspects(ws, X, y, ids, classes, seed)
+        taught = np.concatenate([splits[-1].train, splits[-1].val])
+        paths = ws.display_and_label()
+        evidence = {"features": normalize(evidence_X[taught]).astype(np.float16),
+                    "ids": ids[taught], "labels": y[taught].astype(str),
+                    "paths": np.array([paths[int(i)][0] for i in ids[taught]], dtype=str)}
+        meta["seconds"] = round(time.perf_counter() - t0, 2)
+        folder = write_model_folder(models_dir(ws) / name, meta,
+                                    head=arrays if mode == "head" else None, onnx=onnx,
+                                    evidence=evidence, epochs=epochs_log)
+        run.results = {"model": str(folder), "name": name, "mode": mode,
+                       "classes": classes, "n_images": int(len(ids)),
+                       "metrics": meta["metrics"], "heads": meta["heads"],
+                       "temperature": meta["temperature"], "notes": lab.notes,
+                       "seconds": meta["seconds"], "run_id": run.id}
+    return run.results
+
+
+def _restrict(lab: Labels, have: np.ndarray) -> Labels:
+    keep = set(have.tolist())
+    pairs = [(i, label) for i, label in zip(lab.ids, lab.labels, strict=True) if i in keep]
+    missing = len(lab.ids) - len(pairs)
+    notes = list(lab.notes)
+    if missing:
+        notes.append(f"left out {missing} labelled image(s) without features (not usable "
+                     "or not embedded yet)")
+    if not pairs:
+        raise ConfigError("None of the labelled images has features; run 'imgatlas embed'.")
+    return Labels([i for i, _ in pairs], [lab_ for _, lab_ in pairs], lab.source, notes)
+
+
+def _backbone_record(store: Any) -> dict[str, Any]:
+    from imgatlas.backbones import create_backbone
+    from imgatlas.errors import UnknownBackbone
+
+    rec = store.cfg["backbone"]
+    try:
+        identity = create_backbone(rec["name"]).identity()
+    except (UnknownBackbone, Exception):  # noqa: BLE001 - a user's ONNX file: by its path
+        identity = None
+    return {"name": rec["name"], "weights": rec.get("weights"), "identity": identity,
+            "input_size": rec.get("input_size"), "dim": store.dim}
+
+
+def _split_record(ws: Workspace, ids: np.ndarray, split: Split) -> dict[str, Any]:
+    sha = {r.id: r.sha256 for r in ws.images()}
+    part = {k: ids[getattr(split, k)].tolist() for k in ("train", "val", "test")}
+    # content hashes of what the model learned from: evaluate-model leaves these out
+    part["taught_sha256"] = sorted({sha[i] for k in ("train", "val") for i in part[k]
+                                    if sha.get(i)})
+    return part
+
+
+def _fit_heads(X: np.ndarray, y: np.ndarray, classes: list[str], split: Split, seed: int,
+               bar: Any) -> dict[str, Any]:
+    Xt, yt, Xv, yv = X[split.train], y[split.train], X[split.val], y[split.val]
+    lr = LogisticHead().fit(Xt, yt)
+
+    def on_epoch(row: dict[str, float]) -> None:
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
+
+    mlp = MLPHead(random_state=seed).fit(Xt, yt, X_val=Xv, y_val=yv, on_epoch=on_epoch)
+    out = {}
+    cls_index = {c: k for k, c in enumerate(classes)}
+    for key, h in (("logistic", lr), ("mlp", mlp)):
+        # a fold may miss a class: map the head's own classes into the model's order
+        def logits(A: np.ndarray, h: Any = h) -> np.ndarray:
+            z = np.full((len(A), len(classes)), -1e4, np.float32)
+            z[:, [cls_index[c] for c in h.classes_]] = h.decision_function(A)
+            return z
+
+        yv_i = np.array([cls_index[c] for c in yv])
+        ts = TemperatureScaler().fit(logits(Xv), yv_i)
+        val_acc = float((logits(Xv).argmax(1) == yv_i).mean())
+        out[key] = {"head": h, "logits": logits, "temperature": ts.temperature_,
+                    "val_accuracy": val_acc}
+    return out
+
+
+def _head_mode(X: np.ndarray, y: np.ndarray, classes: list[str], splits: list[Split],
+               seed: int, progress: bool) -> dict[str, Any]:
+    """Both heads on every split; test metrics for both. The logistic head (fewer
+    parameters) is the model unless the MLP's validation accuracy beats it by more than one
+    standard error of a validation accuracy, sqrt(p (1 - p) / n_val): on a few hundred
+    validation images smaller differences are noise."""
+    cls_index = {c: k for k, c in enumerate(classes)}
+    per_head: dict[str, list[dict[str, Any]]] = {"logistic": [], "mlp": []}
+    bar = progress_bar(total=len(splits), desc="train heads", unit="split", enable=progress)
+    fitted = None
+    for split in splits:
+        fitted = _fit_heads(X, y, classes, split, seed, bar)
+        yt_i = np.array([cls_index[c] for c in y[split.test]])
+        for key, f in fitted.items():
+            z = f["logits"](X[split.test])
+            raw, cal = softmax(z), softmax(z / f["temperature"])
+            scores = classification_scores(yt_i, z.argmax(1), classes, cal)
+            scores["ece_uncalibrated"] = expected_calibration_error(raw, yt_i)
+            scores["val_accuracy"] = f["val_accuracy"]
+            per_head[key].append(scores)
+        bar.update(1)
+    bar.close()
+    summary = {k: _mean_scores(v) for k, v in per_head.items()}
+    p = summary["logistic"]["val_accuracy"]
+    n_val = sum(len(s.val) for s in splits)
+    margin = float(np.sqrt(max(p * (1 - p), 1e-12) / max(n_val, 1)))
+    chosen = "mlp" if summary["mlp"]["val_accuracy"] > p + margin else "logistic"
+    final = fitted[chosen]
+    history = [{"epoch": h["epoch"], **{k: round(v, 5) for k, v in h.items() if k != "epoch"}}
+               for h in fitted["mlp"]["head"].history_]
+    return {"chosen": chosen, "final": final["head"], "temperature": final["temperature"],
+            "metrics": {**per_head[chosen][-1], **({"folds": summary[chosen]}
+                                                   if len(splits) > 1 else {})},
+            "summary": summary, "history": history}
+
+
+def _mean_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")
+    out: dict[str, Any] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    if len(rows) > 1:
+        out.update({f"{k}_sd": float(np.std([r[k] for r in rows])) for k in keys})
+        out["n_folds"] = len(rows)
+    out["n_test_images"] = int(sum(r["n_images"] for r in rows))
+    return out
+
+
+def _abstain_rule(X: np.ndarray, split: Split) -> dict[str, Any]:
+    """The similarity cut: the 1st percentile of the validation images' similarity to their
+    nearest training image; the probability cut: ``MIN_PROBABILITY``."""
+    T = normalize(X[split.train])
+    V = normalize(X[split.val])
+    nearest = (V @ T.T).max(1) if len(V) else np.array([0.0])
+    cut = float(np.quantile(nearest, SIMILARITY_QUANTILE))
+    return {"min_probability": MIN_PROBABILITY, "min_similarity": round(cut, 4),
+            "rule": f"unknown when the calibrated top probability is under "
+                    f"{MIN_PROBABILITY} or the cosine similarity to the nearest training "
+                    f"image is under {cut:.3f} (the 1st percentile of the validation "
+                    "images')"}
+
+
+def _suspects(ws: Workspace, X: np.ndarray, y: np.ndarray, ids: np.ndarray,
+              classes: list[str], seed: int) -> list[dict[str, Any]]:
+    """Images whose out-of-fold prediction confidently disagrees with their label, in the
+    spirit of cleanlab's confident learning: class j's threshold is the mean out-of-fold
+    probability of j over the images labelled j; an image labelled i is suspect when some
+    other class j reaches its threshold and i does not reach its own."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.unique(y, return_counts=True)[1]
+    k = int(min(5, counts.min()))
+    if k < 2:
+        return []
+    yi = np.array([classes.index(c) for c in y])
+    P = np.zeros((len(y), len(classes)))
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, yi):
+        h = LogisticHead().fit(X[tr], yi[tr])
+        P[np.ix_(te, h.classes_)] = h.predict_proba(X[te])
+    thresh = np.array([P[yi == j, j].mean() if (yi == j).any() else 1.0
+                       for j in range(len(classes))])
+    other = P.copy()
+    other[np.arange(len(y)), yi] = -1
+    j = other.argmax(1)
+    suspect = (P[np.arange(len(y)), j] >= thresh[j]) & (P[np.arange(len(y)), yi] < thresh[yi])
+    rows = np.flatnonzero(suspect)
+    rows = rows[np.argsort(-(P[rows, j[rows]] - P[rows, yi[rows]]), kind="stable")][:SUSPECTS]
+    paths = ws.display_and_label()
+    return [{"id": int(ids[r]), "path": paths[int(ids[r])][0], "label": str(y[r]),
+             "predicted": classes[j[r]], "probability": round(float(P[r, j[r]]), 4),
+             "label_probability": round(float(P[r, yi[r]]), 4)} for r in rows]
