@@ -127,9 +127,13 @@ class _Graph:
 
 def build_graph(weights: dict[str, np.ndarray], variant: LiteVariant, out: Path,
                 mean: float = 127.0, std: float = 128.0, name: str = "efficientnet_lite",
-                extra_outputs: tuple[int, ...] = ()) -> None:
+                extra_outputs: tuple[int, ...] = (),
+                classifier: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Write the ONNX model: ``pixels`` uint8 (n, H, W, 3) -> ``features`` (n, 1280) and
-    ``logits`` (n, 1000); ``extra_outputs`` adds ``block<i>`` feature maps (NCHW)."""
+    ``logits`` (n, 1000); ``extra_outputs`` adds ``block<i>`` feature maps (NCHW).
+
+    ``classifier=(W, b)`` replaces the ImageNet layer: ``logits = normalize(features) W^T +
+    b``, a classifier trained on L2-normalised features (a fine-tuned model)."""
     from onnx import TensorProto, helper
 
     from imgatlas.backbones._export import save_graph
@@ -158,13 +162,17 @@ def build_graph(weights: dict[str, np.ndarray], variant: LiteVariant, out: Path,
     x = g.conv_bn(x, "_conv_head", "_bn1", size, 1)
     pooled = g.node("GlobalAveragePool", [x])
     g.nodes.append(helper.make_node("Flatten", [pooled], ["features"], axis=1))
+    if classifier is None:
+        fc_in, fc_w, fc_b = "features", weights["_fc.weight"], weights["_fc.bias"]
+    else:
+        norm = g.node("LpNormalization", ["features"], axis=1, p=2)
+        fc_in, (fc_w, fc_b) = norm, classifier
     g.nodes.append(helper.make_node(
-        "Gemm", ["features", g.const("fc_w", weights["_fc.weight"].astype(np.float32)),
-                 g.const("fc_b", weights["_fc.bias"].astype(np.float32))], ["logits"],
-        transB=1))
+        "Gemm", [fc_in, g.const("fc_w", np.asarray(fc_w, np.float32)),
+                 g.const("fc_b", np.asarray(fc_b, np.float32))], ["logits"], transB=1))
     for oname, src, _c, _s in outputs:
         g.nodes.append(helper.make_node("Identity", [src], [oname]))
-    n_classes = int(weights["_fc.weight"].shape[0])
+    n_classes = int(np.asarray(fc_w).shape[0])
     res = variant.resolution
     graph = helper.make_graph(
         g.nodes, name,

@@ -74,7 +74,7 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
         heads = _head_mode(X, y, classes, splits, seed, progress)
         chosen = heads["chosen"]
         meta: dict[str, Any] = {
-            "name": name, "kind": "head", "head": chosen, "classes": classes,
+            "name": name, "kind": "head", "mode": mode, "head": chosen, "classes": classes,
             "version": __version__, "labels": lab.source, "label_notes": lab.notes,
             "backbone": _backbone_record(store), "store": store.key, "seed": seed,
             "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
@@ -92,10 +92,12 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
         if mode == "finetune":
             from imgatlas.classify._finetune import finetune
 
-            ft = finetune(ws, ids, y, classes, splits[-1], store, final_head, seed=seed,
-                          epochs=epochs, progress=progress, cache_dir=cache_dir,
+            ft = finetune(ws, ids, y, classes, splits[-1], store, heads["logistic"],
+                          seed=seed, epochs=epochs, progress=progress, cache_dir=cache_dir,
                           workdir=models_dir(ws) / f".work-{name}")
             meta.update(ft["meta"])
+            meta["heads"]["finetune"] = {k: ft["scores"][k] for k in (
+                "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
             onnx, epochs_log = ft["onnx"], ft["history"]
         elif mode == "cnn-small":
             from imgatlas.classify._cnn_small import train_cnn_small
@@ -103,6 +105,8 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
             cnn = train_cnn_small(ws, ids, y, classes, splits[-1], seed=seed, epochs=epochs,
                                   progress=progress, workdir=models_dir(ws) / f".work-{name}")
             meta.update(cnn["meta"])
+            meta["heads"]["cnn-small"] = {k: cnn["scores"][k] for k in (
+                "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
             onnx, epochs_log = cnn["onnx"], cnn["history"]
         evidence_X = X if mode == "head" else meta.pop("_evidence_features")
         meta["abstain"] = _abstain_rule(evidence_X, splits[-1])
@@ -113,9 +117,13 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                     "ids": ids[taught], "labels": y[taught].astype(str),
                     "paths": np.array([paths[int(i)][0] for i in ids[taught]], dtype=str)}
         meta["seconds"] = round(time.perf_counter() - t0, 2)
-        folder = write_model_folder(models_dir(ws) / name, meta,
-                                    head=arrays if mode == "head" else None, onnx=onnx,
-                                    evidence=evidence, epochs=epochs_log)
+        try:
+            folder = write_model_folder(models_dir(ws) / name, meta,
+                                        head=arrays if mode == "head" else None, onnx=onnx,
+                                        evidence=evidence, epochs=epochs_log)
+        finally:
+            if onnx is not None:
+                onnx.unlink(missing_ok=True)
         run.results = {"model": str(folder), "name": name, "mode": mode,
                        "classes": classes, "n_images": int(len(ids)),
                        "metrics": meta["metrics"], "heads": meta["heads"],
@@ -216,6 +224,7 @@ def _head_mode(X: np.ndarray, y: np.ndarray, classes: list[str], splits: list[Sp
     history = [{"epoch": h["epoch"], **{k: round(v, 5) for k, v in h.items() if k != "epoch"}}
                for h in fitted["mlp"]["head"].history_]
     return {"chosen": chosen, "final": final["head"], "temperature": final["temperature"],
+            "logistic": fitted["logistic"]["head"],
             "metrics": {**per_head[chosen][-1], **({"folds": summary[chosen]}
                                                    if len(splits) > 1 else {})},
             "summary": summary, "history": history}
