@@ -232,6 +232,43 @@ def compare_models(model_a: PathLike, model_b: PathLike, data: PathLike, *,
     return compare(open_model(model_a, cache), open_model(model_b, cache), data, method)
 
 
+def label_propagate(workspace: PathLike, *, labels: str = "user", out: PathLike | None = None,
+                    apply: bool = False, features: str | None = None,
+                    seed: int = defaults.SEED, wait: float = 0.0) -> dict[str, Any]:
+    """Spread a few labels per class over the kNN graph of the features; report how accurate
+    that is as a function of labels per class (labels held back); ``out`` gets every image's
+    label and confidence (CSV); ``apply`` stores them in the workspace."""
+    from imgatlas.classify._label_stage import propagate_workspace
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="label-propagate") as ws:
+        return propagate_workspace(ws, labels=labels, out=Path(out) if out else None,
+                                   apply=apply, features=features, seed=seed)
+
+
+def suggest_labels(workspace: PathLike, *, n: int = 20, labels: str = "user",
+                   features: str | None = None, seed: int = defaults.SEED
+                   ) -> list[dict[str, Any]]:
+    """The ``n`` images worth labelling next: uncertain for the current labels, and spread
+    over the collection."""
+    from imgatlas.classify._label_stage import suggest_workspace
+
+    with Workspace.open(workspace) as ws:
+        return suggest_workspace(ws, n=n, labels=labels, features=features, seed=seed)
+
+
+def set_labels(workspace: PathLike, labels: dict[int, str | None], *, source: str = "api",
+               wait: float = 0.0) -> dict[str, Any]:
+    """Give images labels (``None`` removes one): the labels a trainer reads with
+    ``labels="user"``."""
+    with Workspace.open(workspace, write=True, wait=wait, purpose="label") as ws:
+        known = {r.id for r in ws.images()}
+        bad = sorted(set(labels) - known)
+        if bad:
+            raise ConfigError(f"No usable image with id {bad[0]}.")
+        n = ws.set_user_labels(labels.items(), source)
+        return {"labelled": n, "source": source}
+
+
 # -- search ---------------------------------------------------------------------------------
 def build_index(workspace: PathLike, *, codes: str | None = None,
                 features: str | None = None, seed: int = defaults.SEED, wait: float = 0.0

@@ -479,6 +479,56 @@ def compare_models_cmd(models, data, method, cache_dir, as_json):
     _emit(res, as_json, human)
 
 
+@cli.command("label-propagate")
+@workspace_opt
+@click.option("--labels", default="user", show_default=True,
+              help="A CSV file (path or sha256, label), user, folders or run:ID.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV of every image's label and confidence.")
+@click.option("--apply", is_flag=True, help="Store the spread labels in the workspace.")
+@click.option("--features", default=None)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@wait_opt
+@json_opt
+def label_propagate_cmd(workspace, labels, out, apply, features, seed, wait, as_json):
+    """Spread a few labels per class over the whole collection (kNN label spreading)."""
+    res = api.label_propagate(workspace, labels=labels, out=out, apply=apply,
+                              features=features, seed=seed, wait=wait)
+
+    def human(r):
+        click.echo(f"spread {r['n_given']} labels over {r['n_images']} images "
+                   f"({len(r['classes'])} classes)"
+                   + (f"; wrote {r['out']}" if r["out"] else "")
+                   + (f"; stored {r['applied']} labels" if r["applied"] else ""))
+        click.echo("  accuracy on held-back labels, by labels per class:")
+        for c in r["curve"]:
+            click.echo(f"    {c['labels_per_class']:>3}: {c['propagate']:.3f} (spreading "
+                       f"alone {c['spreading']:.3f}, a head alone {c['head']:.3f})")
+
+    _emit(res, as_json, human)
+
+
+@cli.command("suggest-labels")
+@workspace_opt
+@click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--labels", default="user", show_default=True,
+              help="The labels given so far: user, folders, run:ID or a CSV file.")
+@click.option("--features", default=None)
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@json_opt
+def suggest_labels_cmd(workspace, n, labels, features, seed, as_json):
+    """Which images to label next: uncertain ones, spread over the collection."""
+    res = api.suggest_labels(workspace, n=n, labels=labels, features=features, seed=seed)
+
+    def human(rs):
+        if not rs:
+            click.echo("every usable image is labelled already")
+        for r in rs:
+            click.echo(f"{r['id']:>7}  {r['path']}  ({r['reason']})")
+
+    _emit(res, as_json, human)
+
+
 # -- search ----------------------------------------------------------------------------------
 CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 images)"
 
