@@ -1,4 +1,4 @@
-"""scikit-learn's own estimator checks on every clusterer and reducer imgatlas registers.
+"""scikit-learn's own estimator checks on every clusterer, reducer and classifier head.
 
 The checks that do not apply are listed with the reason (``expected_failed_checks``): the
 contract they test is not this estimator's, by design; they are not defects hidden.
@@ -18,6 +18,7 @@ from imgatlas.cluster import (
     KMedoidsClusterer,
     SCANClusterer,
 )
+from imgatlas.classify import LogisticHead, MLPHead
 from imgatlas.reduce import KNNSmoother, L2Normalizer, PCAReducer, UMAPReducer
 
 TRANSDUCTIVE = ("fit_transform returns the fitted collection's embedding; transform places "
@@ -43,8 +44,9 @@ def _expected(est):
 
 ESTIMATORS = [
     KMeansClusterer(3, n_init=2), GMMClusterer(3), DBSCANClusterer(), HDBSCANClusterer(),
-    Agglomerative(3), SCANClusterer(3, epochs=2, n_heads=2),
+    Agglomerative(3), SCANClusterer(3, epochs=2, n_heads=2, min_steps=0),
     L2Normalizer(), PCAReducer(2), KNNSmoother(3), UMAPReducer(2),
+    LogisticHead(), MLPHead(),
 ]
 try:
     import kmedoids  # noqa: F401

@@ -716,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("Interrupted; the workspace is consistent: run the same command again to "
                    "resume.", err=True)
         return 130
+    except click.UsageError as e:  # one line, not click's usage block
+        cmd = e.ctx.command_path if e.ctx is not None else "imgatlas"
+        click.echo(f"Error: {e.format_message()} (see '{cmd} --help')", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code

@@ -294,3 +294,20 @@ def test_report_shows_the_latest_retrieval_evaluation(report_ws, tmp_path):
     for spec, m in ev["codes"].items():
         assert f"<code>{spec}</code>" in table and f"{m['map']:.3f}" in table
     assert (out / "assets" / "pr_curves.png").stat().st_size > 1000
+
+
+def test_report_has_a_page_per_trained_model(report_ws, tmp_path):
+    """Learning curves, confusion matrix, per-class table, confident mistakes, suspected
+    label errors; names from the data escaped as everywhere."""
+    api.train(report_ws, name="colours")
+    out = tmp_path / "rep"
+    api.report(report_ws, out, map="pca")
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="models"' in index and 'href="models/colours.html"' in index
+    page = out / "models" / "colours.html"
+    html = page.read_text(encoding="utf-8")
+    for section in ("model", "curves", "confusion", "per-class", "mistakes", "suspects"):
+        assert f'id="{section}"' in html, section
+    assert EVIL_LABEL not in html and "&lt;svg onload=alert(2)&gt;" in html  # a class name
+    _check_refs_inside(page, out)
+    assert (out / "assets" / "model-colours-curves.png").is_file()

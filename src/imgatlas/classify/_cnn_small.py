@@ -154,4 +154,5 @@ def train_cnn_small(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str],
                       "seconds": round(time.perf_counter() - t0, 1)},
         "_evidence_features": feats,
     }
-    return {"meta": meta, "onnx": out, "history": history, "scores": scores}
+    return {"meta": meta, "onnx": out, "history": history, "scores": scores,
+            "test_probs": softmax(logits["test"] / ts.temperature_)}

@@ -123,7 +123,8 @@ def finetune(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str], split:
         shutil.copyfile(out, keep)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"meta": meta, "onnx": keep, "history": history, "scores": scores}
+    return {"meta": meta, "onnx": keep, "history": history, "scores": scores,
+            "test_probs": softmax(logits["test"] / ts.temperature_)}
 
 
 def _xy(store: Any, ids: np.ndarray, y: np.ndarray, rows: np.ndarray

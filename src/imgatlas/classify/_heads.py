@@ -33,11 +33,22 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def _class_weights(y: np.ndarray, n_classes: int, mode: str | None) -> np.ndarray:
+def _class_weights(y: np.ndarray, classes: np.ndarray, mode: str | dict | None
+                   ) -> np.ndarray:
+    """Per-class loss weights: 1, ``balanced`` (n / (k * count)), or a dict {class: w}."""
+    n_classes = len(classes)
+    if isinstance(mode, dict):
+        return np.array([float(mode.get(c, 1.0)) for c in classes])
     if mode != "balanced":
         return np.ones(n_classes)
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def _decision_function(self: Any, X: Any) -> np.ndarray:
+    """scikit-learn's shape: (n,) for two classes (positive = the second), else (n, k)."""
+    z = self.logits(X)
+    return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
 
 class LogisticHead(ClassifierMixin, BaseEstimator):
@@ -47,7 +58,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "class_weight": [StrOptions({"balanced"}), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
     }
 
     def __init__(self, C: float = 3.0, max_iter: int = 3000,
@@ -65,6 +76,7 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
         lr = LogisticRegression(C=self.C, max_iter=self.max_iter,
                                 class_weight=self.class_weight).fit(normalize(X), y)
         self.classes_ = lr.classes_
+        self.n_iter_ = lr.n_iter_
         self.coef_ = lr.coef_.astype(np.float32)
         self.intercept_ = lr.intercept_.astype(np.float32)
         if len(self.classes_) == 2:  # scikit-learn keeps one row for two classes
@@ -72,16 +84,20 @@ class LogisticHead(ClassifierMixin, BaseEstimator):
             self.intercept_ = np.array([-self.intercept_[0], self.intercept_[0]]) / 2
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def logits(self, X: Any) -> np.ndarray:
+        """(n, classes) scores whose softmax is the probability, for any number of classes."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return normalize(X).astype(np.float32) @ self.coef_.T + self.intercept_
 
+    decision_function = _decision_function
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        return softmax(self.decision_function(X))
+        return softmax(self.logits(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(1)]
+        best = self.logits(X).argmax(1)
+        return self.classes_[best]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What predicting needs, for a model folder."""
@@ -105,7 +121,7 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "class_weight": [StrOptions({"balanced"}), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "random_state": ["random_state"],
     }
@@ -148,13 +164,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         self.scale_ = (Xn.std(0) + 1e-6).astype(np.float32)
         A, Av = self._standardise(X), self._standardise(X_val)
         d, k = A.shape[1], len(self.classes_)
-        w = _class_weights(yi, k, self.class_weight)
+        w = _class_weights(yi, self.classes_, self.class_weight)
         params = [rng.normal(0, np.sqrt(2.0 / d), (d, self.hidden)).astype(np.float32),
                   np.zeros(self.hidden, np.float32),
                   rng.normal(0, np.sqrt(1.0 / self.hidden), (self.hidden, k)).astype(np.float32),
                   np.zeros(k, np.float32)]
         adam = Adam(params, self.learning_rate)
-        best, best_params, bad = np.inf, [p.copy() for p in params], 0
+        best, best_params, bad, best_epoch = np.inf, [p.copy() for p in params], 0, 0
         self.history_: list[dict[str, float]] = []
         for epoch in range(1, self.max_epochs + 1):
             order = rng.permutation(len(A))
@@ -179,12 +195,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
                 on_epoch(row)
             if val_loss < best - 1e-5:
                 best, best_params, bad = val_loss, [q.copy() for q in params], 0
+                best_epoch = epoch
             else:
                 bad += 1
                 if bad >= self.patience:
                     break
         self.W1_, self.b1_, self.W2_, self.b2_ = best_params
-        self.best_epoch_ = int(np.argmin([h["val_loss"] for h in self.history_]) + 1)
+        self.best_epoch_ = best_epoch
         self.n_iter_ = len(self.history_)
         return self
 
@@ -217,16 +234,20 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         gW1, gb1 = A.T @ gh, gh.sum(0)
         return loss, [gW1, gb1, gW2, gb2], int((p.argmax(1) == y).sum())
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def logits(self, X: Any) -> np.ndarray:
+        """(n, classes) scores whose softmax is the probability."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._forward(self._standardise(X), [self.W1_, self.b1_, self.W2_, self.b2_])
 
+    decision_function = _decision_function
+
     def predict_proba(self, X: Any) -> np.ndarray:
-        return softmax(self.decision_function(X))
+        return softmax(self.logits(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(1)]
+        best = self.logits(X).argmax(1)
+        return self.classes_[best]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"mean": self.mean_, "scale": self.scale_, "W1": self.W1_, "b1": self.b1_,

@@ -88,6 +88,7 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
         final_head = heads["final"]
         arrays = final_head.arrays()
         epochs_log = heads["history"]
+        test_probs = heads["test_probs"]
         onnx = None
         if mode == "finetune":
             from imgatlas.classify._finetune import finetune
@@ -96,6 +97,7 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                           seed=seed, epochs=epochs, progress=progress, cache_dir=cache_dir,
                           workdir=models_dir(ws) / f".work-{name}")
             meta.update(ft["meta"])
+            test_probs = ft["test_probs"]
             meta["heads"]["finetune"] = {k: ft["scores"][k] for k in (
                 "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
             onnx, epochs_log = ft["onnx"], ft["history"]
@@ -105,12 +107,15 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
             cnn = train_cnn_small(ws, ids, y, classes, splits[-1], seed=seed, epochs=epochs,
                                   progress=progress, workdir=models_dir(ws) / f".work-{name}")
             meta.update(cnn["meta"])
+            test_probs = cnn["test_probs"]
             meta["heads"]["cnn-small"] = {k: cnn["scores"][k] for k in (
                 "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
             onnx, epochs_log = cnn["onnx"], cnn["history"]
         evidence_X = X if mode == "head" else meta.pop("_evidence_features")
         meta["abstain"] = _abstain_rule(evidence_X, splits[-1])
         meta["suspected_label_errors"] = _suspects(ws, X, y, ids, classes, seed)
+        meta["confident_mistakes"] = _mistakes(ws, ids[splits[-1].test], y[splits[-1].test],
+                                               test_probs, classes)
         taught = np.concatenate([splits[-1].train, splits[-1].val])
         paths = ws.display_and_label()
         evidence = {"features": normalize(evidence_X[taught]).astype(np.float16),
@@ -182,7 +187,7 @@ def _fit_heads(X: np.ndarray, y: np.ndarray, classes: list[str], split: Split, s
         # a fold may miss a class: map the head's own classes into the model's order
         def logits(A: np.ndarray, h: Any = h) -> np.ndarray:
             z = np.full((len(A), len(classes)), -1e4, np.float32)
-            z[:, [cls_index[c] for c in h.classes_]] = h.decision_function(A)
+            z[:, [cls_index[c] for c in h.classes_]] = h.logits(A)
             return z
 
         yv_i = np.array([cls_index[c] for c in yv])
@@ -221,13 +226,15 @@ def _head_mode(X: np.ndarray, y: np.ndarray, classes: list[str], splits: list[Sp
     margin = float(np.sqrt(max(p * (1 - p), 1e-12) / max(n_val, 1)))
     chosen = "mlp" if summary["mlp"]["val_accuracy"] > p + margin else "logistic"
     final = fitted[chosen]
+    z = final["logits"](X[splits[-1].test])
+    test_probs = softmax(z / final["temperature"])
     history = [{"epoch": h["epoch"], **{k: round(v, 5) for k, v in h.items() if k != "epoch"}}
                for h in fitted["mlp"]["head"].history_]
     return {"chosen": chosen, "final": final["head"], "temperature": final["temperature"],
             "logistic": fitted["logistic"]["head"],
             "metrics": {**per_head[chosen][-1], **({"folds": summary[chosen]}
                                                    if len(splits) > 1 else {})},
-            "summary": summary, "history": history}
+            "summary": summary, "history": history, "test_probs": test_probs}
 
 
 def _mean_scores(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,6 +259,18 @@ def _abstain_rule(X: np.ndarray, split: Split) -> dict[str, Any]:
                     f"{MIN_PROBABILITY} or the cosine similarity to the nearest training "
                     f"image is under {cut:.3f} (the 1st percentile of the validation "
                     "images')"}
+
+
+def _mistakes(ws: Workspace, ids: np.ndarray, y: np.ndarray, P: np.ndarray,
+              classes: list[str]) -> list[dict[str, Any]]:
+    """The test images the model got wrong, most confident first."""
+    pred = P.argmax(1)
+    wrong = np.flatnonzero(np.array([classes[p] for p in pred]) != y)
+    wrong = wrong[np.argsort(-P[wrong, pred[wrong]], kind="stable")][:SUSPECTS]
+    paths = ws.display_and_label()
+    return [{"id": int(ids[r]), "path": paths[int(ids[r])][0], "label": str(y[r]),
+             "predicted": classes[pred[r]], "probability": round(float(P[r, pred[r]]), 4)}
+            for r in wrong]
 
 
 def _suspects(ws: Workspace, X: np.ndarray, y: np.ndarray, ids: np.ndarray,

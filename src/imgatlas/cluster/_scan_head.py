@@ -24,8 +24,6 @@ from sklearn.utils.validation import validate_data
 
 from imgatlas._validation import check_is_fitted
 
-MIN_STEPS = 300  # optimiser steps however small the collection (rooms, 600 images: 300)
-
 
 class SCANClusterer(ClusterMixin, BaseEstimator):
     """Cosine-softmax cluster heads trained with the SCAN loss; the lowest-loss head wins.
@@ -37,7 +35,8 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
     SCAN, several heads start from different random prototypes and the one with the lowest
     loss over all neighbour pairs is kept. Above ``max_train`` images the heads train on a
     seeded sample and every image is then assigned to its nearest prototype. Collections
-    too small for ``MIN_STEPS`` optimiser steps in ``epochs`` passes get more passes.
+    too small for ``min_steps`` optimiser steps in ``epochs`` passes get more passes
+    (300 by default: what rooms, 600 images, gets).
 
     Needs PyTorch to fit (training only); ``predict`` is NumPy.
 
@@ -55,13 +54,14 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "max_train": [Interval(Integral, 2, None, closed="left")],
+        "min_steps": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
 
     def __init__(self, n_clusters: int = 8, n_neighbors: int = 20, n_heads: int = 10,
                  epochs: int = 100, entropy_weight: float = 5.0, temperature: float = 0.2,
                  batch_size: int = 256, learning_rate: float = 1e-3, max_train: int = 20_000,
-                 random_state: int | None = 0) -> None:
+                 min_steps: int = 300, random_state: int | None = 0) -> None:
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
@@ -71,6 +71,7 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.max_train = max_train
+        self.min_steps = min_steps
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None) -> SCANClusterer:
@@ -102,7 +103,7 @@ class SCANClusterer(ClusterMixin, BaseEstimator):
                                                  generator=gen))
         opt = torch.optim.Adam([W], lr=self.learning_rate)
         # Small collections fit in a batch or two per epoch; they get more passes instead.
-        epochs = max(self.epochs, -(-MIN_STEPS * self.batch_size // len(T)))
+        epochs = max(self.epochs, -(-self.min_steps * self.batch_size // len(T)))
         for _ in range(epochs):
             for b in torch.randperm(len(T), generator=gen).split(self.batch_size):
                 pair = nbr[b, torch.randint(nn, (len(b),), generator=gen)]

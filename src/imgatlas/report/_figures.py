@@ -119,3 +119,42 @@ def pr_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> Path:
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def learning_curves(rows: list[dict[str, float]], path: Path) -> Path:
+    """Loss and accuracy per epoch, training and validation."""
+    plt = _plt()
+    ep = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        ax.plot(ep, [r[f"train_{key}"] for r in rows], label="training")
+        ax.plot(ep, [r[f"val_{key}"] for r in rows], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1].legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix: list[list[float]], classes: list[str], path: Path) -> Path:
+    """Rows: true class; columns: predicted; normalised by row, counts as text."""
+    plt = _plt()
+    M = np.asarray(matrix, dtype=np.float64)
+    norm = M / np.maximum(M.sum(1, keepdims=True), 1)
+    n = len(classes)
+    size = max(3.5, 0.45 * n + 1.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if M[i, j]:
+                    ax.text(j, i, f"{int(M[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -32,6 +32,7 @@ from imgatlas.evaluate._workspace import score_run
 from imgatlas.evaluate.internal import centre_distances
 from imgatlas.report import _figures
 from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
+from imgatlas.report._models import write_model_pages
 from imgatlas.report._thumbs import ThumbnailJob
 from imgatlas.store import Workspace
 
@@ -222,6 +223,7 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         "root": "", "home": True,
     }
     env = _env()
+    ctx["models"] = write_model_pages(ws, out, assets, env, ctx, _place_thumbs)
     (out / "index.html").write_text(env.get_template("index.html.j2").render(**ctx),
                                     encoding="utf-8")
     _write_cluster_pages(env, out, ctx, order, card, pages, per_page)

@@ -1,0 +1,87 @@
+"""Few labels -> the collection: spreading, self-training, and what to label next."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_moons
+
+from conftest import colour_groups
+from imgatlas import api
+from imgatlas.classify._propagate import head_labels, label_curve, propagate, spread, suggest
+from imgatlas.cli import main
+from imgatlas.store import Workspace
+
+
+def test_spreading_follows_the_manifold_a_line_cannot():
+    X, y = make_moons(400, noise=0.05, random_state=0)
+    X = np.hstack([X, np.ones((400, 1))]).astype(np.float32)  # cosine needs an offset
+    seeds = np.array([np.flatnonzero(y == 0)[0], np.flatnonzero(y == 1)[0]])
+    lab, conf = spread(X, seeds, y[seeds], 2, n_neighbors=8, alpha=0.99, iterations=200)
+    head, _ = head_labels(X, seeds, y[seeds], 2)
+    assert (lab == y).mean() > 0.95 > (head == y).mean()
+    assert conf.min() >= 0.5 and lab[seeds].tolist() == y[seeds].tolist()
+
+
+def test_propagate_and_the_curve_on_separable_groups():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (4, 16))
+    y = np.repeat(np.arange(4), 50)
+    X = (centres[y] + 0.3 * rng.normal(0, 1, (200, 16))).astype(np.float32)
+    seeds = np.array([np.flatnonzero(y == c)[0] for c in range(4)])
+    lab, _ = propagate(X, seeds, y[seeds], 4)
+    assert (lab == y).mean() > 0.95
+    curve = label_curve(X, y, 4, per_class=(1, 5, 60), repeats=2)
+    assert [c["labels_per_class"] for c in curve] == [1, 5]  # 60 >= the class size: skipped
+    assert all(c["propagate"] > 0.9 and {"spreading", "head"} <= set(c) for c in curve)
+
+
+def test_suggest_covers_then_asks_where_the_model_hesitates():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (5, 16)) * 3
+    y = np.repeat(np.arange(5), 40)
+    X = (centres[y] + rng.normal(0, 1, (200, 16))).astype(np.float32)
+    first = suggest(X, np.array([], int), np.array([]), 5)
+    assert len(first) == 5 and len({y[p["row"]] for p in first}) == 5  # one per group
+    labelled = np.array([p["row"] for p in first])
+    nxt = suggest(X, labelled, y[labelled], 8)
+    assert len(nxt) == 8 and not set(p["row"] for p in nxt) & set(labelled.tolist())
+    assert all(p["margin"] is not None for p in nxt)
+
+
+@pytest.fixture()
+def ws(tmp_path, cache_dir):
+    root = colour_groups(tmp_path / "img", {"red": (220, 30, 30), "green": (30, 200, 40),
+                                            "blue": (30, 40, 220)}, 10)
+    path = tmp_path / "ws"
+    api.scan(root, path, labels_from_folders=True)
+    api.embed(path, backbone="test_tiny", cache_dir=cache_dir)
+    return path
+
+
+def test_cli_label_propagate_and_suggest(ws, tmp_path, capsys):
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    given = [r for r in rows if r.display.endswith("/0.png") or r.display.endswith("/1.png")]
+    labels = tmp_path / "few.csv"
+    labels.write_text("path,label\n" + "".join(f"{r.display},{r.label}\n" for r in given))
+    out = tmp_path / "all.csv"
+    assert main(["label-propagate", "-w", str(ws), "--labels", str(labels), "--out",
+                 str(out), "--apply", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n_given"] == 6 and res["applied"] == 24 and res["curve"][0][
+        "labels_per_class"] == 1
+    with open(out, newline="", encoding="utf-8") as f:
+        spread_rows = list(csv.DictReader(f))
+    truth = {r.display: r.label for r in rows}
+    assert np.mean([truth[r["path"]] == r["label"] for r in spread_rows]) > 0.9
+    with Workspace.open(ws) as w:
+        assert len(w.user_labels()) == 24  # the given six are not overwritten
+    assert main(["suggest-labels", "-w", str(ws), "--n", "3", "--json"]) == 0
+    assert main(["suggest-labels", "-w", str(ws), "--n", "3"]) == 0
+    capsys.readouterr()
+    sug = api.suggest_labels(ws, n=3, labels=str(labels))
+    assert len(sug) == 3 and not {s["path"] for s in sug} & {r.display for r in given}
