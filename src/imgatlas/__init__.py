@@ -13,6 +13,7 @@ from imgatlas.api import (  # noqa: E402
     evaluate,
     evaluate_model,
     evaluate_retrieval,
+    evaluate_sketch,
     export_clusters,
     export_features,
     label_propagate,
@@ -24,11 +25,13 @@ from imgatlas.api import (  # noqa: E402
     runs,
     scan,
     search,
+    search_sketch,
     set_labels,
     status,
     suggest_labels,
     train,
     train_autoencoder,
+    train_sketch,
 )
 from imgatlas.backbones import create_backbone, list_backbones  # noqa: E402
 from imgatlas.store import Workspace  # noqa: E402
@@ -45,6 +48,7 @@ __all__ = [
     "evaluate",
     "evaluate_model",
     "evaluate_retrieval",
+    "evaluate_sketch",
     "export_clusters",
     "export_features",
     "label_propagate",
@@ -57,9 +61,11 @@ __all__ = [
     "runs",
     "scan",
     "search",
+    "search_sketch",
     "set_labels",
     "status",
     "suggest_labels",
     "train",
     "train_autoencoder",
+    "train_sketch",
 ]

@@ -182,17 +182,21 @@ def train_autoencoder(workspace: PathLike, *, preset: str = "default", epochs: i
 def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
           name: str | None = None, folds: int | None = None, features: str | None = None,
           seed: int = defaults.SEED, epochs: int | None = None,
-          cache_dir: PathLike | None = None, progress: bool = False, wait: float = 0.0
+          cache_dir: PathLike | None = None, tune_blocks: int | None = None,
+          views: int | None = None, progress: bool = False, wait: float = 0.0
           ) -> dict[str, Any]:
     """Train a classifier on the workspace's labelled images (``labels``: ``folders``,
     ``user``, ``run:ID`` with named clusters, or a CSV file) and save it under
-    ``W/models/NAME/``. ``mode``: ``head`` (default), ``finetune`` or ``cnn-small``."""
+    ``W/models/NAME/``. ``mode``: ``head`` (default), ``finetune`` or ``cnn-small``;
+    ``tune_blocks`` and ``views`` (finetune): how many of the backbone's last blocks train,
+    and how many augmented views of each training image."""
     from imgatlas.classify._train import train_workspace
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="train") as ws:
         return train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
                                features=features, seed=seed, epochs=epochs, progress=progress,
-                               cache_dir=cache_dir_or_default(cache_dir))
+                               cache_dir=cache_dir_or_default(cache_dir),
+                               tune_blocks=tune_blocks, views=views)
 
 
 def predict(model: PathLike, images: list[PathLike], *, k: int = 3,
@@ -271,12 +275,24 @@ def set_labels(workspace: PathLike, labels: dict[int, str | None], *, source: st
 
 # -- search ---------------------------------------------------------------------------------
 def build_index(workspace: PathLike, *, codes: str | None = None,
-                features: str | None = None, seed: int = defaults.SEED, wait: float = 0.0
+                features: str | None = None, seed: int = defaults.SEED,
+                sketch: bool = False, adapter: PathLike | None = None,
+                cache_dir: PathLike | None = None, progress: bool = False, wait: float = 0.0
                 ) -> dict[str, Any]:
-    """Build a search index over the workspace's features (swapped in atomically)."""
+    """Build a search index over the workspace's features (swapped in atomically). With
+    ``sketch``, over the photos' line maps (embedded first where missing), through the
+    photo side of ``adapter`` when given: the index ``search_sketch`` uses."""
     from imgatlas.index._stage import build_index as _build
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
+        if sketch:
+            from imgatlas.sketch._stage import build_sketch_index
+
+            return build_sketch_index(ws, codes=codes, adapter=adapter, features=features,
+                                      cache_dir=cache_dir_or_default(cache_dir), seed=seed,
+                                      progress=progress)
+        if adapter is not None:
+            raise ConfigError("--adapter goes with --sketch.")
         return _build(ws, ws.pick_store(features), codes, seed)
 
 
@@ -300,6 +316,52 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
             out += search_ids(ws, list(ids), k=k, codes=codes, ef_search=ef_search,
                               nprobe=nprobe)
         return out
+
+
+def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: int = 10,
+                  adapter: PathLike | None = None, codes: str | None = None,
+                  cache_dir: PathLike | None = None, tta: bool = True
+                  ) -> list[dict[str, Any]]:
+    """Photos for each drawing (a file, or the bytes of a PNG from a canvas; transparency
+    is background), through the sketch index (``build_index(sketch=True)``)."""
+    from imgatlas.sketch._stage import search_sketch as _search
+
+    if not drawings:
+        raise ConfigError("Give a drawing to search with.")
+    with Workspace.open(workspace) as ws:
+        return _search(ws, [d if isinstance(d, bytes) else os.fspath(d) for d in drawings],
+                       k=k, codes=codes, adapter=adapter,
+                       cache_dir=cache_dir_or_default(cache_dir), tta=tta)
+
+
+def evaluate_sketch(workspace: PathLike, sketch_dir: PathLike, *,
+                    adapter: PathLike | None = None, codes: str | None = None,
+                    cache_dir: PathLike | None = None, tta: bool = True,
+                    max_queries: int | None = None, seed: int = defaults.SEED
+                    ) -> dict[str, Any]:
+    """Every sketch of ``SKETCH_DIR/<class>/`` as a query over the workspace's photos
+    (relevance: same label): mAP, MRR, P@10, PR curve, latency, bytes per image."""
+    from imgatlas.sketch._stage import evaluate_sketch as _evaluate
+
+    with Workspace.open(workspace) as ws:
+        return _evaluate(ws, Path(sketch_dir), adapter=adapter, codes=codes,
+                         cache_dir=cache_dir_or_default(cache_dir), tta=tta,
+                         max_queries=max_queries, seed=seed)
+
+
+def train_sketch(workspace: PathLike, pairs: PathLike, *, name: str | None = None,
+                 classes: list[str] | None = None, seed: int = defaults.SEED,
+                 cache_dir: PathLike | None = None, progress: bool = False,
+                 wait: float = 0.0) -> dict[str, Any]:
+    """Train a sketch adapter on sketch-photo pairs (the Sketchy layout: ``pairs/photo/
+    <class>/<id>.jpg`` and ``pairs/sketch/<class>/<id>-<n>.png``), optionally only on
+    ``classes``; saved as ``W/models/NAME/``, the folder ``adapter=`` takes."""
+    from imgatlas.sketch._train import train_sketch_workspace
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="train-sketch") as ws:
+        return train_sketch_workspace(ws, Path(pairs), name=name, classes=classes, seed=seed,
+                                      cache_dir=cache_dir_or_default(cache_dir),
+                                      progress=progress)
 
 
 def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,

@@ -376,17 +376,22 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 @click.option("--features", default=None, help="Feature store key or backbone name.")
 @click.option("--epochs", type=int, default=None,
               help="finetune / cnn-small: maximum epochs (early stopping decides).")
+@click.option("--tune-blocks", type=click.IntRange(1, 8), default=None,
+              help="finetune: how many of the backbone's last blocks train [4].")
+@click.option("--views", type=click.IntRange(0, 32), default=None,
+              help="finetune: augmented views cached per training image [4].")
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @wait_opt
 @progress_opt
 @json_opt
-def train_cmd(workspace, labels, mode, name, folds, features, epochs, seed, cache_dir, wait,
-              progress, as_json):
+def train_cmd(workspace, labels, mode, name, folds, features, epochs, tune_blocks, views, seed,
+              cache_dir, wait, progress, as_json):
     """Train a classifier on the labelled images; save it under W/models/NAME/."""
     res = api.train(workspace, labels=labels, mode=mode, name=name, folds=folds,
                     features=features, seed=seed, epochs=epochs, cache_dir=cache_dir,
-                    progress=_progress(progress), wait=wait)
+                    tune_blocks=tune_blocks, views=views, progress=_progress(progress),
+                    wait=wait)
 
     def human(r):
         m = r["metrics"]
@@ -538,11 +543,20 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @click.option("--codes", default=None, help=CODES_HELP)
 @click.option("--features", default=None, help="Feature store key or backbone name.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sketch", is_flag=True,
+              help="Index the photos' line maps, for search --sketch (embeds them first).")
+@click.option("--adapter", type=click.Path(file_okay=False), default=None,
+              help="With --sketch: a sketch adapter folder (train-sketch).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @wait_opt
+@progress_opt
 @json_opt
-def index_cmd(workspace, codes, features, seed, wait, as_json):
+def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, wait, progress,
+              as_json):
     """Build a search index over the features (replaces the old one atomically)."""
-    res = api.build_index(workspace, codes=codes, features=features, seed=seed, wait=wait)
+    res = api.build_index(workspace, codes=codes, features=features, seed=seed, sketch=sketch,
+                          adapter=adapter, cache_dir=cache_dir, progress=_progress(progress),
+                          wait=wait)
     _emit(res, as_json, lambda r: click.echo(
         f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
         f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
@@ -560,11 +574,26 @@ def index_cmd(workspace, codes, features, seed, wait, as_json):
               help="Graph indexes (hnsw, hnswpq): search breadth, more for recall [128].")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
               help="ivfpq indexes: inverted lists scanned per query, more for recall [16].")
+@click.option("--sketch", "sketches", multiple=True, type=click.Path(dir_okay=False),
+              help="A drawing (PNG, transparency = background): find photos of what it "
+                   "shows (repeatable; needs index --sketch).")
+@click.option("--adapter", type=click.Path(file_okay=False), default=None,
+              help="With --sketch: the sketch adapter the sketch index was built with.")
 @json_opt
-def search_cmd(workspace, images, ids, k, codes, cache_dir, ef_search, nprobe, as_json):
-    """Find the images most like IMAGE... (any files) or --id N (images in the workspace)."""
-    res = api.search(workspace, list(images), ids=list(ids), k=k, codes=codes,
-                     cache_dir=cache_dir, ef_search=ef_search, nprobe=nprobe)
+def search_cmd(workspace, images, ids, k, codes, cache_dir, ef_search, nprobe, sketches,
+               adapter, as_json):
+    """Find the images most like IMAGE... (any files), --id N (images in the workspace) or
+    --sketch DRAWING.png."""
+    if sketches:
+        if images or ids:
+            raise click.BadParameter("give --sketch alone, not with images or --id")
+        res = api.search_sketch(workspace, list(sketches), k=k, adapter=adapter, codes=codes,
+                                cache_dir=cache_dir)
+    else:
+        if adapter:
+            raise click.BadParameter("--adapter goes with --sketch")
+        res = api.search(workspace, list(images), ids=list(ids), k=k, codes=codes,
+                         cache_dir=cache_dir, ef_search=ef_search, nprobe=nprobe)
 
     def human(rs):
         for r in rs:
@@ -630,6 +659,49 @@ def algorithms_cmd(as_json):
                     click.echo(f"      {p['name']}: {p['help']}{default}")
 
     _emit(res, as_json, human)
+
+
+@cli.command("evaluate-sketch")
+@workspace_opt
+@click.argument("sketch_dir", type=click.Path())
+@click.option("--adapter", type=click.Path(file_okay=False), default=None)
+@click.option("--codes", default=None, help="Which sketch index (default: the latest).")
+@click.option("--no-tta", is_flag=True, help="Query with the drawing alone (no mirror/scales).")
+@click.option("--max-queries", type=int, default=None)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@json_opt
+def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, no_tta, max_queries, cache_dir,
+                        as_json):
+    """Every sketch in SKETCH_DIR/<class>/ queries the photos: mAP, MRR, P@10, latency."""
+    res = api.evaluate_sketch(workspace, sketch_dir, adapter=adapter, codes=codes,
+                              cache_dir=cache_dir, tta=not no_tta, max_queries=max_queries)
+    _emit(res, as_json, lambda r: click.echo(
+        f"{r['n_queries']} sketches over {r['n_photos']} photos: mAP {r['map']:.3f}, MRR "
+        f"{r['mrr']:.3f}, P@10 {r['p_at_10']:.3f}; {r['ms_per_query_p50']:.1f} ms a query "
+        f"(p50); {r['bytes_per_image']:g} bytes per image"))
+
+
+@cli.command("train-sketch")
+@workspace_opt
+@click.option("--pairs", required=True, type=click.Path(file_okay=False),
+              help="A folder with photo/<class>/<id>.jpg and sketch/<class>/<id>-<n>.png.")
+@click.option("--name", default=None, help="Model folder name under W/models.")
+@click.option("--classes", default=None, help="Train on these classes only (comma list).")
+@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@wait_opt
+@progress_opt
+@json_opt
+def train_sketch_cmd(workspace, pairs, name, classes, seed, cache_dir, wait, progress,
+                     as_json):
+    """Train a sketch adapter on sketch-photo pairs (never the classes it will search)."""
+    res = api.train_sketch(workspace, pairs, name=name,
+                           classes=classes.split(",") if classes else None, seed=seed,
+                           cache_dir=cache_dir, progress=_progress(progress), wait=wait)
+    _emit(res, as_json, lambda r: click.echo(
+        f"trained {r['name']} on {r['n_sketches']} sketches and {r['n_photos']} photos of "
+        f"{len(r['classes'])} classes in {r['seconds']:.0f}s; held-out pairs mAP "
+        f"{r['val_map_before']:.3f} -> {r['val_map_after']:.3f}\n  saved: {r['model']}"))
 
 
 # -- report ------------------------------------------------------------------------------------

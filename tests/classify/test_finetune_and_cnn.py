@@ -30,12 +30,16 @@ def photo_ws(tmp_path_factory, cache_dir):
     return ws
 
 
-def test_finetune_trains_the_last_blocks_and_exports_one_graph(photo_ws, cache_dir, tmp_path):
+def test_finetune_trains_the_last_blocks_and_exports_one_graph(photo_ws, cache_dir, tmp_path,
+                                                               monkeypatch):
+    from imgatlas.classify import _train
+
+    monkeypatch.setattr(_train, "keep_finetune", lambda ft, head: True)  # test the export
     res = api.train(photo_ws, mode="finetune", name="ft", epochs=2, cache_dir=cache_dir)
     folder = photo_ws / "models" / "ft"
     meta = json.loads((folder / "model.json").read_text())
     assert meta["kind"] == "finetune" and (folder / "model.onnx").is_file()
-    assert meta["finetune"]["tuned_blocks"] == [14, 15] and meta["finetune"]["epochs_run"] <= 2
+    assert meta["finetune"]["tuned_blocks"] == [12, 13, 14, 15] and meta["finetune"]["epochs_run"] <= 2
     assert {"logistic", "mlp", "finetune"} <= set(res["heads"])
     assert res["metrics"]["accuracy"] >= 0.6  # 3 easy classes, 2 epochs
     # the exported graph is the trained model: its test predictions give the recorded score
@@ -52,6 +56,18 @@ def test_finetune_trains_the_last_blocks_and_exports_one_graph(photo_ws, cache_d
     assert acc == pytest.approx(res["metrics"]["accuracy"])
     assert model.kind == "finetune" and len(preds[0]["nearest"]) == 3
     assert not list((photo_ws / "models").glob(".*"))  # no work files left behind
+
+
+def test_finetune_that_does_not_beat_the_head_keeps_the_head(photo_ws, cache_dir,
+                                                              monkeypatch):
+    from imgatlas.classify import _train
+
+    monkeypatch.setattr(_train, "keep_finetune", lambda ft, head: False)
+    res = api.train(photo_ws, mode="finetune", name="ft2", epochs=1, cache_dir=cache_dir)
+    folder = photo_ws / "models" / "ft2"
+    assert res["kind"] == "head" and "finetune" in res["heads"]
+    assert (folder / "head.npz").is_file() and not (folder / "model.onnx").exists()
+    assert any("the head is kept" in n for n in res["notes"])
 
 
 def test_cnn_small_is_the_baseline(photo_ws, cache_dir):

@@ -33,6 +33,13 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
         from imgatlas.backbones.onnx_file import onnx_file
 
         return onnx_file(Path(name), **kwargs)
+    if "@block" in name:  # an EfficientNet-Lite's features after one of its blocks
+        from imgatlas.backbones.efficientnet_lite import block_backbone
+
+        base, _, block = name.partition("@block")
+        if base in _factories and block.isdigit():
+            return block_backbone(base, int(block),
+                                  cache_dir=Path(cache_dir) if cache_dir else None)
     try:
         factory = _factories[name]
     except KeyError:

@@ -67,7 +67,7 @@ def weights_file(name: str = "efficientnet_lite0") -> Path:
     return path
 
 
-def _build(name: str, weights: Path):
+def _build(name: str, weights: Path, block: int | None = None):
     def build(out: Path) -> None:
         from imgatlas.backbones._efficientnet_graph import VARIANTS, build_graph
         from imgatlas.backbones._torch_file import UnreadableCheckpoint, load_state_dict
@@ -76,7 +76,8 @@ def _build(name: str, weights: Path):
             state = load_state_dict(weights)
         except UnreadableCheckpoint as e:
             raise MissingWeights(f"Weight file {weights} of {name} cannot be read: {e}.") from e
-        build_graph(state, VARIANTS[name], out, name=name)
+        build_graph(state, VARIANTS[name], out, name=name,
+                    extra_outputs=() if block is None else (block,))
 
     return build
 
@@ -105,3 +106,25 @@ def efficientnet_lite1(cache_dir: Path | None = None) -> Backbone:
 def efficientnet_lite2(cache_dir: Path | None = None) -> Backbone:
     """260 px, 1280-d; weights from the ``lite`` extra."""
     return _factory("efficientnet_lite2", cache_dir)
+
+
+def block_backbone(name: str, block: int, cache_dir: Path | None = None) -> Backbone:
+    """``name``'s features taken after block ``block`` (global-average pooled) instead of
+    after the head: earlier layers keep more of an image's shapes and less of its class
+    (the sketch search measures which suits line drawings)."""
+    from dataclasses import replace
+
+    from imgatlas.backbones._efficientnet_graph import VARIANTS, block_plan
+
+    plan = block_plan(VARIANTS[name])
+    if not 0 <= block < len(plan):
+        from imgatlas.errors import ConfigError
+
+        raise ConfigError(f"{name} has blocks 0-{len(plan) - 1}. Got {block} instead.")
+    weights = weights_file(name)
+    tag = f"{sha256_file(weights)[:12]}-v{EXPORT_VERSION}-b{block}"
+    cfg = replace(default_cfgs[name], name=f"{name}@block{block}",
+                  feature_output=f"block{block}", dim=plan[block][4])
+    cache = cache_dir_or_default(cache_dir)
+    return Backbone(cfg, cache / "backbones" / f"{name}-{tag}.onnx",
+                    _build(name, weights, block), identity=tag)

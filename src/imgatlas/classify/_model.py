@@ -39,7 +39,8 @@ MODEL_JSON = "model.json"
 def write_model_folder(folder: Path, meta: dict[str, Any], *, head: dict[str, np.ndarray]
                        | None = None, onnx: Path | None = None,
                        evidence: dict[str, np.ndarray] | None = None,
-                       epochs: list[dict[str, Any]] | None = None) -> Path:
+                       epochs: list[dict[str, Any]] | None = None,
+                       arrays: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
     """Write the folder under a temporary name and swap it in with one rename: a reader (or a
     crash) sees the old complete model or the new one."""
     folder = Path(folder)
@@ -54,6 +55,8 @@ def write_model_folder(folder: Path, meta: dict[str, Any], *, head: dict[str, np
             shutil.copyfile(onnx, tmp / "model.onnx")
         if evidence is not None:
             np.savez(tmp / "evidence.npz", **evidence)
+        for fname, content in (arrays or {}).items():  # e.g. adapter.npz
+            np.savez(tmp / fname, **content)
         if epochs:
             with open(tmp / "epochs.csv", "w", newline="", encoding="utf-8") as f:
                 w = csv.DictWriter(f, fieldnames=list(epochs[0]))

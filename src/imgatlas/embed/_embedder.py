@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
@@ -27,7 +27,8 @@ class Embedder:
 
     def __init__(self, backbone: Backbone, *, batch_size: int = 32, device: str = "auto",
                  threads: int | None = None, workers: int = 2, prefetch: int = 2,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 decoder: Callable[[Any], np.ndarray] | None = None) -> None:
         self.backbone = backbone
         self.batch_size = batch_size
         self.device = device
@@ -35,6 +36,7 @@ class Embedder:
         self.workers = workers
         self.prefetch = prefetch
         self.max_pixels = max_pixels
+        self.decoder = decoder  # path -> pixels at the input size, instead of decode_rgb
         self._session: Any = None
 
     @property
@@ -48,6 +50,8 @@ class Embedder:
         return list(self.session.get_providers())
 
     def decode(self, path: str | bytes | os.PathLike[str]) -> np.ndarray:
+        if self.decoder is not None:
+            return self.decoder(path)
         cfg = self.backbone.cfg
         return decode_rgb(path, cfg.input_size, max_pixels=self.max_pixels, resize=cfg.resize,
                           interpolation=cfg.interpolation)

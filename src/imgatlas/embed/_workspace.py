@@ -35,21 +35,28 @@ def embed_workspace(
     dtype: str = "float32",
     progress: bool = False,
     max_pixels: int | None = None,
+    view: str | None = None,
+    decoder: Any = None,
 ) -> dict[str, Any]:
     """Compute features for every usable image that the store does not hold yet.
 
     Resumable: each batch is written and recorded before the next one starts, so a killed
     run loses at most one batch. Exact duplicates (same sha256) are decoded once.
+
+    ``view`` names another picture of each image than its pixels (e.g. ``lines-canny``, a
+    photo's line map) and ``decoder`` makes it (path -> pixels at the input size); its
+    vectors go to their own store (the key ends in the view).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1. Got {batch_size} instead.")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}. Got {dtype!r} instead.")
     t0 = time.perf_counter()
-    key = store_key(backbone, l2_normalize, dtype)
-    store = FeatureStore.ensure(ws, key, backbone.name,
-                                {"backbone": backbone.record(), "l2_normalize": l2_normalize},
-                                backbone.cfg.dim, dtype)
+    key = store_key(backbone, l2_normalize, dtype) + (f"-{view}" if view else "")
+    cfg = {"backbone": backbone.record(), "l2_normalize": l2_normalize}
+    if view:
+        cfg["view"] = view
+    store = FeatureStore.ensure(ws, key, backbone.name, cfg, backbone.cfg.dim, dtype)
     done = set(store.done_ids().tolist())
     by_sha: dict[str, list[int]] = defaultdict(list)
     path_of: dict[str, bytes] = {}
@@ -61,8 +68,9 @@ def embed_workspace(
     pending_images = sum(len(v) for v in by_sha.values())
 
     embedder = Embedder(backbone, batch_size=batch_size, device=device, threads=threads,
-                        workers=workers, max_pixels=max_pixels)
-    params = {"backbone": backbone.record(), "store": key, "batch_size": batch_size,
+                        workers=workers, max_pixels=max_pixels, decoder=decoder)
+    params = {"backbone": backbone.record(), "store": key, "view": view,
+              "batch_size": batch_size,
               "device": device, "threads": threads, "workers": workers,
               "l2_normalize": l2_normalize, "dtype": dtype}
     pending = sorted(i for ids in by_sha.values() for i in ids)

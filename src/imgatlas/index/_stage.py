@@ -24,13 +24,19 @@ def _slug(spec: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", spec.lower()).strip("-")
 
 
-def index_dir(ws: Workspace) -> Path:
-    return ws.path / "index"
+DOMAINS = ("photo", "sketch")  # photo: search by image; sketch: the photos' line maps
+
+
+def index_dir(ws: Workspace, domain: str = "photo") -> Path:
+    return ws.path / ("index" if domain == "photo" else f"index-{domain}")
 
 
 def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
-                seed: int = defaults.SEED) -> dict[str, Any]:
-    """Fit a :class:`CodeIndex` on the store's vectors and swap it in atomically.
+                seed: int = defaults.SEED, *, domain: str = "photo",
+                transform: Any = None, extra_meta: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Fit a :class:`CodeIndex` on the store's vectors (through ``transform``, e.g. a sketch
+    adapter, when given) and swap it in atomically.
 
     Each build goes to a fresh folder ``index/<slug>@<time>``; the symlink
     ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
@@ -39,23 +45,28 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
     ids, X = store.read()
     if len(ids) < 2:
         raise ConfigError("Need at least 2 embedded images to build an index.")
+    if transform is not None:
+        X = transform(X)
     spec = parse_spec(codes or defaults.codes(len(ids), X.shape[1]))
-    with ws.recording("index", {"codes": str(spec), "features": store.key}, seed=seed,
-                      inputs=fingerprint(ids, store.key)) as run:
+    params = {"codes": str(spec), "features": store.key, "domain": domain,
+              **(extra_meta or {})}
+    with ws.recording("index", params, seed=seed, inputs=fingerprint(ids, store.key)) as run:
         t = time.perf_counter()
         ci = CodeIndex(str(spec), random_state=seed).fit(X)
         run.estimator("index", ci)
         seconds = time.perf_counter() - t
         meta = {"codes": str(spec), "features": store.key, "factory": ci.factory_,
                 "n": int(ci.n_), "dim": int(ci.dim_), "build_seconds": round(seconds, 3),
-                "run_id": run.id, **ci.bytes_per_image()}
-        path = _swap_in(ws, ci, ids, meta)
+                "run_id": run.id, "domain": domain, **(extra_meta or {}),
+                **ci.bytes_per_image()}
+        path = _swap_in(ws, ci, ids, meta, domain)
         run.results = meta
     return {**meta, "path": str(path)}
 
 
-def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any]) -> Path:
-    root = index_dir(ws)
+def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any],
+             domain: str = "photo") -> Path:
+    root = index_dir(ws, domain)
     root.mkdir(exist_ok=True)
     slug = _slug(meta["codes"])
     final = root / f"{slug}@{time.time_ns()}"
@@ -79,9 +90,9 @@ def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any]
     return link
 
 
-def built_indexes(ws: Workspace) -> list[str]:
+def built_indexes(ws: Workspace, domain: str = "photo") -> list[str]:
     """The code specs of the indexes built in the workspace, oldest build first."""
-    root = index_dir(ws)
+    root = index_dir(ws, domain)
     if not root.exists():
         return []
     links = sorted((p for p in root.glob("*") if p.is_symlink()),
@@ -96,15 +107,18 @@ def built_indexes(ws: Workspace) -> list[str]:
 
 
 def load_index(ws: Workspace, codes: str | None = None, *, ef_search: int | None = None,
-               nprobe: int | None = None) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
+               nprobe: int | None = None, domain: str = "photo"
+               ) -> tuple[CodeIndex, np.ndarray, dict[str, Any]]:
     """The current index for ``codes`` (or the most recent one), its image ids and meta;
     ``ef_search``/``nprobe`` set its search breadth (see :meth:`CodeIndex.set_search`)."""
-    root = index_dir(ws)
+    root = index_dir(ws, domain)
     links = sorted((p for p in root.glob("*") if p.is_symlink()),
                    key=lambda p: p.resolve().name) if root.exists() else []
     if not links:
-        raise WorkspaceError(f"Workspace {ws.path} has no search index yet; run "
-                             f"'imgatlas index --workspace {ws.path}' first.")
+        flag = " --sketch" if domain == "sketch" else ""
+        what = "sketch index (the photos' line maps)" if domain == "sketch" else "search index"
+        raise WorkspaceError(f"Workspace {ws.path} has no {what} yet; run "
+                             f"'imgatlas index --workspace {ws.path}{flag}' first.")
     if codes is None:
         link = links[-1]
     else:

@@ -1,0 +1,72 @@
+"""Features in the line domain: the photos' line maps embedded once per workspace (their own
+feature store), and sketches embedded at query time with test-time augmentation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.preprocessing import normalize
+
+from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, open_image
+from imgatlas.sketch._drawing import load_drawing, normalise_lines
+from imgatlas.sketch._lines import LINE_DETECTORS, WORK, photo_lines
+
+# measured on the dev Sketchy set (benchmarks/bench_sketch.py): see docs/design.md
+DETECTOR = "canny"
+BLOCK: int | None = None  # None: the backbone's pooled head features
+TTA_MARGINS = (0.04, 0.08, 0.16)  # query-time scales: the strokes' box in more or less margin
+
+
+def line_backbone_name(base: str, block: int | None) -> str:
+    return base if block is None else f"{base}@block{block}"
+
+
+def view_name(detector: str) -> str:
+    LINE_DETECTORS[detector]  # an unknown detector is a one-line error here
+    return f"lines-{detector}"
+
+
+def photo_decoder(detector: str, size: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+                  ) -> Callable[[Any], np.ndarray]:
+    """path -> the photo's normalised line image at the backbone's input size."""
+    return partial(_photo_line_pixels, detector=detector, size=size, max_pixels=max_pixels)
+
+
+def _photo_line_pixels(path: str | bytes | os.PathLike[str], *, detector: str, size: int,
+                       max_pixels: int | None) -> np.ndarray:
+    with open_image(path, max_pixels) as img:
+        w, h = img.size
+    s = min(1.0, WORK * 1.25 / max(w, h))
+    rgb = decode_rgb(path, (max(1, round(w * s)), max(1, round(h * s))),
+                     max_pixels=max_pixels)
+    return photo_lines(rgb, detector, size)
+
+
+def sketch_views(data: bytes | str | Path, size: int, tta: bool = True) -> np.ndarray:
+    """The drawing's normalised line images: one, or with ``tta`` one per margin in
+    ``TTA_MARGINS`` and each mirrored (the line-domain retrieval literature's query
+    augmentation)."""
+    grey = load_drawing(data if isinstance(data, bytes) else os.fspath(data))
+    if not tta:
+        return normalise_lines(grey, size)[None]
+    views = []
+    for m in TTA_MARGINS:
+        v = normalise_lines(grey, size, margin=m)
+        views += [v, np.ascontiguousarray(v[:, ::-1])]
+    return np.stack(views)
+
+
+def sketch_features(embedder: Any, drawings: list[bytes | str | Path], tta: bool = True
+                    ) -> np.ndarray:
+    """One L2-normalised feature vector per drawing (the mean of its views' features)."""
+    size = embedder.backbone.cfg.input_size[0]
+    out = []
+    for d in drawings:
+        F = normalize(embedder.features(sketch_views(d, size, tta)))
+        out.append(normalize(F.mean(0, keepdims=True))[0])
+    return np.asarray(out, np.float32)
