@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from imgatlas.classify import LogisticHead, MLPHead
 from imgatlas.cluster import (
     Agglomerative,
     DBSCANClusterer,
@@ -18,7 +19,6 @@ from imgatlas.cluster import (
     KMedoidsClusterer,
     SCANClusterer,
 )
-from imgatlas.classify import LogisticHead, MLPHead
 from imgatlas.reduce import KNNSmoother, L2Normalizer, PCAReducer, UMAPReducer
 
 TRANSDUCTIVE = ("fit_transform returns the fitted collection's embedding; transform places "

@@ -320,7 +320,7 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
 
 def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: int = 10,
                   adapter: PathLike | None = None, codes: str | None = None,
-                  cache_dir: PathLike | None = None, tta: bool = True
+                  cache_dir: PathLike | None = None, tta: bool = False
                   ) -> list[dict[str, Any]]:
     """Photos for each drawing (a file, or the bytes of a PNG from a canvas; transparency
     is background), through the sketch index (``build_index(sketch=True)``)."""
@@ -336,7 +336,7 @@ def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: i
 
 def evaluate_sketch(workspace: PathLike, sketch_dir: PathLike, *,
                     adapter: PathLike | None = None, codes: str | None = None,
-                    cache_dir: PathLike | None = None, tta: bool = True,
+                    cache_dir: PathLike | None = None, tta: bool = False,
                     max_queries: int | None = None, seed: int = defaults.SEED
                     ) -> dict[str, Any]:
     """Every sketch of ``SKETCH_DIR/<class>/`` as a query over the workspace's photos

@@ -666,15 +666,16 @@ def algorithms_cmd(as_json):
 @click.argument("sketch_dir", type=click.Path())
 @click.option("--adapter", type=click.Path(file_okay=False), default=None)
 @click.option("--codes", default=None, help="Which sketch index (default: the latest).")
-@click.option("--no-tta", is_flag=True, help="Query with the drawing alone (no mirror/scales).")
+@click.option("--tta", is_flag=True,
+              help="Average each drawing over 3 margins and their mirror images.")
 @click.option("--max-queries", type=int, default=None)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @json_opt
-def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, no_tta, max_queries, cache_dir,
+def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, tta, max_queries, cache_dir,
                         as_json):
     """Every sketch in SKETCH_DIR/<class>/ queries the photos: mAP, MRR, P@10, latency."""
     res = api.evaluate_sketch(workspace, sketch_dir, adapter=adapter, codes=codes,
-                              cache_dir=cache_dir, tta=not no_tta, max_queries=max_queries)
+                              cache_dir=cache_dir, tta=tta, max_queries=max_queries)
     _emit(res, as_json, lambda r: click.echo(
         f"{r['n_queries']} sketches over {r['n_photos']} photos: mAP {r['map']:.3f}, MRR "
         f"{r['mrr']:.3f}, P@10 {r['p_at_10']:.3f}; {r['ms_per_query_p50']:.1f} ms a query "

@@ -39,7 +39,8 @@ def test_finetune_trains_the_last_blocks_and_exports_one_graph(photo_ws, cache_d
     folder = photo_ws / "models" / "ft"
     meta = json.loads((folder / "model.json").read_text())
     assert meta["kind"] == "finetune" and (folder / "model.onnx").is_file()
-    assert meta["finetune"]["tuned_blocks"] == [12, 13, 14, 15] and meta["finetune"]["epochs_run"] <= 2
+    assert meta["finetune"]["tuned_blocks"] == [12, 13, 14, 15]
+    assert meta["finetune"]["epochs_run"] <= 2
     assert {"logistic", "mlp", "finetune"} <= set(res["heads"])
     assert res["metrics"]["accuracy"] >= 0.6  # 3 easy classes, 2 epochs
     # the exported graph is the trained model: its test predictions give the recorded score

@@ -66,9 +66,10 @@ def load_adapter(folder: str | Path) -> Adapter:
 def train_adapter(S: np.ndarray, s_cls: np.ndarray, P: np.ndarray, p_cls: np.ndarray, *,
                   seed: int = 0, epochs: int = EPOCHS, progress: Any = None
                   ) -> tuple[dict[str, np.ndarray], list[dict[str, float]]]:
-    """Fit the two maps on sketch features ``S`` (classes ``s_cls``) and photo line-map
-    features ``P`` (classes ``p_cls``). A seeded fifth of the sketches is held out for early
-    stopping (mAP of held-out sketches against all photos)."""
+    """Fit the two maps on sketch features ``S`` (classes ``s_cls``) and photo features
+    ``P`` (classes ``p_cls``). A seeded fifth of the *classes* is held out for early
+    stopping (mAP of their sketches against their photos): what matters is how the maps
+    carry to classes they never saw, and held-out sketches of seen classes overstate it."""
     from imgatlas._optional import import_torch
 
     torch = import_torch("training a sketch adapter")
@@ -81,9 +82,12 @@ def train_adapter(S: np.ndarray, s_cls: np.ndarray, P: np.ndarray, p_cls: np.nda
     classes = sorted(set(s_cls.tolist()) | set(p_cls.tolist()))
     si = np.array([classes.index(c) for c in s_cls])
     pi = np.array([classes.index(c) for c in p_cls])
-    order = rng.permutation(len(S))
-    n_val = max(1, len(S) // 5)
-    val, tr = order[:n_val], order[n_val:]
+    cls_order = rng.permutation(len(classes))
+    val_cls = cls_order[:max(1, len(classes) // 5)]
+    val, tr = np.flatnonzero(np.isin(si, val_cls)), np.flatnonzero(~np.isin(si, val_cls))
+    pval, ptr = np.flatnonzero(np.isin(pi, val_cls)), np.flatnonzero(~np.isin(pi, val_cls))
+    if len(classes) < 3 or not len(tr) or not len(pval):
+        raise ConfigError("A sketch adapter needs pairs of at least 3 classes.")
     d = S.shape[1]
     params = {k: torch.zeros(shape, requires_grad=True)
               for k, shape in (("A_sketch", (d, d)), ("b_sketch", (d,)),
@@ -98,8 +102,8 @@ def train_adapter(S: np.ndarray, s_cls: np.ndarray, P: np.ndarray, p_cls: np.nda
     def val_map() -> float:
         with torch.no_grad():
             q = fwd(St[val], "sketch").numpy()
-            g = fwd(Pt, "photo").numpy()
-        rel = pi[np.argsort(-(q @ g.T), axis=1)] == si[val][:, None]
+            g = fwd(Pt[pval], "photo").numpy()
+        rel = pi[pval][np.argsort(-(q @ g.T), axis=1)] == si[val][:, None]
         return float(average_precision(rel, rel.sum(1)).mean())
 
     best, best_state, bad, history = val_map(), None, 0, []
@@ -114,7 +118,7 @@ def train_adapter(S: np.ndarray, s_cls: np.ndarray, P: np.ndarray, p_cls: np.nda
             # photos of the batch's classes, plus random others as negatives
             photos = np.unique(np.concatenate([
                 rng.choice(np.flatnonzero(pi == c), 1) for c in np.unique(si[b])]
-                + [rng.choice(len(P), min(len(P), batch), replace=False)]))
+                + [rng.choice(ptr, min(len(ptr), batch), replace=False)]))
             zs, zp = fwd(St[b], "sketch"), fwd(Pt[photos], "photo")
             logits = zs @ zp.T / TEMPERATURE
             pos = torch.from_numpy((si[b][:, None] == pi[photos][None, :]).astype(np.float32))

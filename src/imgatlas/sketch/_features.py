@@ -17,9 +17,17 @@ from imgatlas.sketch._drawing import load_drawing, normalise_lines
 from imgatlas.sketch._lines import LINE_DETECTORS, WORK, photo_lines
 
 # measured on the dev Sketchy set (benchmarks/bench_sketch.py): see docs/design.md
-DETECTOR = "canny"
-BLOCK: int | None = None  # None: the backbone's pooled head features
+DETECTOR = "canny"  # beat xdog and edge-drawing
+BLOCK: int | None = None  # None: the backbone's pooled head features (beat blocks 7-14)
 TTA_MARGINS = (0.04, 0.08, 0.16)  # query-time scales: the strokes' box in more or less margin
+
+
+def fuse(photo_side: np.ndarray, line_side: np.ndarray) -> np.ndarray:
+    """The sketch index's vectors: photo-domain and line-domain features side by side, each
+    unit length, scaled by 1/sqrt(2); the inner product of two such vectors is the mean of
+    the two domains' cosine similarities (one index, any code family)."""
+    return (np.hstack([normalize(photo_side), normalize(line_side)]) / np.sqrt(2)).astype(
+        np.float32)
 
 
 def line_backbone_name(base: str, block: int | None) -> str:

@@ -54,19 +54,35 @@ def embed_lines(ws: Workspace, *, detector: str = F.DETECTOR, block: int | None 
                            decoder=F.photo_decoder(detector, bb.cfg.input_size[0]))
 
 
-def _adapter_or_none(adapter: str | os.PathLike[str] | None, store: FeatureStore) -> Any:
+def _adapter_or_none(adapter: str | os.PathLike[str] | None, backbone: str) -> Any:
     if adapter is None:
         return None
     from imgatlas.sketch._adapter import load_adapter
 
     a = load_adapter(adapter)
-    if a.meta.get("line_store_backbone") != store.cfg["backbone"]["name"] or \
-            a.meta.get("view") != store.cfg.get("view"):
-        raise ConfigError(f"Adapter {printable(adapter)} was trained on "
-                          f"{a.meta.get('line_store_backbone')} {a.meta.get('view')} features; "
-                          f"the workspace's sketch index uses {store.cfg['backbone']['name']} "
-                          f"{store.cfg.get('view')}.")
+    if a.meta.get("backbone") != backbone:
+        raise ConfigError(f"Adapter {printable(adapter)} was trained on {a.meta.get('backbone')}"
+                          f" features; the workspace's photos have {backbone} features.")
     return a
+
+
+class _FusedStore:
+    """What the sketch index is built on: for every photo with both, its photo-domain
+    features (through the adapter's photo side) beside its line-map features."""
+
+    def __init__(self, photos: FeatureStore, lines: FeatureStore, adapter: Any) -> None:
+        self.photos, self.lines, self.adapter = photos, lines, adapter
+        self.key = lines.key
+        self.cfg = lines.cfg
+
+    def read(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        pid, P = self.photos.read(ids)
+        lid, L = self.lines.read(pid)
+        keep = np.isin(pid, lid)
+        P = P[keep]
+        if self.adapter is not None:
+            P = self.adapter.photos(P)
+        return lid, F.fuse(P, L)
 
 
 def build_sketch_index(ws: Workspace, *, codes: str | None = None,
@@ -74,51 +90,66 @@ def build_sketch_index(ws: Workspace, *, codes: str | None = None,
                        detector: str = F.DETECTOR, block: int | None = F.BLOCK,
                        features: str | None = None, cache_dir: Path | None = None,
                        seed: int = defaults.SEED, progress: bool = False) -> dict[str, Any]:
-    """Embed the line maps still missing, then index them (through the adapter's photo
-    side when one is given): ``imgatlas index --sketch``."""
+    """Embed the line maps still missing, then index every photo's photo-domain features
+    (through the adapter's photo side when one is given) beside its line-map features:
+    ``imgatlas index --sketch``."""
     from imgatlas.index._stage import build_index
 
+    photos = ws.pick_store(features)
+    base = _base_backbone(ws, features)
+    a = _adapter_or_none(adapter, base)
     emb = embed_lines(ws, detector=detector, block=block, features=features,
                       cache_dir=cache_dir, progress=progress)
-    store = ws.feature_store(emb["store"])
-    a = _adapter_or_none(adapter, store)
-    ids, _ = store.read()
+    fused = _FusedStore(photos, ws.feature_store(emb["store"]), a)
+    n = len(fused.lines.done_ids())
     extra = {"adapter": a.identity if a else None,
-             "adapter_path": str(Path(adapter).resolve()) if a else None}
-    res = build_index(ws, store, codes or ("float" if len(ids) < 20_000 else None), seed,
-                      domain="sketch", transform=a.photos if a else None, extra_meta=extra)
-    return {**res, "embedded": emb["embedded"], "line_store": store.key}
+             "adapter_path": str(Path(adapter).resolve()) if a else None,
+             "photo_store": photos.key, "backbone": base}
+    res = build_index(ws, fused, codes or ("float" if n < 20_000 else None), seed,
+                      domain="sketch", extra_meta=extra)
+    return {**res, "embedded": emb["embedded"], "line_store": fused.key}
 
 
-def _query_embedder(store: FeatureStore, cache_dir: Path | None) -> Any:
+def _query_side(ws: Workspace, meta: dict[str, Any], adapter: Any, cache_dir: Path | None
+                ) -> tuple[Any, Any]:
+    """The embedder that makes the query's features (the photos' backbone) and the adapter,
+    checked against what the index was built with."""
     from imgatlas.embed import Embedder
     from imgatlas.index._search import store_backbone
+    from imgatlas.index._stage import index_store
 
-    return Embedder(store_backbone(store, cache_dir))
-
-
-def search_sketch(ws: Workspace, drawings: list[bytes | str | os.PathLike[str]], *,
-                  names: list[str] | None = None, k: int = 10, codes: str | None = None,
-                  adapter: str | os.PathLike[str] | None = None,
-                  cache_dir: Path | None = None, tta: bool = True) -> list[dict[str, Any]]:
-    """Photos for each drawing (a file path or PNG bytes, e.g. from a canvas)."""
-    from imgatlas.index._search import results
-    from imgatlas.index._stage import index_store, load_index
-
-    if k < 1:
-        raise ConfigError(f"--k must be at least 1. Got {k} instead.")
-    ci, ids, meta = load_index(ws, codes, domain="sketch")
-    store = index_store(ws, meta)
-    a = _adapter_or_none(adapter, store)
+    a = _adapter_or_none(adapter, meta.get("backbone", ""))
     if (a.identity if a else None) != meta.get("adapter"):
         have = meta.get("adapter_path") or "no adapter"
         raise ConfigError(f"The sketch index was built with {have}; build it again with "
                           "'imgatlas index --sketch" + (f" --adapter {printable(adapter)}'"
                                                          if adapter else "'") + ".")
-    emb = _query_embedder(store, cache_dir)
-    Q = _sketch_queries(emb, drawings, tta)
-    if a is not None:
-        Q = a.sketches(Q)
+    index_store(ws, meta)  # the line store must still exist
+    photos = ws.feature_store(meta.get("photo_store", ""))
+    if photos is None:
+        raise ConfigError("The photo features the sketch index was built on are gone; "
+                          "build it again with 'imgatlas index --sketch'.")
+    return Embedder(store_backbone(photos, cache_dir)), a
+
+
+def _fused_queries(emb: Any, a: Any, drawings: list[Any], tta: bool) -> np.ndarray:
+    S = _sketch_queries(emb, drawings, tta)
+    return F.fuse(a.sketches(S) if a is not None else S, S)
+
+
+def search_sketch(ws: Workspace, drawings: list[bytes | str | os.PathLike[str]], *,
+                  names: list[str] | None = None, k: int = 10, codes: str | None = None,
+                  adapter: str | os.PathLike[str] | None = None,
+                  cache_dir: Path | None = None, tta: bool = False) -> list[dict[str, Any]]:
+    """Photos for each drawing (a file path or PNG bytes, e.g. from a canvas)."""
+    from imgatlas.index._search import results
+    from imgatlas.index._stage import load_index
+
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1. Got {k} instead.")
+    ci, ids, meta = load_index(ws, codes, domain="sketch")
+    emb, a = _query_side(ws, meta, adapter, cache_dir)
+    Q = _fused_queries(emb, a, drawings, tta)
     names = names or [printable(d) if not isinstance(d, bytes) else "drawing"
                       for d in drawings]
     return results(ws, ci, ids, Q, k, names)
@@ -135,7 +166,7 @@ def _sketch_queries(emb: Any, drawings: list[Any], tta: bool) -> np.ndarray:
 
 def evaluate_sketch(ws: Workspace, sketch_dir: Path, *, adapter: str | None = None,
                     codes: str | None = None, cache_dir: Path | None = None,
-                    tta: bool = True, max_queries: int | None = None, seed: int = 0
+                    tta: bool = False, max_queries: int | None = None, seed: int = 0
                     ) -> dict[str, Any]:
     """Every sketch in ``sketch_dir/<class>/`` queries the workspace's photos; relevance:
     the photo's label is the sketch's folder. mAP, MRR, P@10, the 11-point PR curve,
@@ -146,19 +177,14 @@ def evaluate_sketch(ws: Workspace, sketch_dir: Path, *, adapter: str | None = No
         precision_at,
         reciprocal_rank,
     )
-    from imgatlas.index._stage import index_store, load_index
+    from imgatlas.index._stage import load_index
 
     queries = _sketch_files(sketch_dir)
     if max_queries and len(queries) > max_queries:
         pick = np.random.default_rng(seed).choice(len(queries), max_queries, replace=False)
         queries = [queries[i] for i in sorted(pick)]
     ci, ids, meta = load_index(ws, codes, domain="sketch")
-    store = index_store(ws, meta)
-    a = _adapter_or_none(adapter, store)
-    if (a.identity if a else None) != meta.get("adapter"):
-        raise ConfigError("The sketch index was built with another adapter (or none); build "
-                          "it again with 'imgatlas index --sketch' and the same --adapter.")
-    emb = _query_embedder(store, cache_dir)
+    emb, a = _query_side(ws, meta, adapter, cache_dir)
     info = ws.display_and_label()
     labels = np.array([info[int(i)][1] for i in ids], dtype=object)
     if all(lab is None for lab in labels):
@@ -169,9 +195,7 @@ def evaluate_sketch(ws: Workspace, sketch_dir: Path, *, adapter: str | None = No
     qlab = []
     for path, cls in queries:
         t = time.perf_counter()
-        Q = _sketch_queries(emb, [path], tta)
-        if a is not None:
-            Q = a.sketches(Q)
+        Q = _fused_queries(emb, a, [path], tta)
         _, rows = ci.search(Q, n)
         lat.append((time.perf_counter() - t) * 1000)
         ranked.append(rows[0])
@@ -194,7 +218,7 @@ def evaluate_sketch(ws: Workspace, sketch_dir: Path, *, adapter: str | None = No
             "per_class_map": {c: float(ap[np.array(qlab) == c].mean()) for c in classes},
             "classes_without_photos": [c for c in classes if not (labels == c).any()],
             "adapter": meta.get("adapter_path"), "codes": meta["codes"],
-            "line_store": store.key, "tta": tta}
+            "line_store": meta["features"], "tta": tta}
 
 
 def _sketch_files(root: Path) -> list[tuple[str, str]]:

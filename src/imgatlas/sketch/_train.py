@@ -47,8 +47,7 @@ def read_pairs(root: Path, classes: list[str] | None = None
 
 
 def train_sketch_workspace(ws: Workspace, pairs: Path, *, name: str | None = None,
-                           classes: list[str] | None = None, detector: str = F.DETECTOR,
-                           block: int | None = F.BLOCK, features: str | None = None,
+                           classes: list[str] | None = None, features: str | None = None,
                            seed: int = defaults.SEED, cache_dir: Path | None = None,
                            progress: bool = False) -> dict[str, Any]:
     from imgatlas.backbones import create_backbone
@@ -60,18 +59,16 @@ def train_sketch_workspace(ws: Workspace, pairs: Path, *, name: str | None = Non
         raise ConfigError(f"--name must be letters, digits, '.', '_' or '-' (at most 64). "
                           f"Got {name!r} instead.")
     photos, sketches = read_pairs(pairs, classes)
-    line_name = F.line_backbone_name(_base_backbone(ws, features), block)
+    base = _base_backbone(ws, features)
     params = {"pairs": printable(Path(pairs).resolve()), "classes": classes,
-              "detector": detector, "block": block, "backbone": line_name, "name": name}
+              "backbone": base, "name": name}
     with ws.recording("train-sketch", params, seed=seed) as run:
         t0 = time.perf_counter()
         name = name or f"sketch-adapter-r{run.id}"
-        bb = create_backbone(line_name, cache_dir=cache_dir)
-        size = bb.cfg.input_size[0]
-        photo_emb = Embedder(bb, decoder=F.photo_decoder(detector, size))
+        bb = create_backbone(base, cache_dir=cache_dir)
         bar = progress_bar(len(photos) + len(sketches), "sketch pairs: embed", "img",
                            progress)
-        P = photo_emb.embed_files([p for p, _ in photos])
+        P = Embedder(bb).embed_files([p for p, _ in photos])  # the photos as photos
         bar.update(len(photos))
         sketch_emb = Embedder(bb)
         S = np.concatenate([F.sketch_features(sketch_emb, [s for s, _ in sketches[i:i + 64]],
@@ -93,16 +90,14 @@ def train_sketch_workspace(ws: Workspace, pairs: Path, *, name: str | None = Non
                                          for w in weights.values())).hexdigest()[:16]
         best = max(history, key=lambda r: r["val_map"])
         meta = {"kind": "sketch-adapter", "name": name, "identity": digest,
-                "line_store_backbone": line_name, "view": F.view_name(detector),
-                "detector": detector, "block": block,
-                "classes": sorted(set(s_cls.tolist())), "n_sketches": len(sketches),
+                "backbone": base, "classes": sorted(set(s_cls.tolist())),
+                "n_sketches": len(sketches),
                 "n_photos": len(photos), "seed": seed,
                 "val_map_before": history[0]["val_map"], "val_map_after": best["val_map"],
                 "best_epoch": best["epoch"], "epochs_run": len(history) - 1,
                 "seconds": round(time.perf_counter() - t0, 1), "run_id": run.id,
-                "note": "validation: a fifth of the training sketches against all training "
-                        "photos (the classes it was trained on); the zero-shot figure is "
-                        "benchmarks/bench_sketch.py's"}
+                "note": "validation: the sketches of a fifth of the training classes, held "
+                        "out, against those classes' photos"}
         folder = write_model_folder(ws.path / "models" / name, meta, epochs=history,
                                     arrays={"adapter.npz": weights})
         run.results = {**meta, "model": str(folder)}

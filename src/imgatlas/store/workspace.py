@@ -178,14 +178,16 @@ class Workspace(ImagesMixin, ClustersMixin, RunsMixin):
 
     def pick_store(self, features: str | None = None) -> FeatureStore:
         """The store called ``features`` (a key or a backbone name; the latest matching),
-        or the latest store; a one-line error when there is none."""
+        or the latest store of the images' own pixels (not a view such as the photos' line
+        maps); a one-line error when there is none."""
         stores = self.feature_stores()
         if not stores:
             raise WorkspaceError(
                 f"Workspace {self.path} has no features yet; run 'imgatlas embed'.")
-        if features is None:
-            return stores[-1]
-        for s in reversed(stores):
+        if features is None:  # the latest store of the images themselves, not of a view
+            plain = [s for s in stores if not s.cfg.get("view")]
+            return (plain or stores)[-1]
+        for s in sorted(reversed(stores), key=lambda s: bool(s.cfg.get("view"))):
             if features in (s.key, s.backbone):
                 return s
         raise ConfigError(
