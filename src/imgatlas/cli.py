@@ -705,6 +705,42 @@ def train_sketch_cmd(workspace, pairs, name, classes, seed, cache_dir, wait, pro
         f"{r['val_map_before']:.3f} -> {r['val_map_after']:.3f}\n  saved: {r['model']}"))
 
 
+# -- serve -------------------------------------------------------------------------------------
+@cli.command("serve")
+@workspace_opt
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but localhost needs a token.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--run", "run_id", type=int, default=None,
+              help="Cluster run to show (default: the latest).")
+@click.option("--model", type=click.Path(file_okay=False), default=None,
+              help="A model folder: predictions on the image and search pages.")
+@click.option("--allow-edits", is_flag=True,
+              help="Allow labelling images and renaming clusters from the browser.")
+@click.option("--token", default=None,
+              help="Require this token (generated and printed when binding a non-local "
+                   "address without one).")
+@click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=20, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+def serve_cmd(workspace, host, port, run_id, model, allow_edits, token, max_upload_mb,
+              cache_dir):
+    """A web app over the workspace: browse clusters, search by image or by drawing, see
+    what a new image is."""
+    from imgatlas._optional import require
+    from imgatlas.serve import create_app
+    from imgatlas.serve._security import is_loopback, new_token
+
+    uvicorn = require("uvicorn", "serve", "the web app")
+    if token is None and not is_loopback(host):
+        token = new_token()
+    app = create_app(workspace, run=run_id, model=model, allow_edits=allow_edits, token=token,
+                     max_upload=max_upload_mb * 2**20, cache_dir=cache_dir)
+    shown = "localhost" if is_loopback(host) else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    click.echo(f"imgatlas serving {workspace} at {url}" + (" (edits on)" if allow_edits else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 # -- report ------------------------------------------------------------------------------------
 @cli.command()
 @workspace_opt

@@ -2,9 +2,12 @@
 
 from imgatlas.decode._image import (
     DEFAULT_MAX_PIXELS,
+    TooLarge,
+    decode_bytes,
     decode_rgb,
     open_image,
     to_rgb,
 )
 
-__all__ = ["DEFAULT_MAX_PIXELS", "decode_rgb", "open_image", "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "TooLarge", "decode_bytes", "decode_rgb", "open_image",
+           "to_rgb"]

@@ -97,6 +97,20 @@ def decode_rgb(
             data = f.read()
     except OSError as e:
         raise DecodeError(e.strerror or _reason(e)) from e
+    return decode_bytes(data, size, max_pixels=max_pixels, resize=resize,
+                        interpolation=interpolation)
+
+
+def decode_bytes(
+    data: bytes,
+    size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resize: str = "squash",
+    interpolation: str = "bilinear",
+) -> np.ndarray:
+    """:func:`decode_rgb` of a file's bytes already in memory (an upload): the same decoder,
+    the same pixel limit, the same one-line :class:`DecodeError`s."""
     try:
         with open_image(io.BytesIO(data), max_pixels) as img:
             if size is not None:

@@ -1,0 +1,280 @@
+"""The JSON API (with OpenAPI at /docs and /openapi.json); the pages call it too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from imgatlas.errors import ConfigError
+from imgatlas.serve._security import csrf_ok
+from imgatlas.serve._state import PER_PAGE, AppState, image_file
+
+router = APIRouter(prefix="/api")
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.imgatlas
+
+
+def parse_id(raw: str) -> int:
+    """Image and cluster ids arrive as text: anything but a plain non-negative number is a
+    404 (a path, ``..``, an encoded traversal), never a file-system lookup."""
+    if not raw.isdigit() or len(raw) > 12:
+        raise HTTPException(404, "no such image")
+    return int(raw)
+
+
+async def read_upload(request: Request, upload: UploadFile) -> bytes:
+    """At most the size cap (413 beyond); the content decides what it is, not its name."""
+    cap = state(request).settings.max_upload
+    data = await upload.read(cap + 1)
+    if len(data) > cap:
+        raise HTTPException(413, f"upload larger than {cap // 2**20} MB")
+    if not data:
+        raise HTTPException(415, "empty upload: not an image")
+    return data
+
+
+class Health(BaseModel):
+    status: str
+    images: int
+
+
+class Hit(BaseModel):
+    id: int
+    score: float
+    path: str | None
+    label: str | None
+    cluster: int | None = None
+    exact: bool = False
+
+
+class SearchResult(BaseModel):
+    results: list[Hit]
+    index: str | None = None
+    prediction: dict[str, Any] | None = None
+
+
+class LabelEdit(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+    label: str | None = Field(default=None, max_length=200)
+    source: str = Field(default="web", pattern=r"^(web|suggested)$")
+
+
+class ClusterName(BaseModel):
+    name: str = Field(max_length=200)
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request) -> dict[str, Any]:
+    with state(request).read() as ws:
+        return {"status": "ok", "images": ws.status_counts().get("ok", 0)}
+
+
+@router.post("/search", response_model=SearchResult)
+async def search(request: Request, image: UploadFile = File(...),  # noqa: B008
+                 k: int = Form(10, ge=1, le=200)) -> dict[str, Any]:
+    """Images most like an uploaded one; with a model loaded, its prediction too."""
+    st = state(request)
+    data = await read_upload(request, image)
+    pixels = st.decode_upload(data)
+    out = {"results": st.photo_search(pixels, k, data), "index": st.index()[2]}
+    if st.model() is not None:
+        out["prediction"] = st.classify(data)
+    return out
+
+
+@router.post("/search/sketch", response_model=SearchResult)
+async def search_sketch(request: Request, image: UploadFile = File(...),  # noqa: B008
+                        k: int = Form(10, ge=1, le=200)) -> dict[str, Any]:
+    """Photos of what a drawing shows (a PNG; transparent pixels are background)."""
+    st = state(request)
+    data = await read_upload(request, image)
+    hits, how = st.sketch_search(data, k)
+    return {"results": hits, "index": how}
+
+
+@router.post("/classify")
+async def classify(request: Request, image: UploadFile = File(...)  # noqa: B008
+                   ) -> dict[str, Any]:
+    """The loaded model's prediction: the ``imgatlas predict`` JSON."""
+    st = state(request)
+    if st.model() is None:
+        raise HTTPException(404, "no model loaded: start the app with --model DIR")
+    data = await read_upload(request, image)
+    return st.classify(data)
+
+
+@router.get("/clusters")
+def clusters(request: Request) -> dict[str, Any]:
+    st = state(request)
+    with st.read() as ws:
+        run = st.run_id(ws)
+        if run is None:
+            return {"run": None, "clusters": []}
+        sizes = ws.cluster_sizes(run)
+        names = ws.cluster_names(run)
+    return {"run": run, "clusters": [{"id": c, "size": n, "name": names.get(c)}
+                                     for c, n in sizes.items()]}
+
+
+@router.get("/clusters/{cluster}")
+def cluster_members(request: Request, cluster: str, page: int = 1) -> dict[str, Any]:
+    st = state(request)
+    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    if c is None:
+        raise HTTPException(404, "no such cluster")
+    from imgatlas.serve._pages import members_page
+
+    with st.read() as ws:
+        run = st.run_id(ws)
+        if run is None or c not in ws.cluster_sizes(run):
+            raise HTTPException(404, "no such cluster")
+        return members_page(ws, run, c, max(1, page), PER_PAGE)
+
+
+@router.post("/clusters/{cluster}/name")
+def name_cluster(request: Request, cluster: str, body: ClusterName) -> dict[str, Any]:
+    st = state(request)
+    _check_edit(request)
+    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    with st.write("rename cluster") as ws:
+        run = st.run_id(ws)
+        if run is None or c is None or c not in ws.cluster_sizes(run):
+            raise HTTPException(404, "no such cluster")
+        ws.name_cluster(run, c, body.name.strip())
+    return {"run": run, "cluster": c, "name": body.name.strip() or None}
+
+
+@router.get("/images/{image_id}")
+def image(request: Request, image_id: str) -> dict[str, Any]:
+    st = state(request)
+    i = parse_id(image_id)
+    with st.read() as ws:
+        row = ws.image(i)
+        if row is None:
+            raise HTTPException(404, "no such image")
+        run = st.run_id(ws)
+        user = ws.user_labels().get(i)
+        cluster = ws.image_clusters(i).get(run) if run is not None else None
+    return {"id": row.id, "path": row.display, "status": row.status, "reason": row.reason,
+            "width": row.width, "height": row.height, "format": row.format,
+            "size": row.size, "sha256": row.sha256, "folder_label": row.label,
+            "label": user if user is not None else row.label, "cluster": cluster}
+
+
+@router.get("/images/{image_id}/neighbours")
+def neighbours(request: Request, image_id: str, k: int = 12) -> dict[str, Any]:
+    return {"results": state(request).neighbours(parse_id(image_id), max(1, min(k, 100)))}
+
+
+@router.get("/images/{image_id}/thumbnail")
+def thumbnail(request: Request, image_id: str) -> FileResponse:
+    from imgatlas.report._thumbs import make_thumbnail, thumb_dir, thumb_name
+
+    st = state(request)
+    with st.read() as ws:
+        row = ws.image(parse_id(image_id))
+        folder = thumb_dir(ws)
+    src = image_file(row) if row is not None else None
+    if src is None:
+        raise HTTPException(404, "no such image")
+    out = folder / thumb_name(row)
+    if not out.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        if not make_thumbnail(src, out):
+            raise HTTPException(404, "this image cannot be read")
+    return FileResponse(out, media_type="image/jpeg",
+                        headers={"cache-control": "private, max-age=86400"})
+
+
+@router.get("/images/{image_id}/file")
+def original(request: Request, image_id: str) -> FileResponse:
+    st = state(request)
+    with st.read() as ws:
+        row = ws.image(parse_id(image_id))
+    src = image_file(row) if row is not None and row.status == "ok" else None
+    if src is None:
+        raise HTTPException(404, "no such image")
+    media = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp",
+             "GIF": "image/gif", "BMP": "image/bmp", "TIFF": "image/tiff"}
+    return FileResponse(src, media_type=media.get(row.format or "", "application/octet-stream"),
+                        headers={"content-disposition": "inline"})
+
+
+@router.get("/map")
+def map_points(request: Request) -> dict[str, Any]:
+    """The 2-D map of the run (the report's layout, cached per run): PCA unless a UMAP
+    layout is already cached (computing UMAP takes a minute; the report makes it)."""
+    from imgatlas.report._layout import clustering_space, map_coordinates
+
+    st = state(request)
+    with st.read() as ws:
+        run_id = st.run_id(ws)
+        if run_id is None:
+            raise HTTPException(404, "no clustering run: run 'imgatlas cluster' first")
+        run = ws.get_run(run_id, "cluster")
+        ids, clusters, labels, _ = ws.assignments(run_id)
+        X, _ = clustering_space(ws, run, ids, reduce=False)
+        method = "umap" if (ws.path / "maps" / f"run-{run_id}-umap.npy").exists() else "pca"
+        xy, used = map_coordinates(ws, run, X, method)
+        info = ws.display_and_label()
+    return {"run": run_id, "method": used, "x": xy[:, 0].round(4).tolist(),
+            "y": xy[:, 1].round(4).tolist(), "id": ids.tolist(),
+            "cluster": clusters.tolist(), "name": [info[int(i)][0] for i in ids]}
+
+
+@router.post("/labels")
+def set_labels(request: Request, body: LabelEdit) -> dict[str, Any]:
+    """Label images (``label: null`` removes it): the labels ``train --labels user``
+    reads."""
+    st = state(request)
+    _check_edit(request)
+    with st.write("labels") as ws:
+        known = {r.id for r in ws.images()}
+        bad = sorted(set(body.ids) - known)
+        if bad:
+            raise HTTPException(404, f"no usable image with id {bad[0]}")
+        label = body.label.strip() if body.label else None
+        n = ws.set_user_labels(((i, label) for i in body.ids), body.source)
+    return {"labelled": n, "label": label}
+
+
+@router.get("/suggestions")
+def suggestions(request: Request, n: int = 12) -> dict[str, Any]:
+    from imgatlas.classify._label_stage import suggest_workspace
+
+    st = state(request)
+    with st.read() as ws:
+        try:
+            picks = suggest_workspace(ws, n=max(1, min(n, 100)))
+        except ConfigError as e:
+            raise HTTPException(409, str(e)) from None
+        guess = _suggested_labels(st, ws, [p["id"] for p in picks])
+    for p, g in zip(picks, guess, strict=True):
+        p["suggested_label"] = g
+    return {"results": picks}
+
+
+def _suggested_labels(st: AppState, ws: Any, ids: list[int]) -> list[str | None]:
+    """A label to accept for each suggestion: the loaded model's, if any."""
+    m = st.model()
+    if m is None or m.kind != "head" or not ids:
+        return [None] * len(ids)
+    import numpy as np
+
+    have, X = ws.pick_store().read(np.array(ids))
+    preds = m.predict_features(m.logits_from_features(X), X, [str(i) for i in have])
+    by_id = {int(i): p["label"] for i, p in zip(have, preds, strict=True)}
+    return [by_id.get(i) for i in ids]
+
+
+def _check_edit(request: Request) -> None:
+    st = state(request)
+    if not st.settings.allow_edits:
+        raise HTTPException(403, "edits are off: start the app with --allow-edits")
+    if not csrf_ok(st.settings, request):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")

@@ -1,0 +1,130 @@
+"""Server-rendered pages (Jinja2, autoescaped); their scripts are static files (the CSP
+allows no inline script) that call the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from imgatlas import __version__
+from imgatlas.serve._api import state
+from imgatlas.serve._security import csrf_token
+from imgatlas.serve._state import PER_PAGE
+from imgatlas.store import Workspace
+
+router = APIRouter()
+CARD_THUMBS = 8
+
+
+def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    st = state(request)
+    env = request.app.state.templates
+    html = env.get_template(template).render(
+        version=__version__, csrf=csrf_token(st.settings), edits=st.settings.allow_edits,
+        has_model=st.settings.model is not None, **ctx)
+    return HTMLResponse(html)
+
+
+def members_page(ws: Workspace, run: int, cluster: int, page: int, per_page: int
+                 ) -> dict[str, Any]:
+    """One page of a cluster's members, centre outwards, with the cluster's label shares."""
+    ids, clusters, labels, _ = ws.assignments(run)
+    rows = np.flatnonzero(clusters == cluster)
+    dist = ws.centre_distances(run)
+    order = rows[np.argsort([dist.get(int(ids[r]), np.inf) for r in rows], kind="stable")]
+    user = ws.user_labels()
+    names = ws.display_and_label()
+    shares: dict[str, int] = {}
+    for r in rows:
+        lab = user.get(int(ids[r]), labels[r])
+        if lab is not None:
+            shares[lab] = shares.get(lab, 0) + 1
+    n_pages = max(1, -(-len(order) // per_page))
+    chunk = order[(page - 1) * per_page: page * per_page]
+    return {"cluster": cluster, "size": int(len(rows)), "page": page, "pages": n_pages,
+            "name": ws.cluster_names(run).get(cluster),
+            "members": [{"id": int(ids[r]), "path": names[int(ids[r])][0],
+                         "label": user.get(int(ids[r]), labels[r])} for r in chunk],
+            "label_shares": sorted(((k, v) for k, v in shares.items()),
+                                   key=lambda kv: -kv[1])}
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request) -> HTMLResponse:
+    st = state(request)
+    with st.read() as ws:
+        counts = ws.status_counts()
+        run = st.run_id(ws)
+        cards = []
+        if run is not None:
+            names = ws.cluster_names(run)
+            for c, n in ws.cluster_sizes(run).items():
+                top = members_page(ws, run, c, 1, CARD_THUMBS)
+                cards.append({"id": c, "size": n, "name": names.get(c),
+                              "thumbs": top["members"], "shares": top["label_shares"][:3]})
+        runs = [{"id": r["id"], "kind": r["kind"], "status": r["status"],
+                 "error": r["error"]} for r in ws.runs()][-15:]
+        skipped = ws.unusable_images(limit=200)
+    return render(request, "overview.html.j2", title="imgatlas", counts=counts,
+                  usable=counts.get("ok", 0), run=run, clusters=cards, runs=runs[::-1],
+                  skipped=skipped, index=st.index()[2])
+
+
+@router.get("/clusters/{cluster}", response_class=HTMLResponse)
+def cluster_page(request: Request, cluster: str, page: int = 1) -> HTMLResponse:
+    st = state(request)
+    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    with st.read() as ws:
+        run = st.run_id(ws)
+        if run is None or c is None or c not in ws.cluster_sizes(run):
+            raise HTTPException(404, "no such cluster")
+        data = members_page(ws, run, c, max(1, page), PER_PAGE)
+    return render(request, "cluster.html.j2", title=f"cluster {c}", run=run, **data)
+
+
+@router.get("/images/{image_id}", response_class=HTMLResponse)
+def image_page(request: Request, image_id: str) -> HTMLResponse:
+    from imgatlas.serve._api import image as image_json
+
+    st = state(request)
+    meta = image_json(request, image_id)
+    prediction = None
+    m = st.model()
+    if m is not None and meta["status"] == "ok":
+        with st.read() as ws:
+            if m.kind == "head":
+                have, X = ws.pick_store().read(np.array([meta["id"]]))
+                if len(have):
+                    prediction = m.predict_features(m.logits_from_features(X), X,
+                                                    [meta["path"]])[0]
+            else:
+                row = ws.image(meta["id"])
+                from imgatlas.classify._predict import predict_files
+                from imgatlas.serve._state import image_file
+
+                src = image_file(row) if row else None
+                if src:
+                    prediction = predict_files(m, [src])[0]
+    hits = st.neighbours(meta["id"]) if meta["status"] == "ok" else []
+    return render(request, "image.html.j2", title=f"image {meta['id']}", image=meta,
+                  prediction=prediction, neighbours=hits)
+
+
+@router.get("/map", response_class=HTMLResponse)
+def map_page(request: Request) -> HTMLResponse:
+    return render(request, "map.html.j2", title="map")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page(request: Request) -> HTMLResponse:
+    return render(request, "search.html.j2", title="search")
+
+
+@router.get("/label", response_class=HTMLResponse)
+def label_page(request: Request) -> HTMLResponse:
+    if not state(request).settings.allow_edits:
+        raise HTTPException(403, "edits are off: start the app with --allow-edits")
+    return render(request, "label.html.j2", title="label")
