@@ -78,3 +78,32 @@ def image_dir(tmp_path: Path) -> Path:
         for j in range(4):
             write_image(root / cls / f"{cls}_{j}.png", 40 + j, 32, seed=10 * k + j)
     return root
+
+
+# -- the web app's workspace ------------------------------------------------------------------
+SERVE_EVIL = '<img src=x onerror=alert(1)>'
+SERVE_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40),
+                 'blue"><svg onload=alert(2)>': (30, 40, 220)}
+
+
+@pytest.fixture(scope="session")
+def served_ws(tmp_path_factory, cache_dir):
+    """Colour groups (one with markup in its name, one file with a non-UTF-8 name, one
+    broken file), embedded with the tiny test backbone, clustered, a head model trained."""
+    import shutil
+
+    from imgatlas import api
+
+    pytest.importorskip("fastapi")
+    root = colour_groups(tmp_path_factory.mktemp("serve") / "img", SERVE_COLOURS, 12,
+                         shape=(40, 48), ext="jpg", quality=90)
+    shutil.copy(root / "red" / "0.jpg", root / "red" / f"{SERVE_EVIL}.jpg")
+    shutil.copy(root / "red" / "1.jpg", os.path.join(os.fsencode(root / "red"),
+                                                     b"caf\xe9.jpg"))
+    (root / "green" / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    ws = root.parent / "ws"
+    api.scan(root, ws, labels_from_folders=True)
+    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
+    api.cluster(ws, k=3)
+    api.train(ws, name="m", cache_dir=cache_dir)
+    return ws, root

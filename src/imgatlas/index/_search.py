@@ -88,7 +88,8 @@ def results(ws: Workspace, ci: CodeIndex, ids: np.ndarray, Q: np.ndarray, k: int
     extra = max((len(e) for e in exact), default=0)
     scores, rows = ci.search(Q, k + extra, prepared=prepared)
     best = 1.0 if ci.metric_is_similarity else 0.0
-    info = ws.display_and_label()
+    found = {int(ids[r]) for row in rows for r in row if r >= 0}
+    info = ws.display_and_label(found | {i for e in exact for i in e})
 
     def hit(image_id: int, score: float, is_exact: bool) -> dict[str, Any]:
         path, label = info.get(image_id, (None, None))

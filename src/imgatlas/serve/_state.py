@@ -42,6 +42,7 @@ class AppState:
         self.settings = settings
         self.cache_dir = cache_dir_or_default(settings.cache_dir)
         self._lock = threading.Lock()
+        self._infer = threading.BoundedSemaphore(max(1, len(os.sched_getaffinity(0))))
         self._embedder: Any = None
         self._index: Any = None
         self._model: Any = None
@@ -80,7 +81,10 @@ class AppState:
 
                 with self.read() as ws:
                     store = ws.pick_store()
-                self._embedder = Embedder(store_backbone(store, self.cache_dir), batch_size=16)
+                # one ONNX Runtime thread per request and at most one request per core in
+                # the model: concurrent requests scale instead of fighting for the cores
+                self._embedder = Embedder(store_backbone(store, self.cache_dir), batch_size=16,
+                                          threads=1)
                 self._embedder.session  # noqa: B018 - load the model now, not on a request
             return self._embedder
 
@@ -132,7 +136,8 @@ class AppState:
 
         from imgatlas.index._search import results
 
-        X = self.embedder().features(pixels[None])
+        with self._infer:
+            X = self.embedder().features(pixels[None])
         ci, ids, _ = self.index()
         with self.read() as ws:
             exact = []
@@ -190,10 +195,11 @@ class AppState:
         """Each hit's cluster in the app's run, and its label (a person's, else the
         folder's)."""
         run = self.run_id(ws)
-        user = ws.user_labels()
+        ids = [h["id"] for h in hits]
+        user = ws.user_labels(ids)
+        clusters = ws.clusters_of(run, ids) if run is not None else {}
         for h in hits:
-            clusters = ws.image_clusters(h["id"])
-            h["cluster"] = clusters.get(run) if run is not None else None
+            h["cluster"] = clusters.get(h["id"])
             h["label"] = user.get(h["id"], h.get("label"))
 
 

@@ -57,6 +57,13 @@ class ClustersMixin:
             "SELECT cluster, count(*) FROM assignments WHERE run_id=? GROUP BY cluster "
             "ORDER BY cluster", (run_id,)))
 
+    def clusters_of(self: Workspace, run_id: int, image_ids: list[int]) -> dict[int, int]:
+        """``{image id: cluster}`` in run ``run_id`` for ``image_ids``."""
+        q = ",".join("?" * len(image_ids))
+        return dict(self._con.execute(
+            f"SELECT image_id, cluster FROM assignments WHERE run_id=? AND image_id IN ({q})",  # noqa: S608
+            (run_id, *image_ids))) if image_ids else {}
+
     def image_clusters(self: Workspace, image_id: int) -> dict[int, int]:
         """``{run id: cluster}`` for every run that placed ``image_id``."""
         return dict(self._con.execute(

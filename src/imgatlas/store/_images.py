@@ -84,10 +84,20 @@ class ImagesMixin:
             "SELECT count(DISTINCT label) FROM images WHERE status='ok' AND label IS NOT NULL"
         ).fetchone()[0])
 
-    def display_and_label(self: Workspace) -> dict[int, tuple[str, str | None]]:
-        """``{id: (printable path, folder label)}`` for every image."""
-        return {r[0]: (r[1], r[2])
-                for r in self._con.execute("SELECT id, display, label FROM images")}
+    def display_and_label(self: Workspace, ids: Iterable[int] | None = None
+                          ) -> dict[int, tuple[str, str | None]]:
+        """``{id: (printable path, folder label)}`` for every image, or for ``ids``."""
+        if ids is None:
+            return {r[0]: (r[1], r[2])
+                    for r in self._con.execute("SELECT id, display, label FROM images")}
+        wanted = [int(i) for i in ids]
+        out: dict[int, tuple[str, str | None]] = {}
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            chunk = wanted[start:start + 500]
+            q = ",".join("?" * len(chunk))
+            out.update({r[0]: (r[1], r[2]) for r in self._con.execute(
+                f"SELECT id, display, label FROM images WHERE id IN ({q})", chunk)})  # noqa: S608
+        return out
 
     def ids_with_sha256(self: Workspace, digest: str) -> list[int]:
         """Usable images whose content hash is ``digest`` (exact copies), in id order."""
@@ -175,8 +185,13 @@ class ImagesMixin:
                                      if lab is not None])
         return len(rows)
 
-    def user_labels(self: Workspace) -> dict[int, str]:
-        """``{image id: label}`` given by a person, for usable images."""
+    def user_labels(self: Workspace, ids: list[int] | None = None) -> dict[int, str]:
+        """``{image id: label}`` given by a person, for usable images (or ``ids``)."""
+        if ids is not None:
+            q = ",".join("?" * len(ids))
+            return dict(self._con.execute(
+                f"SELECT image_id, label FROM user_labels WHERE image_id IN ({q})",  # noqa: S608
+                [int(i) for i in ids])) if ids else {}
         return dict(self._con.execute(
             "SELECT u.image_id, u.label FROM user_labels u JOIN images i ON i.id=u.image_id "
             "WHERE i.status='ok' ORDER BY u.image_id"))
