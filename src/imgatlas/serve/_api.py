@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from imgatlas.errors import ConfigError
 from imgatlas.serve._security import csrf_ok
@@ -80,11 +81,15 @@ async def search(request: Request, image: UploadFile = File(...),  # noqa: B008
     """Images most like an uploaded one; with a model loaded, its prediction too."""
     st = state(request)
     data = await read_upload(request, image)
-    pixels = st.decode_upload(data)
-    out = {"results": st.photo_search(pixels, k, data), "index": st.index()[2]}
-    if st.model() is not None:
-        out["prediction"] = st.classify(data)
-    return out
+
+    def work() -> dict[str, Any]:  # off the event loop: decode and model release the GIL
+        out = {"results": st.photo_search(st.decode_upload(data), k, data),
+               "index": st.index()[2]}
+        if st.model() is not None:
+            out["prediction"] = st.classify(data)
+        return out
+
+    return await run_in_threadpool(work)
 
 
 @router.post("/search/sketch", response_model=SearchResult)
@@ -93,7 +98,7 @@ async def search_sketch(request: Request, image: UploadFile = File(...),  # noqa
     """Photos of what a drawing shows (a PNG; transparent pixels are background)."""
     st = state(request)
     data = await read_upload(request, image)
-    hits, how = st.sketch_search(data, k)
+    hits, how = await run_in_threadpool(st.sketch_search, data, k)
     return {"results": hits, "index": how}
 
 
@@ -105,7 +110,7 @@ async def classify(request: Request, image: UploadFile = File(...)  # noqa: B008
     if st.model() is None:
         raise HTTPException(404, "no model loaded: start the app with --model DIR")
     data = await read_upload(request, image)
-    return st.classify(data)
+    return await run_in_threadpool(st.classify, data)
 
 
 @router.get("/clusters")
