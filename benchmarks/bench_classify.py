@@ -35,15 +35,20 @@ from imgatlas import api
 WORK = ROOT / "benchmarks" / "_work"
 JSONL = WORK / "classify-results.jsonl"
 # finetune variants compared with --variants (chosen on validation accuracy, never test)
-VARIANTS = {"2 blocks, 4 views (default)": {}, "4 blocks, 4 views": {"tune_blocks": 4},
-            "2 blocks, 8 views": {"views": 8}}
+VARIANTS = {"2 blocks, 4 views": {"tune_blocks": 2}, "4 blocks, 4 views (default)": {},
+            "2 blocks, 8 views": {"tune_blocks": 2, "views": 8}}
+# modes beyond the three of `--mode`: a head on two backbones' features side by side
+EXTRA_MODES = {"head lite0+lite2": {"mode": "head",
+                                    "features": "efficientnet_lite0,efficientnet_lite2"}}
 
 
-def prepare(name: str) -> Path:
+def prepare(name: str, lite2: bool = False) -> Path:
     ws = WORK / f"classify-{name}"
     if not (ws / "catalog.sqlite").exists():
         api.scan(SHARED / name, ws, labels_from_folders=True)
-    api.embed(ws, cache_dir=WORK / "cache")
+    if lite2:
+        api.embed(ws, backbone="efficientnet_lite2", cache_dir=WORK / "cache")
+    api.embed(ws, cache_dir=WORK / "cache")  # last: the default store stays the latest
     return ws
 
 
@@ -91,27 +96,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="clothing,rooms")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--modes", default="head,finetune,cnn-small")
+    ap.add_argument("--modes", default="head,head lite0+lite2,finetune,cnn-small")
     ap.add_argument("--variants", action="store_true",
                     help="also compare finetune variants (validation picks)")
     ap.add_argument("--skip-labels", action="store_true")
     ap.add_argument("--render", action="store_true",
                     help="only rebuild the tables from classify-results.jsonl")
+    ap.add_argument("--append", action="store_true",
+                    help="add to classify-results.jsonl instead of starting it again")
     args = ap.parse_args()
     sets = [s for s in args.sets.split(",") if (SHARED / s).exists()]
     modes = args.modes.split(",")
     if not args.render:
-        JSONL.unlink(missing_ok=True)
+        if not args.append:
+            JSONL.unlink(missing_ok=True)
         for name in sets:
-            ws = prepare(name)
+            ws = prepare(name, lite2=any(m in EXTRA_MODES for m in modes))
             for seed in range(args.seeds):
                 for mode in modes:
                     configs = VARIANTS if mode == "finetune" and args.variants else {mode: {}}
                     for label, extra in configs.items():
                         key = f"finetune: {label}" if mode == "finetune" and args.variants \
                             else mode
-                        res = timed_train(ws, mode=mode, name=f"bench-{mode}-{seed}",
-                                          seed=seed, **extra)
+                        kw = {"mode": mode, **extra, **EXTRA_MODES.get(mode, {})}
+                        res = timed_train(ws, name=f"bench-{kw['mode']}-{seed}", seed=seed,
+                                          **kw)
                         row = {"set": name, "seed": seed, "key": key,
                                "metrics": res["metrics"], "heads": res["heads"],
                                "wall": res["wall"], "cpu": res["cpu"]}

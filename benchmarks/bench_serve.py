@@ -7,9 +7,9 @@ clustered, indexed with the default code. The server: `imgatlas serve` in its ow
 
 Load model (stated, since a latency figure means nothing without it): C concurrent clients,
 each starting at a random moment in the first 2T seconds, uploading one photo, waiting for
-the answer, then pausing a random think time (exponential, mean T seconds), for D seconds. Then the same clients with no pause
-(saturation: what one server can take). Also the time of a page of the largest cluster,
-first and last page.
+the answer, then pausing a random think time (exponential, mean T seconds), for D seconds.
+Then the same clients with no pause (saturation: what one server can take). Also the time
+of a page of the largest cluster, first and last page.
 
     python benchmarks/bench_serve.py [--clients 50] [--think 1.0] [--seconds 60]
 

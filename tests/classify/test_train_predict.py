@@ -209,3 +209,19 @@ api.train({str(ws)!r}, name="m", cache_dir={str(cache_dir)!r})
     statuses = [r["status"] for r in api.runs(ws, "train")]
     assert statuses == ["interrupted", "done"]
     assert not [p for p in (ws / "models").iterdir() if p.name.startswith(".")]
+
+
+def test_a_head_on_two_backbones_side_by_side(ws, tmp_path, cache_dir):
+    api.embed(ws, backbone="raw_pixels_32", cache_dir=cache_dir)
+    res = api.train(ws, name="two", features="test_tiny,raw_pixels_32", cache_dir=cache_dir)
+    meta = json.loads((ws / "models" / "two" / "model.json").read_text())
+    assert [b["name"] for b in meta["backbones"]] == ["test_tiny", "raw_pixels_32"]
+    assert res["metrics"]["accuracy"] > 0.9
+    red = _one_image(tmp_path / "red.png", (220, 30, 30))
+    (pred,) = api.predict(ws / "models" / "two", [red], cache_dir=cache_dir,
+                          min_similarity=-1)
+    assert pred["label"] == "red"
+    ev = api.evaluate_model(ws / "models" / "two", ws, cache_dir=cache_dir)
+    assert ev["accuracy"] == pytest.approx(res["metrics"]["accuracy"])  # the same decode
+    with pytest.raises(ConfigError, match="trains on one backbone"):
+        api.train(ws, mode="finetune", features="test_tiny,raw_pixels_32")

@@ -140,7 +140,14 @@ class Model:
             from imgatlas.embed import Embedder
 
             if self.kind == "head":
-                bb = _recorded_backbone(self.meta["backbone"], self._cache_dir)
+                records = self.meta.get("backbones") or [self.meta["backbone"]]
+                bbs = [_recorded_backbone(r, self._cache_dir) for r in records]
+                if len(bbs) > 1:
+                    from imgatlas.embed import MultiEmbedder
+
+                    self._embedder = MultiEmbedder(bbs)
+                    return self._embedder
+                bb = bbs[0]
             else:
                 from imgatlas.backbones.onnx_file import onnx_file
 

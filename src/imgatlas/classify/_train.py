@@ -56,19 +56,24 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                           f"Got {name!r} instead.")
     if folds is not None and folds < 2:
         raise ConfigError(f"--folds must be at least 2. Got {folds} instead.")
-    store = ws.pick_store(features)
+    stores = [ws.pick_store(f.strip()) for f in features.split(",")] if features else \
+        [ws.pick_store()]
+    if mode != "head" and len(stores) > 1:
+        raise ConfigError(f"--mode {mode} trains on one backbone; give one --features.")
+    store = stores[0]
     lab = resolve_labels(ws, labels)
-    have, X = store.read(np.asarray(lab.ids))
+    have, X = read_features(stores, np.asarray(lab.ids))
     lab = _restrict(lab, have)
     y = np.asarray(lab.labels)
     order = np.argsort(np.asarray(lab.ids))  # id order, as the store returned X
     ids = np.asarray(lab.ids)[order]
     y = y[order]
     classes = sorted(set(y.tolist()))
+    keys = ",".join(s.key for s in stores)
     params = {"labels": lab.source, "mode": mode, "name": name, "folds": folds,
-              "features": store.key, "epochs": epochs, "n_labelled": int(len(ids)),
+              "features": keys, "epochs": epochs, "n_labelled": int(len(ids)),
               "tune_blocks": tune_blocks, "views": views}
-    with ws.recording("train", params, seed=seed, inputs=fingerprint(ids, store.key)) as run:
+    with ws.recording("train", params, seed=seed, inputs=fingerprint(ids, keys)) as run:
         t0 = time.perf_counter()
         name = name or f"{mode}-r{run.id}"
         splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
@@ -78,7 +83,8 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
         meta: dict[str, Any] = {
             "name": name, "kind": "head", "mode": mode, "head": chosen, "classes": classes,
             "version": __version__, "labels": lab.source, "label_notes": lab.notes,
-            "backbone": _backbone_record(store), "store": store.key, "seed": seed,
+            "backbone": _backbone_record(store), "store": keys, "seed": seed,
+            "backbones": [_backbone_record(s) for s in stores],
             "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
                          "validation" if folds else
                          "stratified 70 % train / 30 % test, 20 % of train for validation"),
@@ -157,9 +163,25 @@ def keep_finetune(finetune_val: float, head_val: float) -> bool:
     return finetune_val > head_val
 
 
+def read_features(stores: list[Any], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, X)`` of the images every store holds; several stores' L2-normalised vectors
+    side by side (a head on two backbones at once)."""
+    have, X = stores[0].read(ids)
+    if len(stores) == 1:
+        return have, X
+    parts = [normalize(X)]
+    for s in stores[1:]:
+        h2, X2 = s.read(have)
+        keep = np.isin(have, h2)
+        have, parts = have[keep], [p[keep] for p in parts] + [normalize(X2)]
+    return have, np.hstack(parts).astype(np.float32)
+
+
 def _restrict(lab: Labels, have: np.ndarray) -> Labels:
     keep = set(have.tolist())
-    pairs = [(i, label) for i, label in zip(lab.ids, lab.labels, strict=True) if i in keep]
+    # one label per image (a CSV may name an image twice: the last line wins)
+    last = dict(zip(lab.ids, lab.labels, strict=True))
+    pairs = [(i, label) for i, label in last.items() if i in keep]
     missing = len(lab.ids) - len(pairs)
     notes = list(lab.notes)
     if missing:

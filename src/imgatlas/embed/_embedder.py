@@ -60,6 +60,14 @@ class Embedder:
         """Features of an ``(n, H, W, 3)`` uint8 batch already at the input size."""
         return run_features(self.session, self.backbone.cfg, pixels)
 
+    def decode_bytes(self, data: bytes) -> np.ndarray:
+        """:meth:`decode` of a file's bytes (an upload)."""
+        from imgatlas.decode import decode_bytes
+
+        cfg = self.backbone.cfg
+        return decode_bytes(data, cfg.input_size, max_pixels=self.max_pixels,
+                            resize=cfg.resize, interpolation=cfg.interpolation)
+
     def iter_batches(
         self, items: Iterable[Item]
     ) -> Iterator[tuple[list[Hashable], np.ndarray, list[tuple[Hashable, str]]]]:
@@ -110,3 +118,37 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+class MultiEmbedder:
+    """Several backbones' features side by side, each L2-normalised: images are decoded once,
+    at twice the largest input size, and resized to each backbone's size from there."""
+
+    def __init__(self, backbones: list[Backbone], *, batch_size: int = 32, workers: int = 2,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.embedders = [Embedder(b, batch_size=batch_size, workers=workers,
+                                   max_pixels=max_pixels) for b in backbones]
+        side = 2 * max(max(b.cfg.input_size) for b in backbones)
+        self.size = (side, side)
+        self.batch_size, self.workers, self.max_pixels = batch_size, workers, max_pixels
+
+    def decode(self, path: str | bytes | os.PathLike[str]) -> np.ndarray:
+        return decode_rgb(path, self.size, max_pixels=self.max_pixels)
+
+    def decode_bytes(self, data: bytes) -> np.ndarray:
+        from imgatlas.decode import decode_bytes
+
+        return decode_bytes(data, self.size, max_pixels=self.max_pixels)
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        from sklearn.preprocessing import normalize
+
+        from imgatlas.decode._image import _INTERPOLATION, _resize
+
+        parts = []
+        for e in self.embedders:
+            cfg = e.backbone.cfg
+            small = np.stack([_resize(p, cfg.input_size, cfg.resize,
+                                      _INTERPOLATION[cfg.interpolation]) for p in pixels])
+            parts.append(normalize(e.features(small)))
+        return np.hstack(parts).astype(np.float32)

@@ -186,8 +186,7 @@ class AppState:
         if m is None:
             return None
         emb = m.embedder()
-        pixels = decode_bytes(pixels_or_data, emb.backbone.cfg.input_size,
-                              max_pixels=self.settings.max_pixels)[None]
+        pixels = emb.decode_bytes(pixels_or_data)[None]
         logits, feats = m.logits_and_features(pixels)
         return m.predict_features(logits, feats, ["upload"])[0]
 
