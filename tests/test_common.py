@@ -18,6 +18,7 @@ from imgatlas.cluster import (
     KMeansClusterer,
     KMedoidsClusterer,
     SCANClusterer,
+    TURTLEClusterer,
 )
 from imgatlas.reduce import KNNSmoother, L2Normalizer, PCAReducer, UMAPReducer
 
@@ -45,6 +46,7 @@ def _expected(est):
 ESTIMATORS = [
     KMeansClusterer(3, n_init=2), GMMClusterer(3), DBSCANClusterer(), HDBSCANClusterer(),
     Agglomerative(3), SCANClusterer(3, epochs=2, n_heads=2, min_steps=0),
+    TURTLEClusterer(3, n_iter=5),
     L2Normalizer(), PCAReducer(2), KNNSmoother(3), UMAPReducer(2),
     LogisticHead(), MLPHead(),
 ]
@@ -56,8 +58,9 @@ except ImportError:  # the GPL extra is optional; its estimator is checked where
     pass
 try:
     import torch  # noqa: F401
-except ImportError:  # SCAN fits with PyTorch (the 'train' extra)
-    ESTIMATORS = [e for e in ESTIMATORS if not isinstance(e, SCANClusterer)]
+except ImportError:  # SCAN and TURTLE fit with PyTorch (the 'train' extra)
+    ESTIMATORS = [e for e in ESTIMATORS
+                  if not isinstance(e, SCANClusterer | TURTLEClusterer)]
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)
@@ -71,6 +74,6 @@ def test_every_registered_clusterer_is_checked():
     checked = {type(e).__name__ for e in ESTIMATORS}
     built = {type(CLUSTERERS[m].factory(3 if CLUSTERERS[m].takes_k else None, 0)).__name__
              for m in CLUSTERERS.names()}
-    missing = built - checked - {"KMedoidsClusterer", "SCANClusterer"}
+    missing = built - checked - {"KMedoidsClusterer", "SCANClusterer", "TURTLEClusterer"}
     assert not missing, missing
     pytest.importorskip("kmedoids")

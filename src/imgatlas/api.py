@@ -103,16 +103,18 @@ def export_features(workspace: PathLike, out: PathLike, *, features: str | None 
 # -- clustering ----------------------------------------------------------------------------
 def cluster(workspace: PathLike, *, features: str | None = None,
             reduce: str = defaults.REDUCE, method: str = defaults.METHOD,
-            k: int | str | None = defaults.K, k_range: tuple[int, int] = defaults.K_RANGE,
+            k: int | str | None = defaults.K, k_range: tuple[int, int] | None = None,
             options: dict[str, Any] | None = None, seed: int = defaults.SEED,
             within: Selection | tuple[int, int] | None = None,
             exclude: list[Selection] | None = None, reuse: bool = False,
             wait: float = 0.0) -> dict[str, Any]:
     """Cluster the workspace's features and record the run (see ``imgatlas cluster``).
 
-    ``within=(run, [c1, c2])`` re-clusters the members of those clusters of an earlier run;
-    ``exclude=[(run, [c])]`` leaves clusters out. ``reuse=True`` returns an identical earlier
-    run (same parameters, same images) instead of clustering again.
+    ``k_range`` bounds the sweep of ``k="auto"`` (default: 2..30, growing as sqrt(n)/2 on
+    larger collections). ``within=(run, [c1, c2])`` re-clusters the members of those
+    clusters of an earlier run; ``exclude=[(run, [c])]`` leaves clusters out.
+    ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
+    of clustering again.
     """
     from imgatlas.cluster._stage import cluster_workspace
 
@@ -426,7 +428,7 @@ def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None 
 
 def run(directory: PathLike, workspace: PathLike | None = None, *,
         labels_from_folders: bool = False, backbone: str = defaults.BACKBONE,
-        k: int | str | None = defaults.K, k_range: tuple[int, int] = defaults.K_RANGE,
+        k: int | str | None = defaults.K, k_range: tuple[int, int] | None = None,
         seed: int = defaults.SEED,
         report_dir: PathLike | None = None, make_report: bool = True,
         cache_dir: PathLike | None = None, progress: bool = False) -> dict[str, Any]:

@@ -222,8 +222,8 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
               help="; ".join(f"{e.name}: {e.help}" for e in CLUSTERERS))
 @click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto' to choose it by the k sweep.")
-@click.option("--k-range", default="{}:{}".format(*defaults.K_RANGE), show_default=True,
-              help="LO:HI for --k auto.")
+@click.option("--k-range", default=None,
+              help="LO:HI for --k auto [2:30, growing as sqrt(n)/2 above 3,600 images].")
 @registry_options(CLUSTERERS)
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--within", default=None,
@@ -236,7 +236,8 @@ def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, 
     """Group the images: reduce, cluster, validate, and record the run."""
     options = registry_values(CLUSTERERS, method, method_options)
     res = api.cluster(workspace, features=features, reduce=reduce_, method=method,
-                      k=_k_option(k), k_range=_k_range(k_range), options=options, seed=seed,
+                      k=_k_option(k), k_range=_k_range(k_range) if k_range else None,
+                      options=options, seed=seed,
                       within=_run_clusters(within) if within else None,
                       exclude=[_run_clusters(e) for e in exclude], wait=wait)
     _emit(res, as_json, _print_cluster)
@@ -771,7 +772,8 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--backbone", default=defaults.BACKBONE, show_default=True)
 @click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto'.")
-@click.option("--k-range", default="{}:{}".format(*defaults.K_RANGE), show_default=True)
+@click.option("--k-range", default=None,
+              help="LO:HI for --k auto [2:30, growing as sqrt(n)/2 above 3,600 images].")
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")
@@ -785,7 +787,8 @@ def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, r
     Reuses whatever the workspace already holds: a second run only does new work.
     """
     res = api.run(directory, workspace, labels_from_folders=labels_from_folders,
-                  backbone=backbone, k=_k_option(k), k_range=_k_range(k_range), seed=seed,
+                  backbone=backbone, k=_k_option(k),
+                  k_range=_k_range(k_range) if k_range else None, seed=seed,
                   report_dir=report_dir, make_report=not no_report,
                   progress=_progress(progress))
 

@@ -12,6 +12,7 @@ from imgatlas.cluster._methods import (
 from imgatlas.cluster._registry import CLUSTERERS, build_method
 from imgatlas.cluster._scan_head import SCANClusterer
 from imgatlas.cluster._select import sweep_k
+from imgatlas.cluster._turtle import TURTLEClusterer
 
 __all__ = [
     "CLUSTERERS",
@@ -22,6 +23,7 @@ __all__ = [
     "KMeansClusterer",
     "KMedoidsClusterer",
     "SCANClusterer",
+    "TURTLEClusterer",
     "build_method",
     "knee_eps",
     "sweep_k",

@@ -92,6 +92,21 @@ def scan(k: int, seed: int, **options: Any) -> BaseEstimator:
     return SCANClusterer(k, random_state=seed, **options)
 
 
+@CLUSTERERS.register(
+    "turtle", takes_k=True, needs="train",
+    help="TURTLE's margin-seeking head: the labelling a linear classifier would reproduce "
+         "best (PyTorch), with a cluster-size prior from k-means (safe on imbalance)",
+    params=(Param("gamma", float, 10.0, "weight of the cluster-size prior"),
+            Param("prior", str, "kmeans", "target cluster sizes", ("kmeans", "uniform")),
+            Param("n_iter", int, 1500, "outer iterations"),
+            Param("learning_rate", float, 1e-3, "task encoder step size (Adam)"),
+            Param("inner_lr", float, 1e-3, "inner learner step size (Adam)")))
+def turtle(k: int, seed: int, **options: Any) -> BaseEstimator:
+    from imgatlas.cluster._turtle import TURTLEClusterer
+
+    return TURTLEClusterer(k, random_state=seed, **options)
+
+
 def build_method(method: str, k: int | None, options: dict[str, Any] | None = None,
                  seed: int = 0) -> BaseEstimator:
     """The estimator registered as ``method`` with ``k`` clusters and validated options."""

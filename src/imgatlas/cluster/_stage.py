@@ -46,7 +46,7 @@ def cluster_workspace(
     reduce: str = defaults.REDUCE,
     method: str = defaults.METHOD,
     k: int | str | None = defaults.K,
-    k_range: tuple[int, int] = defaults.K_RANGE,
+    k_range: tuple[int, int] | None = None,
     options: dict[str, Any] | None = None,
     seed: int = defaults.SEED,
     within: Selection | None = None,
@@ -73,7 +73,7 @@ def cluster_workspace(
     if len(ids) < 3:
         raise ConfigError(f"Only {len(ids)} images to cluster; need at least 3.")
     params = {"features": store.key, "reduce": reduce, "method": method, "k": k,
-              "k_range": list(k_range), "options": options,
+              "k_range": list(k_range) if k_range else None, "options": options,
               "within": [within[0], list(within[1])] if within else None,
               "exclude": [[r, list(c)] for r, c in exclude], "n_images": int(len(ids))}
     inputs = fingerprint(ids, store.key)
@@ -96,7 +96,7 @@ def cluster_workspace(
             sweep = None
             if k == "auto":
                 t = time.perf_counter()
-                lo, hi = k_range
+                lo, hi = k_range or defaults.k_range_for(len(ids))
                 sweep = sweep_k(Z, range(lo, min(hi, len(ids) - 1) + 1),
                                 method="gmm" if method == "gmm" else "kmeans",
                                 random_state=seed)
