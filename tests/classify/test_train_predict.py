@@ -166,13 +166,17 @@ def test_model_backbone_must_still_be_the_same(ws, tmp_path, cache_dir):
     api.train(ws, name="m", cache_dir=cache_dir)
     meta_path = ws / "models" / "m" / "model.json"
     meta = json.loads(meta_path.read_text())
-    meta["backbone"]["identity"] = "something-else"
+    # a single-backbone model records its backbone both ways; prediction reads the list
+    records = [meta["backbone"], *meta.get("backbones", [])]
+    for rec in records:
+        rec["identity"] = "something-else"
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="not the one the model was trained with"):
         api.predict(ws / "models" / "m", [_one_image(tmp_path / "r.png", (220, 30, 30))],
                     cache_dir=cache_dir)
-    meta["backbone"]["name"] = "no_such_backbone"
-    meta["backbone"]["weights"] = str(tmp_path / "gone.onnx")
+    for rec in records:
+        rec["name"] = "no_such_backbone"
+        rec["weights"] = str(tmp_path / "gone.onnx")
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match="not available"):
         api.predict(ws / "models" / "m", [tmp_path / "r.png"], cache_dir=cache_dir)
