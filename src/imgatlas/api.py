@@ -50,12 +50,21 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
           device: str = "auto", threads: int | None = None, workers: int = 2,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
-          progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
-    """Compute (or finish computing) features of every usable image in ``workspace``."""
+          precision: str = "fp32", progress: bool = False, wait: float = 0.0
+          ) -> dict[str, Any]:
+    """Compute (or finish computing) features of every usable image in ``workspace``.
+
+    ``precision="int8"`` runs a statically quantised copy of the backbone, calibrated on a
+    sample of this workspace's images (made once, kept in the workspace); its features go to
+    their own store.
+    """
+    from imgatlas.embed._int8 import with_precision
+
     with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
         bb = create_backbone(backbone, cache_dir=cache_dir_or_default(cache_dir))
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
+        bb = with_precision(ws, bb, precision)
         return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,
                                workers=workers, l2_normalize=l2_normalize, dtype=dtype,
                                progress=progress, max_pixels=max_pixels)

@@ -125,6 +125,10 @@ def _print_scan(r: dict[str, Any]) -> None:
 @click.option("--l2-normalize", is_flag=True, help="Store unit-length vectors.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
               show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32",
+              show_default=True,
+              help="int8: a quantised copy of the backbone calibrated on this collection "
+                   "(~2x faster on CPUs; features at cosine ~0.99 to fp32).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where exported models are cached (default $IMGATLAS_CACHE or "
                    "~/.cache/imgatlas).")
@@ -132,11 +136,12 @@ def _print_scan(r: dict[str, Any]) -> None:
 @progress_opt
 @json_opt
 def embed(workspace, backbone, batch_size, device, threads, workers, l2_normalize, dtype,
-          cache_dir, wait, progress, as_json):
+          precision, cache_dir, wait, progress, as_json):
     """Compute feature vectors for every usable image (resumes where it stopped)."""
     res = api.embed(workspace, backbone=backbone, batch_size=batch_size, device=device,
                     threads=threads, workers=workers, l2_normalize=l2_normalize, dtype=dtype,
-                    cache_dir=cache_dir, progress=_progress(progress), wait=wait)
+                    precision=precision, cache_dir=cache_dir, progress=_progress(progress),
+                    wait=wait)
     _emit(res, as_json, _print_embed)
 
 

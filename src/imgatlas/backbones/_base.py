@@ -18,6 +18,11 @@ class Backbone:
     synthesis); it runs once per cache directory and never at import time.
     """
 
+    #: "int8" for a statically quantised graph (see backbones/_quantize.py)
+    precision: str = "fp32"
+    #: the int8 graph's calibration set, by fingerprint
+    calibration: str | None = None
+
     def __init__(self, cfg: BackboneCfg, onnx_path: Path,
                  build: Callable[[Path], None] | None = None, identity: str | None = None
                  ) -> None:
@@ -71,7 +76,10 @@ class Backbone:
         """What a run stores about the backbone so it can be replayed."""
         from dataclasses import asdict
 
-        return {"name": self.cfg.name, "fingerprint": self.cfg.fingerprint(), **asdict(self.cfg)}
+        rec = {"name": self.cfg.name, "fingerprint": self.cfg.fingerprint(), **asdict(self.cfg)}
+        if self.precision != "fp32":
+            rec.update(precision=self.precision, calibration=self.calibration)
+        return rec
 
 
 def _providers(device: str, available: list[str]) -> list[str]:

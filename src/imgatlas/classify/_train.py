@@ -197,6 +197,9 @@ def _backbone_record(store: Any) -> dict[str, Any]:
     from imgatlas.errors import UnknownBackbone
 
     rec = store.cfg["backbone"]
+    if rec.get("precision", "fp32") != "fp32":
+        raise ConfigError(f"Store {store.key} holds {rec['precision']} features; models are "
+                          "trained on fp32 ones (choose one with --features).")
     try:
         identity = create_backbone(rec["name"]).identity()
     except (UnknownBackbone, Exception):  # noqa: BLE001 - a user's ONNX file: by its path

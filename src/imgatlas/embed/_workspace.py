@@ -20,7 +20,8 @@ def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:
     """Name of the feature store: backbone, its cfg, its weights, and the output options."""
     tag = hashlib.sha256(f"{backbone.cfg.fingerprint()}:{backbone.identity()}".encode()
                          ).hexdigest()
-    return f"{backbone.name}-{tag[:10]}{'-l2' if l2_normalize else ''}-{dtype}"
+    q = "" if backbone.precision == "fp32" else f"-{backbone.precision}"
+    return f"{backbone.name}-{tag[:10]}{q}{'-l2' if l2_normalize else ''}-{dtype}"
 
 
 def embed_workspace(
