@@ -58,7 +58,7 @@ def test_turtle_through_the_cluster_stage(tmp_path, cache_dir):
                                             "b": (30, 40, 220)}, 10)
     api.scan(root, tmp_path / "ws", labels_from_folders=True)
     api.embed(tmp_path / "ws", backbone="test_tiny", cache_dir=cache_dir)
-    res = api.cluster(tmp_path / "ws", method="turtle", k=3, options={"n_iter": 200, "learning_rate": 1e-2,
-                                                         "inner_lr": 1e-2})
+    res = api.cluster(tmp_path / "ws", method="turtle", k=3,
+                      options={"n_iter": 200, "learning_rate": 1e-2, "inner_lr": 1e-2})
     assert res["n_clusters"] == 3 and res["estimator"]["class"] == "TURTLEClusterer"
     assert api.evaluate(tmp_path / "ws")["acc"] == 1.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import glob
+import shutil
 
 import numpy as np
 import pytest
@@ -65,8 +66,8 @@ def test_int8_lite0_keeps_the_features_of_real_photos(tmp_path, cache_dir):
     root = shared_data("rooms")
     src = tmp_path / "photos"
     for i, f in enumerate(sorted(glob.glob(str(root / "*" / "*.jpg")))[::25][:24]):
-        (src / f"{i}.jpg").parent.mkdir(exist_ok=True)
-        (src / f"{i}.jpg").write_bytes(open(f, "rb").read())
+        src.mkdir(exist_ok=True)
+        shutil.copy(f, src / f"{i}.jpg")
     ws = tmp_path / "ws"
     api.scan(src, ws)
     a = api.embed(ws, cache_dir=cache_dir)

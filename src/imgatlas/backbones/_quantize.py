@@ -3,9 +3,10 @@ pixels of the collection it will embed.
 
 The recipe (QDQ, per-channel int8 weights, uint8 activations) with min/max calibration
 gave features at cosine ~0.82 to fp32 on EfficientNet-Lite0: activations with rare large
-values get a scale so coarse that the common values lose their detail. Percentile calibration (99.999th) clips those tails
-and keeps every layer in int8 at cosine ~0.99 (benchmarks/bench_int8.py measures the
-recipes side by side). Layers named in ``keep_float`` stay fp32.
+values get a scale so coarse that the common values lose their detail. Percentile
+calibration (99.999th) clips those tails and keeps every layer in int8 at cosine ~0.99
+(benchmarks/bench_int8.py measures the recipes side by side). Layers named in
+``keep_float`` stay fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+
 import numpy as np
 
 from imgatlas.backbones._base import Backbone

@@ -1,0 +1,160 @@
+"""int8 inference against fp32, side by side: model-only speed, feature cosine, clustering
+ACC and retrieval mAP on the dev sets.
+
+1. Recipes (the default backbone, calibrated on 128 images of one dev set, features of
+   another set's images compared to fp32): min/max calibration (every layer int8), the
+   percentile calibration imgatlas uses, and percentile with the first and last
+   convolutions kept in float.
+2. Speed: fp32 and the int8 graph on the same uint8 batch, interleaved repetitions, best of
+   each, one session per graph with the same threads; the ratio is what is claimed.
+3. Per dev set: `imgatlas embed --precision int8` (calibrated on the set itself, as a user
+   would) next to the fp32 store bench_cluster.py leaves in benchmarks/_work/<set>; cosine
+   mean / min, k-means ACC on the default reduction (3 seeds) and leave-one-out mAP of the
+   exact float index (1,000 queries).
+
+    python benchmarks/bench_int8.py [--sets rooms,clothing,...] [--threads N]
+
+Labels only score. Writes "int8 inference" in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, SHARED, preamble, write_section
+from imgatlas import api
+from imgatlas.backbones import create_backbone
+from imgatlas.backbones._quantize import int8_backbone, quantize_onnx
+from imgatlas.cluster import KMeansClusterer
+from imgatlas.defaults import REDUCE
+from imgatlas.embed import Embedder
+from imgatlas.evaluate import cluster_accuracy
+from imgatlas.evaluate._retrieval_stage import retrieval_scores
+from imgatlas.index import CodeIndex
+from imgatlas.reduce import make_reducer
+from imgatlas.store import Workspace
+
+WORK = ROOT / "benchmarks" / "_work"
+CACHE = WORK / "cache"
+SETS = ["rooms", "clothing", "imagenette", "cifar10", "fashion-mnist"]
+
+
+def _files(name: str, n: int, seed: int) -> list[str]:
+    files = sorted(glob.glob(str(SHARED / name / "*" / "*")))
+    rng = np.random.default_rng(seed)
+    return [files[i] for i in sorted(rng.choice(len(files), min(n, len(files)),
+                                                replace=False))]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def recipes(threads: int) -> tuple[list[str], Path]:
+    """Cosine to fp32 of each recipe; returns table lines and the default recipe's graph."""
+    bb = create_backbone("efficientnet_lite0", cache_dir=CACHE)
+    emb = Embedder(bb)
+    cal = np.stack([emb.decode(f) for f in _files("rooms", 64, 0) + _files("clothing", 64, 0)])
+    test = np.stack([emb.decode(f) for f in _files("imagenette", 100, 1)
+                     + _files("cifar10", 100, 1)])
+    ref = Embedder(bb, threads=threads).features(test)
+    import onnx
+
+    convs = [i for i, n in enumerate(onnx.load(str(bb.onnx_path())).graph.node)
+             if n.op_type == "Conv"]
+    out = Path(tempfile.mkdtemp())
+    rows = [("min/max, every layer int8", "minmax", ()),
+            ("percentile (imgatlas), every layer int8", "percentile", ()),
+            ("percentile, first and last conv in float", "percentile",
+             (f"conv{convs[0]}", f"conv{convs[-1]}"))]
+    lines = ["| recipe | cosine mean | cosine min | calibration s |", "|---|---:|---:|---:|"]
+    for i, (label, method, keep) in enumerate(rows):
+        path = out / f"r{i}.onnx"
+        t = time.perf_counter()
+        quantize_onnx(bb.onnx_path(), path, cal, method=method, keep_float=keep)
+        secs = time.perf_counter() - t
+        c = _cosine(ref, Embedder(int8_backbone(bb, path, f"r{i}"), threads=threads)
+                    .features(test))
+        lines.append(f"| {label} | {c.mean():.4f} | {c.min():.4f} | {secs:.0f} |")
+        print(lines[-1], flush=True)
+    return lines, out / "r1.onnx"
+
+
+def speed(int8_path: Path, threads: int, reps: int = 7) -> list[str]:
+    bb = create_backbone("efficientnet_lite0", cache_dir=CACHE)
+    sessions = {"fp32": bb.session("cpu", threads),
+                "int8": int8_backbone(bb, int8_path, "speed").session("cpu", threads)}
+    x = np.random.default_rng(0).integers(0, 256, (32, 224, 224, 3), dtype=np.uint8)
+    best = {}
+    for s in sessions.values():
+        s.run(None, {"pixels": x})
+    for _ in range(reps):
+        for key, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, {"pixels": x})
+            best[key] = min(best.get(key, 1e9), time.perf_counter() - t)
+    rate = {k: 32 / v for k, v in best.items()}
+    return [f"Model-only, batch 32, {threads} threads, best of {reps} interleaved runs: "
+            f"fp32 {rate['fp32']:.0f} img/s, int8 {rate['int8']:.0f} img/s, "
+            f"**ratio {rate['int8'] / rate['fp32']:.2f}**."]
+
+
+def per_set(name: str, seeds: int = 3) -> str:
+    ws = WORK / name
+    res = api.embed(ws, cache_dir=CACHE, precision="int8")
+    fp32 = api.embed(ws, cache_dir=CACHE)  # nothing to do; names the fp32 store
+    with Workspace.open(ws) as w:
+        stores = {s.key: s for s in w.feature_stores()}
+        ids, X = stores[fp32["store"]].read()
+        ids8, X8 = stores[res["store"]].read()
+        labels = w.display_and_label()
+    assert (ids == ids8).all()
+    y = np.array([labels[i][1] for i in ids.tolist()])
+    c = _cosine(X, X8)
+    k = len(set(y))
+    acc = {key: [cluster_accuracy(y, KMeansClusterer(k, random_state=s).fit(
+        make_reducer(REDUCE, random_state=s).fit_transform(Z)).labels_) for s in range(seeds)]
+        for key, Z in (("fp32", X), ("int8", X8))}
+    mAP = {key: retrieval_scores(CodeIndex("float").fit(Z), Z, y, latency_queries=1)["map"]
+           for key, Z in (("fp32", X), ("int8", X8))}
+    a32, a8 = np.mean(acc["fp32"]), np.mean(acc["int8"])
+    line = (f"| {name} | {len(ids):,} | {c.mean():.4f} | {c.min():.4f} | {a32:.3f} | {a8:.3f} "
+            f"| {a8 - a32:+.3f} | {mAP['fp32']:.3f} | {mAP['int8']:.3f} "
+            f"| {mAP['int8'] - mAP['fp32']:+.3f} |")
+    print(line, flush=True)
+    return line
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    threads = args.threads or len(os.sched_getaffinity(0))
+    lines = preamble("onnxruntime", "onnx") + [
+        "Recipes: calibrated on 64 rooms + 64 clothing images, compared to fp32 on 100 "
+        "Imagenette + 100 CIFAR-10 images (other sets than the calibration's):", ""]
+    rec, default_graph = recipes(threads)
+    lines += rec + [""] + speed(default_graph, threads) + [
+        "", f"Per dev set (`embed --precision int8`, calibrated on 128 images of the set "
+        f"itself; k-means on `{REDUCE}`, k = classes, {args.seeds} seeds; mAP leave-one-out, "
+        "exact float index, 1,000 queries). Dev sets: tuned-on figures.", "",
+        "| set | images | cosine mean | cosine min | ACC fp32 | ACC int8 | ΔACC | mAP fp32 "
+        "| mAP int8 | ΔmAP |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in args.sets.split(","):
+        if (WORK / name / "catalog.sqlite").exists():
+            lines.append(per_set(name, args.seeds))
+    write_section(ROOT / "benchmarks" / "RESULTS.md", "int8 inference", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
