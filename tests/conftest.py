@@ -107,3 +107,16 @@ def served_ws(tmp_path_factory, cache_dir):
     api.cluster(ws, k=3)
     api.train(ws, name="m", cache_dir=cache_dir)
     return ws, root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of 2 CPUs for the whole session (each start costs seconds).
+    CI installs the ``ray`` extra, so there these tests run; elsewhere they skip."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'imgatlas[ray]')")
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, configure_logging=False)
+    yield ray
+    ray.shutdown()

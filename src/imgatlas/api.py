@@ -50,21 +50,39 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
           device: str = "auto", threads: int | None = None, workers: int = 2,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
-          precision: str = "fp32", progress: bool = False, wait: float = 0.0
+          precision: str = "fp32", engine: str = "local", address: str | None = None,
+          num_workers: int | None = None, progress: bool = False, wait: float = 0.0
           ) -> dict[str, Any]:
     """Compute (or finish computing) features of every usable image in ``workspace``.
 
     ``precision="int8"`` runs a statically quantised copy of the backbone, calibrated on a
     sample of this workspace's images (made once, kept in the workspace); its features go to
     their own store.
+
+    ``engine="ray"`` embeds on a Ray cluster (``address``, or a local one), ``num_workers``
+    actors each holding one ONNX Runtime session; the same features as ``"local"``.
     """
     from imgatlas.embed._int8 import with_precision
+
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"engine must be one of local, ray. Got {engine!r} instead.")
+    if engine == "ray":
+        from imgatlas.embed._ray import require_ray
+
+        require_ray()  # before the workspace is locked or anything is built
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
         bb = create_backbone(backbone, cache_dir=cache_dir_or_default(cache_dir))
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
         bb = with_precision(ws, bb, precision)
+        if engine == "ray":
+            from imgatlas.embed._ray import embed_workspace_ray
+
+            return embed_workspace_ray(ws, bb, address=address, num_workers=num_workers,
+                                       threads=threads, batch_size=batch_size,
+                                       l2_normalize=l2_normalize, dtype=dtype,
+                                       max_pixels=max_pixels, progress=progress)
         return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,
                                workers=workers, l2_normalize=l2_normalize, dtype=dtype,
                                progress=progress, max_pixels=max_pixels)

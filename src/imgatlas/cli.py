@@ -129,6 +129,13 @@ def _print_scan(r: dict[str, Any]) -> None:
               show_default=True,
               help="int8: a quantised copy of the backbone calibrated on this collection "
                    "(~2x faster on CPUs; features at cosine ~0.99 to fp32).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: shards embedded by Ray Data actors "
+              "(pip install 'imgatlas[ray]').")
+@click.option("--address", default=None,
+              help="Ray cluster to join (default: a local one, or RAY_ADDRESS).")
+@click.option("--num-workers", type=int, default=None,
+              help="Ray actors, each with one ONNX Runtime session (default: cores / 2).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where exported models are cached (default $IMGATLAS_CACHE or "
                    "~/.cache/imgatlas).")
@@ -136,12 +143,13 @@ def _print_scan(r: dict[str, Any]) -> None:
 @progress_opt
 @json_opt
 def embed(workspace, backbone, batch_size, device, threads, workers, l2_normalize, dtype,
-          precision, cache_dir, wait, progress, as_json):
+          precision, engine, address, num_workers, cache_dir, wait, progress, as_json):
     """Compute feature vectors for every usable image (resumes where it stopped)."""
     res = api.embed(workspace, backbone=backbone, batch_size=batch_size, device=device,
                     threads=threads, workers=workers, l2_normalize=l2_normalize, dtype=dtype,
-                    precision=precision, cache_dir=cache_dir, progress=_progress(progress),
-                    wait=wait)
+                    precision=precision, engine=engine, address=address,
+                    num_workers=num_workers, cache_dir=cache_dir,
+                    progress=_progress(progress), wait=wait)
     _emit(res, as_json, _print_embed)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,60 @@ def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:
                          ).hexdigest()
     q = "" if backbone.precision == "fp32" else f"-{backbone.precision}"
     return f"{backbone.name}-{tag[:10]}{q}{'-l2' if l2_normalize else ''}-{dtype}"
+
+
+@dataclass
+class Plan:
+    """What an embed run has to do: the store, and the pending images grouped by content
+    (exact duplicates are decoded and inferred once, from the first id's path)."""
+
+    key: str
+    store: FeatureStore
+    already_done: int
+    by_sha: dict[str, list[int]]
+    path_of: dict[str, bytes]
+
+    @property
+    def pending_images(self) -> int:
+        return sum(len(v) for v in self.by_sha.values())
+
+    def absorb(self, ws: Workspace, writer: Any, shas: list[str], X: np.ndarray,
+               failures: list[tuple[str, str]], l2_normalize: bool) -> tuple[int, int]:
+        """Write one batch's vectors to every image with that content and record its
+        failures; returns ``(embedded, failed)`` image counts. Contents no longer pending
+        (an image removed since) are skipped."""
+        keep = [j for j, s in enumerate(shas) if s in self.by_sha]
+        shas, X = [shas[j] for j in keep], X[keep]
+        if l2_normalize and len(X):
+            X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        ids = [i for s in shas for i in self.by_sha[s]]
+        if ids:
+            writer.write(np.asarray(ids), np.repeat(X, [len(self.by_sha[s]) for s in shas],
+                                                    axis=0))
+        failures = [(s, r) for s, r in failures if s in self.by_sha]
+        if failures:
+            ws.mark_decode_errors((i, reason) for s, reason in failures
+                                  for i in self.by_sha[s])
+        return len(ids), sum(len(self.by_sha[s]) for s, _ in failures)
+
+
+def plan(ws: Workspace, backbone: Backbone, *, l2_normalize: bool = False,
+         dtype: str = "float32", view: str | None = None) -> Plan:
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}. Got {dtype!r} instead.")
+    key = store_key(backbone, l2_normalize, dtype) + (f"-{view}" if view else "")
+    cfg = {"backbone": backbone.record(), "l2_normalize": l2_normalize}
+    if view:
+        cfg["view"] = view
+    store = FeatureStore.ensure(ws, key, backbone.name, cfg, backbone.cfg.dim, dtype)
+    done = set(store.done_ids().tolist())
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    path_of: dict[str, bytes] = {}
+    for img in ws.images(Status.OK):
+        if img.id not in done:
+            by_sha[img.sha256 or f"id{img.id}"].append(img.id)
+            path_of.setdefault(img.sha256 or f"id{img.id}", img.path)
+    return Plan(key, store, len(done), dict(by_sha), path_of)
 
 
 def embed_workspace(
@@ -50,60 +105,40 @@ def embed_workspace(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be an int >= 1. Got {batch_size} instead.")
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}. Got {dtype!r} instead.")
     t0 = time.perf_counter()
-    key = store_key(backbone, l2_normalize, dtype) + (f"-{view}" if view else "")
-    cfg = {"backbone": backbone.record(), "l2_normalize": l2_normalize}
-    if view:
-        cfg["view"] = view
-    store = FeatureStore.ensure(ws, key, backbone.name, cfg, backbone.cfg.dim, dtype)
-    done = set(store.done_ids().tolist())
-    by_sha: dict[str, list[int]] = defaultdict(list)
-    path_of: dict[str, bytes] = {}
-    for img in ws.images(Status.OK):
-        if img.id not in done:
-            by_sha[img.sha256 or f"id{img.id}"].append(img.id)
-            path_of.setdefault(img.sha256 or f"id{img.id}", img.path)
-    # Pending images with the same content are decoded and inferred once (first id's path).
-    pending_images = sum(len(v) for v in by_sha.values())
-
+    p = plan(ws, backbone, l2_normalize=l2_normalize, dtype=dtype, view=view)
     embedder = Embedder(backbone, batch_size=batch_size, device=device, threads=threads,
                         workers=workers, max_pixels=max_pixels, decoder=decoder)
-    params = {"backbone": backbone.record(), "store": key, "view": view,
-              "batch_size": batch_size,
+    params = {"backbone": backbone.record(), "store": p.key, "view": view,
+              "batch_size": batch_size, "engine": "local",
               "device": device, "threads": threads, "workers": workers,
               "l2_normalize": l2_normalize, "dtype": dtype}
-    pending = sorted(i for ids in by_sha.values() for i in ids)
+    pending = sorted(i for ids in p.by_sha.values() for i in ids)
     n_done = n_failed = 0
-    with ws.recording("embed", params, inputs=fingerprint(pending, key)) as run:
-        bar = progress_bar(total=pending_images, desc=f"embed {backbone.name}", unit="img",
+    with ws.recording("embed", params, inputs=fingerprint(pending, p.key)) as run:
+        bar = progress_bar(total=p.pending_images, desc=f"embed {backbone.name}", unit="img",
                            enable=progress)
         try:
-            with store.open_writer(ws.max_image_id()) as writer:
-                for shas, X, failures in embedder.iter_batches(path_of.items()):
-                    if l2_normalize and len(X):
-                        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-                    ids = [i for s in shas for i in by_sha[s]]
-                    rows = np.repeat(X, [len(by_sha[s]) for s in shas], axis=0)
-                    if ids:
-                        writer.write(np.asarray(ids), rows)
-                    if failures:
-                        ws.mark_decode_errors((i, reason) for s, reason in failures
-                                              for i in by_sha[s])
-                    n_failed += sum(len(by_sha[s]) for s, _ in failures)
-                    n_done += len(ids)
-                    bar.update(len(ids) + sum(len(by_sha[s]) for s, _ in failures))
+            with p.store.open_writer(ws.max_image_id()) as writer:
+                for shas, X, failures in embedder.iter_batches(p.path_of.items()):
+                    d, f = p.absorb(ws, writer, shas, X, failures, l2_normalize)
+                    n_done, n_failed = n_done + d, n_failed + f
+                    bar.update(d + f)
                     # what is stored so far, should the run stop here
                     run.results = {"embedded": n_done, "failed": n_failed}
         finally:
             bar.close()
-        seconds = time.perf_counter() - t0
-        run.results = {
-            "store": key, "backbone": backbone.name, "dim": backbone.cfg.dim,
-            "embedded": n_done, "failed": n_failed, "already_done": len(done),
-            "unique_decoded": len(path_of), "seconds": round(seconds, 3),
-            "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
-            "providers": embedder.providers if n_done or n_failed else None, "run_id": run.id,
-        }
+        run.results = summary(p, backbone, n_done, n_failed, time.perf_counter() - t0,
+                              run.id, embedder.providers if n_done or n_failed else None)
     return run.results
+
+
+def summary(p: Plan, backbone: Backbone, n_done: int, n_failed: int, seconds: float,
+            run_id: int, providers: list[str] | None) -> dict[str, Any]:
+    return {
+        "store": p.key, "backbone": backbone.name, "dim": backbone.cfg.dim,
+        "embedded": n_done, "failed": n_failed, "already_done": p.already_done,
+        "unique_decoded": len(p.path_of), "seconds": round(seconds, 3),
+        "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
+        "providers": providers, "run_id": run_id,
+    }
