@@ -134,7 +134,9 @@ def cluster(workspace: PathLike, *, features: str | None = None,
             options: dict[str, Any] | None = None, seed: int = defaults.SEED,
             within: Selection | tuple[int, int] | None = None,
             exclude: list[Selection] | None = None, reuse: bool = False,
-            wait: float = 0.0) -> dict[str, Any]:
+            engine: str = "local", sample_size: int | None = None,
+            shard_size: int | None = None, address: str | None = None,
+            num_workers: int | None = None, wait: float = 0.0) -> dict[str, Any]:
     """Cluster the workspace's features and record the run (see ``imgatlas cluster``).
 
     ``k_range`` bounds the sweep of ``k="auto"`` (default: 2..30, growing as sqrt(n)/2 on
@@ -142,11 +144,31 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     clusters of an earlier run; ``exclude=[(run, [c])]`` leaves clusters out.
     ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
     of clustering again.
+
+    ``engine="ray"`` or a ``sample_size`` fits the reduction and the clusterer on a seeded
+    sample (default 100,000) and assigns every image shard by shard (as Ray tasks on
+    ``"ray"``): the vectors are never all in memory.
     """
     from imgatlas.cluster._stage import cluster_workspace
 
     if within is not None and isinstance(within[1], int):
         within = (within[0], [within[1]])
+    if engine != "local" or sample_size is not None or shard_size is not None:
+        from imgatlas.cluster._sharded import SAMPLE_SIZE, SHARD_SIZE, cluster_sharded
+
+        if within is not None or exclude or reuse:
+            raise ConfigError("--within, --exclude and --reuse work on the local engine "
+                              "without sampling.")
+        if engine == "ray":
+            from imgatlas.embed._ray import require_ray
+
+            require_ray()
+        with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
+            return cluster_sharded(ws, ws.pick_store(features), reduce=reduce, method=method,
+                                   k=k, k_range=k_range, options=options, seed=seed,
+                                   sample_size=sample_size or SAMPLE_SIZE,
+                                   shard_size=shard_size or SHARD_SIZE, engine=engine,
+                                   address=address, num_workers=num_workers)
     with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
         return cluster_workspace(ws, ws.pick_store(features), reduce=reduce, method=method,
                                  k=k, k_range=k_range, options=options, seed=seed,
@@ -306,12 +328,37 @@ def set_labels(workspace: PathLike, labels: dict[int, str | None], *, source: st
 def build_index(workspace: PathLike, *, codes: str | None = None,
                 features: str | None = None, seed: int = defaults.SEED,
                 sketch: bool = False, adapter: PathLike | None = None,
-                cache_dir: PathLike | None = None, progress: bool = False, wait: float = 0.0
+                cache_dir: PathLike | None = None, engine: str = "local",
+                shard_size: int | None = None, address: str | None = None,
+                num_workers: int | None = None, progress: bool = False, wait: float = 0.0
                 ) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically). With
     ``sketch``, over the photos' line maps (embedded first where missing), through the
-    photo side of ``adapter`` when given: the index ``search_sketch`` uses."""
+    photo side of ``adapter`` when given: the index ``search_sketch`` uses.
+
+    ``engine="ray"`` or a ``shard_size`` builds an IVF-PQ index (``ivfpq:64`` unless
+    ``codes`` says otherwise) shard by shard: trained on a sample, codes added per shard (as
+    Ray tasks on ``"ray"``), merged; never all the float vectors in memory.
+    """
     from imgatlas.index._stage import build_index as _build
+
+    shards = None
+    if engine != "local" or shard_size is not None:
+        from imgatlas._shards import ENGINES
+        from imgatlas.index._sharded import SHARD_SIZE
+
+        if engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. "
+                              f"Got {engine!r} instead.")
+        if sketch:
+            raise ConfigError("--sketch indexes are built in one piece (no --engine ray).")
+        if engine == "ray":
+            from imgatlas.embed._ray import require_ray
+
+            require_ray()
+        shards = {"engine": engine, "shard_size": shard_size or SHARD_SIZE,
+                  "address": address, "num_workers": num_workers}
+        codes = codes or "ivfpq:64"
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
         if sketch:
@@ -322,7 +369,7 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
                                       progress=progress)
         if adapter is not None:
             raise ConfigError("--adapter goes with --sketch.")
-        return _build(ws, ws.pick_store(features), codes, seed)
+        return _build(ws, ws.pick_store(features), codes, seed, shards=shards)
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,

@@ -112,6 +112,20 @@ def _print_scan(r: dict[str, Any]) -> None:
         click.echo(f"  exact duplicates: {r['exact_duplicates']}")
 
 
+def engine_opts(what: str) -> Any:
+    """--engine, --address and --num-workers: where a stage's shards run."""
+    def wrap(f: Any) -> Any:
+        f = click.option("--num-workers", type=click.IntRange(min=1), default=None,
+                         help="Ray workers (default: as many as the cluster's cores allow)."
+                         )(f)
+        f = click.option("--address", default=None,
+                         help="Ray cluster to join (default: RAY_ADDRESS, or a local one).")(f)
+        return click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                            show_default=True,
+                            help=f"ray: {what} (pip install 'imgatlas[ray]').")(f)
+    return wrap
+
+
 # -- embed -------------------------------------------------------------------------------------
 @cli.command()
 @workspace_opt
@@ -129,13 +143,7 @@ def _print_scan(r: dict[str, Any]) -> None:
               show_default=True,
               help="int8: a quantised copy of the backbone calibrated on this collection "
                    "(~2x faster on CPUs; features at cosine ~0.99 to fp32).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="ray: shards embedded by Ray Data actors "
-              "(pip install 'imgatlas[ray]').")
-@click.option("--address", default=None,
-              help="Ray cluster to join (default: a local one, or RAY_ADDRESS).")
-@click.option("--num-workers", type=int, default=None,
-              help="Ray actors, each with one ONNX Runtime session (default: cores / 2).")
+@engine_opts("shards embedded by Ray Data actors, each with one ONNX Runtime session")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where exported models are cached (default $IMGATLAS_CACHE or "
                    "~/.cache/imgatlas).")
@@ -242,17 +250,26 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
 @click.option("--within", default=None,
               help="RUN:C[,C...]: re-cluster the members of those clusters of a run.")
 @click.option("--exclude", multiple=True, help="RUN:C[,C...]: leave those clusters out.")
+@engine_opts("fit on a sample, every image assigned per shard in parallel")
+@click.option("--sample-size", type=click.IntRange(min=3), default=None,
+              help="Fit on a seeded sample of this many images, then assign every image "
+                   "shard by shard [100000 with --engine ray].")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="Images per shard when assigning [65536].")
 @wait_opt
 @json_opt
 def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, exclude,
-                wait, as_json, **method_options):
+                engine, address, num_workers, sample_size, shard_size, wait, as_json,
+                **method_options):
     """Group the images: reduce, cluster, validate, and record the run."""
     options = registry_values(CLUSTERERS, method, method_options)
     res = api.cluster(workspace, features=features, reduce=reduce_, method=method,
                       k=_k_option(k), k_range=_k_range(k_range) if k_range else None,
                       options=options, seed=seed,
                       within=_run_clusters(within) if within else None,
-                      exclude=[_run_clusters(e) for e in exclude], wait=wait)
+                      exclude=[_run_clusters(e) for e in exclude], engine=engine,
+                      sample_size=sample_size, shard_size=shard_size, address=address,
+                      num_workers=num_workers, wait=wait)
     _emit(res, as_json, _print_cluster)
 
 
@@ -562,15 +579,20 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @click.option("--adapter", type=click.Path(file_okay=False), default=None,
               help="With --sketch: a sketch adapter folder (train-sketch).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
+@engine_opts("an IVF-PQ index trained on a sample, codes added per shard in parallel")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="Build an IVF-PQ index in shards of this many vectors (memory: one shard "
+                   "of floats per worker) [65536 with --engine ray].")
 @wait_opt
 @progress_opt
 @json_opt
-def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, wait, progress,
-              as_json):
+def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engine, address,
+              num_workers, shard_size, wait, progress, as_json):
     """Build a search index over the features (replaces the old one atomically)."""
     res = api.build_index(workspace, codes=codes, features=features, seed=seed, sketch=sketch,
-                          adapter=adapter, cache_dir=cache_dir, progress=_progress(progress),
-                          wait=wait)
+                          adapter=adapter, cache_dir=cache_dir, engine=engine,
+                          shard_size=shard_size, address=address, num_workers=num_workers,
+                          progress=_progress(progress), wait=wait)
     _emit(res, as_json, lambda r: click.echo(
         f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
         f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "

@@ -33,32 +33,51 @@ def index_dir(ws: Workspace, domain: str = "photo") -> Path:
 
 def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
                 seed: int = defaults.SEED, *, domain: str = "photo",
-                transform: Any = None, extra_meta: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+                transform: Any = None, extra_meta: dict[str, Any] | None = None,
+                shards: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit a :class:`CodeIndex` on the store's vectors (through ``transform``, e.g. a sketch
     adapter, when given) and swap it in atomically.
+
+    ``shards`` (``engine``, ``shard_size``, ``address``, ``num_workers``) builds an IVF-PQ
+    index shard by shard instead (see :mod:`imgatlas.index._sharded`): the vectors are
+    never all in memory, and the index is the same.
 
     Each build goes to a fresh folder ``index/<slug>@<time>``; the symlink
     ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
     complete index or the new complete one, never a partial one.
     """
-    ids, X = store.read()
+    if shards is not None:
+        ids, X = store.usable_ids(), None
+        dim = store.dim
+    else:
+        ids, X = store.read()
+        if transform is not None and len(ids):
+            X = transform(X)
+        dim = X.shape[1]
     if len(ids) < 2:
         raise ConfigError("Need at least 2 embedded images to build an index.")
-    if transform is not None:
-        X = transform(X)
-    spec = parse_spec(codes or defaults.codes(len(ids), X.shape[1]))
+    spec = parse_spec(codes or defaults.codes(len(ids), dim))
     params = {"codes": str(spec), "features": store.key, "domain": domain,
-              **(extra_meta or {})}
+              **(extra_meta or {}), **(shards or {})}
     with ws.recording("index", params, seed=seed, inputs=fingerprint(ids, store.key)) as run:
         t = time.perf_counter()
-        ci = CodeIndex(str(spec), random_state=seed).fit(X)
+        if shards is not None:
+            from imgatlas._shards import StoreFile
+            from imgatlas.index._sharded import build_sharded
+
+            ci = build_sharded(StoreFile.of(store), ids, str(spec), seed=seed, **shards)
+        else:
+            ci = CodeIndex(str(spec), random_state=seed).fit(X)
         run.estimator("index", ci)
         seconds = time.perf_counter() - t
         meta = {"codes": str(spec), "features": store.key, "factory": ci.factory_,
                 "n": int(ci.n_), "dim": int(ci.dim_), "build_seconds": round(seconds, 3),
                 "run_id": run.id, "domain": domain, **(extra_meta or {}),
                 **ci.bytes_per_image()}
+        if shards is not None:
+            from imgatlas.index._sharded import describe
+
+            meta = describe(meta, shards["shard_size"], shards["engine"])
         path = _swap_in(ws, ci, ids, meta, domain)
         run.results = meta
     return {**meta, "path": str(path)}

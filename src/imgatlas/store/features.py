@@ -94,15 +94,19 @@ class FeatureStore:
 
         ``X`` is a fresh array, ``ids`` ascending. Passing ``ids`` restricts to those.
         """
-        q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
-             "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
-        have = np.array([r[0] for r in self.ws._con.execute(q, (self.key,))], dtype=np.int64)
+        have = self.usable_ids()
         if ids is not None:
             have = np.intersect1d(have, np.asarray(ids, dtype=np.int64))
         if have.size == 0:
             return have, np.empty((0, self.dim), dtype=self.dtype)
         mm = self.memmap()
         return have, np.ascontiguousarray(mm[have - 1])
+
+    def usable_ids(self) -> np.ndarray:
+        """Ascending ids of the usable images (status ok) whose vectors are stored."""
+        q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
+             "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
+        return np.array([r[0] for r in self.ws._con.execute(q, (self.key,))], dtype=np.int64)
 
     def memmap(self) -> np.memmap:
         if not self.path.exists():

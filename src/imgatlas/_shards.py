@@ -1,0 +1,77 @@
+"""Work over a feature store in shards: the rows of a store read straight from its file (a
+worker needs no workspace connection), and a map over shards run in this process or as Ray
+tasks, results in shard order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgatlas.errors import ConfigError, ImgatlasError
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """Where a feature store's vectors are: row ``id - 1`` holds image ``id``."""
+
+    path: str
+    dtype: str
+    dim: int
+
+    @classmethod
+    def of(cls, store: Any) -> StoreFile:
+        return cls(str(store.path), str(store.dtype), int(store.dim))
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """float32 vectors of ``ids`` (ascending ids read in one pass)."""
+        size = Path(self.path).stat().st_size // (self.dim * np.dtype(self.dtype).itemsize)
+        mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(size, self.dim))
+        return np.asarray(mm[np.asarray(ids, dtype=np.int64) - 1], dtype=np.float32)
+
+
+def split(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges of at most ``shard_size``."""
+    if shard_size < 1:
+        raise ConfigError(f"shard_size must be an int >= 1. Got {shard_size} instead.")
+    return [(i, min(i + shard_size, n)) for i in range(0, n, shard_size)]
+
+
+def map_shards(fn: Callable[..., Any], shards: list[Any], shared: Any = None, *,
+               engine: str = "local", address: str | None = None,
+               num_workers: int | None = None) -> Iterator[Any]:
+    """``fn(shared, shard)`` for every shard, in order. On Ray, ``shared`` is put in the
+    object store once and at most ``num_workers`` shards (default: the cluster's cores) are
+    in flight, which bounds the memory the results hold."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead.")
+    if engine == "local":
+        for shard in shards:
+            yield fn(shared, shard)
+        return
+    from imgatlas.embed._ray import _connect, _one_line, require_ray
+
+    ray = require_ray()
+    started = _connect(ray, address)
+    try:
+        slots = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        task = ray.remote(num_cpus=1)(fn)
+        ref = ray.put(shared)
+        pending: list[Any] = []
+        try:
+            for shard in shards:
+                pending.append(task.remote(ref, shard))
+                if len(pending) >= slots:
+                    yield ray.get(pending.pop(0))
+            while pending:
+                yield ray.get(pending.pop(0))
+        except ray.exceptions.RayError as e:
+            raise ImgatlasError(f"The Ray engine failed: {_one_line(e)}") from e
+    finally:
+        if started:
+            ray.shutdown()
