@@ -39,6 +39,13 @@ from imgatlas.store import Workspace
 PER_PAGE = 200  # thumbnails per cluster page
 MONTAGE = 8  # representative + random images per cluster on the front page
 OUTLIERS = 24  # lowest-silhouette images shown
+# Above FULL_MAX images a report shows a part: the map a seeded sample of MAP_SAMPLE images,
+# each cluster's pages the images closest to its centre within a THUMBS budget (a million
+# thumbnails and a million-point map would take hours and gigabytes, and nobody pages
+# through them; search and serve reach every image).
+FULL_MAX = 50_000
+MAP_SAMPLE = 20_000
+THUMBS = 40_000
 # tab20 reordered so neighbouring cluster ids get distinct hues
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
@@ -89,7 +96,7 @@ def _relative_display(ws: Workspace, ids: np.ndarray) -> dict[int, str]:
     """Paths shown relative to the scanned folder (shorter, and no home directory leaks),
     in printable form: a name that is not valid UTF-8 shows its bytes as \\xNN."""
     out = {}
-    for row in ws.images(status=None):
+    for row in ws.images_by_id(ids.tolist()).values():
         try:
             rel = os.path.relpath(row.path, row.root) if row.root else row.display
         except ValueError:
@@ -146,25 +153,42 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         raise ConfigError(f"Run {run['id']} is {run['status']}, not done; nothing to report.")
     res = run["results"]
     ids, clusters, labels, sil = ws.assignments(run["id"])
-    rows = {r.id: r for r in ws.images(status=None)}
     names = ws.cluster_names(run["id"])
-    display = _relative_display(ws, ids)
-
-    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in ids], progress=progress)
-    X, Z = clustering_space(ws, run, ids, reduce=run["results"]["method"] == "agglomerative")
-    xy, map_used = map_coordinates(ws, run, X, map_method)
+    rng = np.random.default_rng(run["params"].get("seed", 0))
     dist = _centre_distances(ws, run["id"], ids)
+    Z = None
     if dist is None:  # a run recorded before distances were kept
-        Z = Z if Z is not None else clustering_space(ws, run, ids)[1]
+        _, Z = clustering_space(ws, run, ids)
         dist = centre_distances(Z, clusters)
     order = rank_by_centrality(dist, clusters)
+    part = len(ids) > FULL_MAX
+    mapped = (np.sort(rng.choice(len(ids), MAP_SAMPLE, replace=False)) if part
+              else np.arange(len(ids)))
+    shown = _shown(order, per_page) if part else {c: len(m) for c, m in order.items()}
+    members_shown = {c: m[:shown[c]] for c, m in order.items()}
+    ok_sil = np.flatnonzero(~np.isnan(sil))
+    lowest = ok_sil[np.argsort(sil[ok_sil], kind="stable")[:OUTLIERS]]
+    noise = order.get(-1, np.array([], int))
+    randoms = {c: (np.sort(rng.choice(m[MONTAGE:], min(MONTAGE, len(m) - MONTAGE),
+                                      replace=False)) if len(m) > MONTAGE else m[MONTAGE:])
+               for c, m in order.items()}
+    need = np.unique(np.concatenate([mapped, lowest, noise[:PER_PAGE], *members_shown.values(),
+                                     *randoms.values(), *(m[:MONTAGE] for m in order.values())]
+                                    ).astype(np.int64))
+    rows = ws.images_by_id(ids[need].tolist())
+    display = _relative_display(ws, ids[need])
+    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in ids[need]], progress=progress)
+    X, Zm = clustering_space(ws, run, ids[mapped],
+                             reduce=run["results"]["method"] == "agglomerative")
+    Z = Zm if Z is None else Z[mapped]
+    xy, map_used = map_coordinates(ws, run, X, map_method)
     thumbs = thumb_job.result()
     assets = _copy_assets(out)
     thumb_rel = _place_thumbs(thumbs, assets)
 
     has_labels = any(lab is not None for lab in labels)
     scores = score_run(ws, run["id"]) if has_labels else None
-    figures = _draw_figures(run, Z, clusters, sil, assets)
+    figures = _draw_figures(run, Z, clusters[mapped], sil, assets)
     retrieval = _retrieval(ws)
     curves = {k: v["pr_curve"] for k, v in (retrieval or {}).get("codes", {}).items()
               if "pr_curve" in v}
@@ -172,7 +196,6 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         _figures.pr_curves(curves, assets / "pr_curves.png")
         figures["pr_curves"] = "pr_curves.png"
     cluster_ids = sorted(int(c) for c in np.unique(clusters))
-    rng = np.random.default_rng(run["params"].get("seed", 0))
 
     def card(r: int) -> dict[str, Any]:
         i = int(ids[r])
@@ -180,15 +203,14 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
                 "cluster": int(clusters[r]),
                 "silhouette": None if np.isnan(sil[r]) else float(sil[r])}
 
-    pages = {c: max(1, -(-len(order[c]) // per_page)) for c in cluster_ids}
+    pages = {c: max(1, -(-shown[c] // per_page)) for c in cluster_ids}
     cluster_cards = []
     for c in cluster_ids:
         members = order[c]
-        rest = members[MONTAGE:]
-        sample = np.sort(rng.choice(rest, min(MONTAGE, len(rest)), replace=False)) \
-            if len(rest) else rest
+        sample = randoms[c]
         cluster_cards.append({
             "id": c, "name": names.get(c), "size": int(len(members)), "color": color(c),
+            "shown": int(shown[c]),
             "silhouette": (res.get("internal", {}).get("silhouette_per_cluster") or {})
             .get(str(c)),
             "representatives": [card(r) for r in members[:MONTAGE]],
@@ -196,17 +218,15 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
             "composition": (scores or {}).get("composition", {}).get(str(c)),
         })
 
-    ok_sil = np.flatnonzero(~np.isnan(sil))
-    lowest = ok_sil[np.argsort(sil[ok_sil], kind="stable")[:OUTLIERS]]
-    noise = order.get(-1, np.array([], int))
     label_names = sorted({lab for lab in labels if lab is not None})
     label_index = {lab: j for j, lab in enumerate(label_names)}
     map_data = {
         "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
-        "cluster": clusters.tolist(), "id": ids.tolist(),
-        "label": [label_index.get(lab, -1) if lab is not None else -1 for lab in labels],
-        "labels": label_names, "name": [display[int(i)] for i in ids],
-        "thumb": [thumb_rel[int(i)] or "" for i in ids],
+        "cluster": clusters[mapped].tolist(), "id": ids[mapped].tolist(),
+        "label": [label_index.get(labels[r], -1) if labels[r] is not None else -1
+                  for r in mapped],
+        "labels": label_names, "name": [display[int(ids[r])] for r in mapped],
+        "thumb": [thumb_rel[int(ids[r])] or "" for r in mapped],
         "page": {str(c): f"clusters/c{c}-1.html" for c in cluster_ids},
         "palette": PALETTE, "noise": NOISE_COLOR,
         "clusterNames": {str(c): n for c, n in names.items()},
@@ -217,6 +237,7 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         "run": run, "res": res, "summary": summary, "clusters": cluster_cards,
         "max_size": max(c["size"] for c in cluster_cards), "scores": scores,
         "figures": figures, "map_json": map_data, "map_method": map_used,
+        "map_sample": int(len(mapped)) if part else None, "n_images": int(len(ids)),
         "lowest": [card(r) for r in lowest], "noise": [card(r) for r in noise[:PER_PAGE]],
         "n_noise": int(len(noise)), "cophenetic": _cophenetic_table(run, Z),
         "retrieval": retrieval, "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -226,11 +247,18 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     ctx["models"] = write_model_pages(ws, out, assets, env, ctx, _place_thumbs)
     (out / "index.html").write_text(env.get_template("index.html.j2").render(**ctx),
                                     encoding="utf-8")
-    _write_cluster_pages(env, out, ctx, order, card, pages, per_page)
+    _write_cluster_pages(env, out, ctx, members_shown, card, pages, per_page)
     return {"run_id": run["id"], "out": str(out), "index": str(out / "index.html"),
             "n_images": int(len(ids)), "n_clusters": len([c for c in cluster_ids if c >= 0]),
             "map": map_used, "bytes": _folder_bytes(out),
             "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _shown(order: dict[int, np.ndarray], per_page: int) -> dict[int, int]:
+    """How many of each cluster's members (centre outwards) a part report shows: THUMBS
+    shared out, whole pages, at least one page per cluster."""
+    each = max(per_page, (THUMBS // max(1, len(order))) // per_page * per_page)
+    return {c: min(len(m), each) for c, m in order.items()}
 
 
 def _centre_distances(ws: Workspace, run_id: int, ids: np.ndarray) -> np.ndarray | None:

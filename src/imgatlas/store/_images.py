@@ -58,6 +58,16 @@ class ImagesMixin:
             args = (str(status),)
         return [ImageRow(*r) for r in self._con.execute(q + " ORDER BY id", args)]
 
+    def images_by_id(self: Workspace, image_ids: list[int]) -> dict[int, ImageRow]:
+        """The rows of ``image_ids`` (any status), by id; unknown ids are left out."""
+        out: dict[int, ImageRow] = {}
+        for i in range(0, len(image_ids), 900):  # SQLite's bound-parameter limit
+            chunk = [int(x) for x in image_ids[i:i + 900]]
+            q = (f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN "
+                 f"({','.join('?' * len(chunk))})")
+            out.update((r[0], ImageRow(*r)) for r in self._con.execute(q, chunk))
+        return out
+
     def image(self: Workspace, image_id: int) -> ImageRow | None:
         r = self._con.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id=?",
                               (int(image_id),)).fetchone()
