@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,11 @@ class StoreFile:
         return cls(str(store.path), str(store.dtype), int(store.dim))
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        """float32 vectors of ``ids`` (ascending ids read in one pass)."""
-        size = Path(self.path).stat().st_size // (self.dim * np.dtype(self.dtype).itemsize)
-        mm = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(size, self.dim))
-        return np.asarray(mm[np.asarray(ids, dtype=np.int64) - 1], dtype=np.float32)
+        """float32 vectors of ``ids`` (ascending)."""
+        from imgatlas.store.features import read_rows
+
+        X = read_rows(self.path, self.dtype, self.dim, np.asarray(ids, dtype=np.int64) - 1)
+        return X if X.dtype == np.float32 else X.astype(np.float32)
 
 
 def split(n: int, shard_size: int) -> list[tuple[int, int]]:

@@ -28,7 +28,7 @@ def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray, reduce
     assignments, not its reduced vectors: they are cheap to rebuild and costly to keep).
     """
     params = run["params"]
-    sid, X = ws.run_store(run).read()
+    sid, X = ws.run_store(run).read(ids)  # only these rows: a part report maps a sample
     pos = np.searchsorted(sid, ids)
     if np.any(pos >= len(sid)) or np.any(sid[np.minimum(pos, len(sid) - 1)] != ids):
         raise ConfigError(f"Run {run['id']} clustered images whose features are gone.")

@@ -99,8 +99,10 @@ class FeatureStore:
             have = np.intersect1d(have, np.asarray(ids, dtype=np.int64))
         if have.size == 0:
             return have, np.empty((0, self.dim), dtype=self.dtype)
-        mm = self.memmap()
-        return have, np.ascontiguousarray(mm[have - 1])
+        if not self.path.exists():
+            raise WorkspaceError(
+                f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
+        return have, read_rows(self.path, self.dtype, self.dim, have - 1)
 
     def usable_ids(self) -> np.ndarray:
         """Ascending ids of the usable images (status ok) whose vectors are stored."""
@@ -114,6 +116,37 @@ class FeatureStore:
                 f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
         rows = self.path.stat().st_size // (self.dim * self.dtype.itemsize)
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.dim))
+
+
+READ_CHUNK = 64 << 20  # bytes read per call: bounded, and no second copy of a large run
+
+
+def read_rows(path: Path | str, dtype: Any, dim: int, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (ascending, 0-based) of a raw feature file, read straight into the
+    result: consecutive rows in one read. Not through a memory map: a map of a 5 GB file
+    touched at 100k scattered rows pulls most of the file into the process's resident set
+    (the kernel maps neighbouring pages on every fault), 4.5 GB for a 0.5 GB sample."""
+    dtype = np.dtype(dtype)
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), dim), dtype=dtype)
+    if not len(rows):
+        return out
+    row_bytes = dim * dtype.itemsize
+    flat = out.reshape(-1).view(np.uint8)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(rows)]])
+    with io_errors(f"reading {path}"), open(path, "rb", buffering=0) as f:
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            pos, end = a * row_bytes, b * row_bytes
+            f.seek(int(rows[a]) * row_bytes)
+            while pos < end:
+                got = f.readinto(flat[pos:min(end, pos + READ_CHUNK)])
+                if not got:
+                    raise WorkspaceError(f"Feature file {path} is shorter than its records; "
+                                         "run 'imgatlas embed' again.")
+                pos += got
+    return out
 
 
 class _Writer:
