@@ -129,6 +129,8 @@ def test_upload_size_cap_and_pixel_bombs(served_ws, cache_dir):
     "/api/images/..%2F..%2Fetc%2Fpasswd/thumbnail", "/api/images/-1/file",
     "/api/images//etc/passwd/file", "/api/images/1e3/thumbnail", "/api/images/99999/file",
     "/api/images/%2Fetc%2Fpasswd", "/images/..%2f..%2fetc%2fpasswd",
+    # digits that are not ASCII digits ("²".isdigit() is True; found by the fuzz test)
+    "/images/%C2%B2", "/api/images/%D9%A3/thumbnail",
 ])
 def test_images_are_served_by_id_only(client, path):
     assert client.get(path).status_code == 404
@@ -242,3 +244,10 @@ def test_cli_serve_refuses_an_open_host_without_printing_a_token(served_ws, monk
     assert c.get(f"/api/health?token={token}").status_code == 200
     assert main(["serve", "-w", str(ws), "--cache-dir", str(cache_dir)]) == 0
     assert "?token=" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", ["/clusters/%C2%B2", "/api/clusters/%C2%B2",
+                                  "/api/clusters/-%D9%A3"])
+def test_cluster_ids_that_only_look_like_digits_are_404(client, path):
+    assert client.get(path).status_code == 404
+

@@ -37,7 +37,7 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
         from imgatlas.backbones.efficientnet_lite import block_backbone
 
         base, _, block = name.partition("@block")
-        if base in _factories and block.isdigit():
+        if base in _factories and block.isascii() and block.isdigit():
             return block_backbone(base, int(block),
                                   cache_dir=Path(cache_dir) if cache_dir else None)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -20,12 +21,22 @@ def state(request: Request) -> AppState:
     return request.app.state.imgatlas
 
 
+_PLAIN_INT = re.compile(r"-?[0-9]{1,12}")
+
+
+def plain_int(raw: str | None) -> int | None:
+    """``raw`` as an int when it is plain ASCII digits (an optional minus), else None.
+    Not ``str.isdigit``: "²" and "٣" are digits to it, and ``int`` then fails or accepts."""
+    return int(raw) if raw is not None and _PLAIN_INT.fullmatch(raw) else None
+
+
 def parse_id(raw: str) -> int:
     """Image and cluster ids arrive as text: anything but a plain non-negative number is a
     404 (a path, ``..``, an encoded traversal), never a file-system lookup."""
-    if not raw.isdigit() or len(raw) > 12:
+    i = plain_int(raw)
+    if i is None or i < 0:
         raise HTTPException(404, "no such image")
-    return int(raw)
+    return i
 
 
 async def read_upload(request: Request, upload: UploadFile) -> bytes:
@@ -129,7 +140,7 @@ def clusters(request: Request) -> dict[str, Any]:
 @router.get("/clusters/{cluster}")
 def cluster_members(request: Request, cluster: str, page: int = 1) -> dict[str, Any]:
     st = state(request)
-    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    c = plain_int(cluster)
     if c is None:
         raise HTTPException(404, "no such cluster")
     from imgatlas.serve._pages import members_page
@@ -145,7 +156,7 @@ def cluster_members(request: Request, cluster: str, page: int = 1) -> dict[str, 
 def name_cluster(request: Request, cluster: str, body: ClusterName) -> dict[str, Any]:
     st = state(request)
     _check_edit(request)
-    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    c = plain_int(cluster)
     with st.write("rename cluster") as ws:
         run = st.run_id(ws)
         if run is None or c is None or c not in ws.cluster_sizes(run):

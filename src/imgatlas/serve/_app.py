@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from imgatlas.errors import ConfigError, DecodeError, ImgatlasError, WorkspaceLocked
+from imgatlas.serve._api import plain_int
 from imgatlas.serve._security import (
     CSRF_COOKIE,
     HEADERS,
@@ -67,7 +68,7 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
                                            "'imgatlas serve'"}, status_code=401,
                                 headers=HEADERS)
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload + 2**16:
+        if (plain_int(length) or 0) > settings.max_upload + 2**16:
             return JSONResponse({"detail": f"upload larger than "
                                            f"{settings.max_upload // 2**20} MB"},
                                 status_code=413, headers=HEADERS)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from imgatlas import __version__
-from imgatlas.serve._api import state
+from imgatlas.serve._api import plain_int, state
 from imgatlas.serve._security import csrf_token
 from imgatlas.serve._state import PER_PAGE
 from imgatlas.store import Workspace
@@ -76,7 +76,7 @@ def overview(request: Request) -> HTMLResponse:
 @router.get("/clusters/{cluster}", response_class=HTMLResponse)
 def cluster_page(request: Request, cluster: str, page: int = 1) -> HTMLResponse:
     st = state(request)
-    c = int(cluster) if cluster.lstrip("-").isdigit() else None
+    c = plain_int(cluster)
     with st.read() as ws:
         run = st.run_id(ws)
         if run is None or c is None or c not in ws.cluster_sizes(run):
