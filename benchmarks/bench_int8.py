@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=10)
     args = ap.parse_args()
     threads = args.threads or len(os.sched_getaffinity(0))
     lines = preamble("onnxruntime", "onnx") + [
