@@ -142,7 +142,7 @@ def engine_opts(what: str) -> Any:
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32",
               show_default=True,
               help="int8: a quantised copy of the backbone calibrated on this collection "
-                   "(1.4x the model speed on 2 CPU cores; features at cosine ~0.996 to fp32).")
+                   "(1.3-1.4x the model speed on 2 CPU cores; features at cosine ~0.996 to fp32).")
 @engine_opts("shards embedded by Ray Data actors, each with one ONNX Runtime session")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where exported models are cached (default $IMGATLAS_CACHE or "

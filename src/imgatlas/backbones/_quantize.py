@@ -6,7 +6,7 @@ convolutions that work at high resolution kept in float: every one whose output 
 a quarter of the input's side (EfficientNet-Lite0: the stem and the first two stages, the
 112 and 56 px layers). Everything in int8 runs 2.1x faster than fp32 but gave features at
 cosine 0.983 on upscaled 32 px images (CIFAR-10; 0.99 on photos) and cost 0.02 of k-means
-ACC there; with those layers in float, cosine 0.995 and 1.4x the speed. Calibration
+ACC there; with those layers in float, cosine 0.995 and 1.3-1.4x the speed. Calibration
 (min/max, percentile, entropy, 128 or 512 images) changed the cosine by < 0.001: where the
 error starts mattered, not how ranges are found. Keeping only some early layers in float
 (only the stem, or no depthwise convolution) made it much worse (0.96, 0.78).
