@@ -11,6 +11,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+CHROMIUM = os.environ.get("IMGATLAS_CHROMIUM", "/usr/bin/chromium")
+
+
+def watched_page(playwright, problems: list[str]):
+    """``(browser, page)`` in the system's Chromium, every console error or warning, page
+    error and dialog (an ``alert()`` is what injected script would show) added to
+    ``problems``."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
+    return browser, page
+
+
 def shared_data(*parts: str) -> Path:
     """A real dev-set folder from ../shared/data, or skip the test cleanly."""
     p = SHARED_DATA.joinpath(*parts)

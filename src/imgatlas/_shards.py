@@ -42,22 +42,68 @@ def split(n: int, shard_size: int) -> list[tuple[int, int]]:
     return [(i, min(i + shard_size, n)) for i in range(0, n, shard_size)]
 
 
+def sample_rows(n: int, size: int, seed: int | None) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` out of ``n`` (all when ``n <= size``):
+    the one sampling rule of every fit-on-a-sample step, so a sharded build and a one-piece
+    fit draw the same rows."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def check_engine(engine: str) -> None:
+    """A known engine, and Ray importable when it is asked for: checked before a workspace
+    is locked or anything is built."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead.")
+    if engine == "ray":
+        require_ray()
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray Data; pip install 'imgatlas[ray]'.") from None
+    return ray
+
+
+def connect_ray(ray: Any, address: str | None) -> bool:
+    """Join ``address`` (or start a local cluster); True when this call started Ray."""
+    import logging
+
+    for name in ("ray", "ray.data"):  # imgatlas reports progress and errors itself
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"Cannot reach the Ray cluster {address!r}: {one_line(e)}") from e
+    return True
+
+
+def one_line(e: BaseException) -> str:
+    """The last line of an error Ray wraps (its own traceback comes first)."""
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
+
+
 def map_shards(fn: Callable[..., Any], shards: list[Any], shared: Any = None, *,
                engine: str = "local", address: str | None = None,
                num_workers: int | None = None) -> Iterator[Any]:
     """``fn(shared, shard)`` for every shard, in order. On Ray, ``shared`` is put in the
     object store once and at most ``num_workers`` shards (default: the cluster's cores) are
     in flight, which bounds the memory the results hold."""
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead.")
+    check_engine(engine)
     if engine == "local":
         for shard in shards:
             yield fn(shared, shard)
         return
-    from imgatlas.embed._ray import _connect, _one_line, require_ray
-
     ray = require_ray()
-    started = _connect(ray, address)
+    started = connect_ray(ray, address)
     try:
         slots = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         task = ray.remote(num_cpus=1)(fn)
@@ -71,7 +117,7 @@ def map_shards(fn: Callable[..., Any], shards: list[Any], shared: Any = None, *,
             while pending:
                 yield ray.get(pending.pop(0))
         except ray.exceptions.RayError as e:
-            raise ImgatlasError(f"The Ray engine failed: {_one_line(e)}") from e
+            raise ImgatlasError(f"The Ray engine failed: {one_line(e)}") from e
     finally:
         if started:
             ray.shutdown()

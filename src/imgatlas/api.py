@@ -62,14 +62,10 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
     ``engine="ray"`` embeds on a Ray cluster (``address``, or a local one), ``num_workers``
     actors each holding one ONNX Runtime session; the same features as ``"local"``.
     """
+    from imgatlas._shards import check_engine
     from imgatlas.embed._int8 import with_precision
 
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"engine must be one of local, ray. Got {engine!r} instead.")
-    if engine == "ray":
-        from imgatlas.embed._ray import require_ray
-
-        require_ray()  # before the workspace is locked or anything is built
+    check_engine(engine)
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="embed") as ws:
         bb = create_backbone(backbone, cache_dir=cache_dir_or_default(cache_dir))
@@ -159,10 +155,9 @@ def cluster(workspace: PathLike, *, features: str | None = None,
         if within is not None or exclude or reuse:
             raise ConfigError("--within, --exclude and --reuse work on the local engine "
                               "without sampling.")
-        if engine == "ray":
-            from imgatlas.embed._ray import require_ray
+        from imgatlas._shards import check_engine
 
-            require_ray()
+        check_engine(engine)
         with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
             return cluster_sharded(ws, ws.pick_store(features), reduce=reduce, method=method,
                                    k=k, k_range=k_range, options=options, seed=seed,
@@ -344,18 +339,12 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
 
     shards = None
     if engine != "local" or shard_size is not None:
-        from imgatlas._shards import ENGINES
+        from imgatlas._shards import check_engine
         from imgatlas.index._sharded import SHARD_SIZE
 
-        if engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}. "
-                              f"Got {engine!r} instead.")
+        check_engine(engine)
         if sketch:
             raise ConfigError("--sketch indexes are built in one piece (no --engine ray).")
-        if engine == "ray":
-            from imgatlas.embed._ray import require_ray
-
-            require_ray()
         shards = {"engine": engine, "shard_size": shard_size or SHARD_SIZE,
                   "address": address, "num_workers": num_workers}
         codes = codes or "ivfpq:64"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import colour_groups
+from conftest import CHROMIUM, colour_groups, watched_page
 from imgatlas import api
 from imgatlas.cli import main
 
@@ -224,7 +224,6 @@ def test_run_reuses_the_workspace_and_writes_the_report(tmp_path, cache_dir):
 
 
 # -- in a real browser -------------------------------------------------------------------------
-CHROMIUM = os.environ.get("IMGATLAS_CHROMIUM", "/usr/bin/chromium")
 
 
 def test_report_in_headless_chromium(report_ws, tmp_path):
@@ -240,12 +239,7 @@ def test_report_in_headless_chromium(report_ws, tmp_path):
                                 (out / "index.html").read_text(), re.S).group(1))
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
-                else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))  # alert() = XSS
+        browser, page = watched_page(p, problems)
         page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
         page.goto((out / "index.html").as_uri(), wait_until="load")
 

@@ -11,9 +11,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
-
-CHROMIUM = os.environ.get("IMGATLAS_CHROMIUM", "/usr/bin/chromium")
+from conftest import CHROMIUM, ROOT, watched_page
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +44,7 @@ def test_the_app_in_a_real_browser(live_url, tmp_path):
     expect = sync_api.expect  # waits run in Playwright's own world: the CSP forbids eval
     problems: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning")
-                else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
+        browser, page = watched_page(p, problems)
 
         page.goto(live_url + "/", wait_until="networkidle")
         assert page.locator("article.card").count() == 3

@@ -22,7 +22,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +132,7 @@ def int8_model_name(base: Backbone, calibration: str) -> str:
 
 def int8_backbone(base: Backbone, model_path: Path, calibration: str) -> Backbone:
     """``base`` running the quantised graph at ``model_path`` (built already)."""
-    bb = Backbone(replace(base.cfg), model_path,
+    bb = Backbone(base.cfg, model_path,
                   identity=f"{base.identity()}-int8-{calibration}")
     bb.precision = "int8"
     bb.calibration = calibration

@@ -13,6 +13,18 @@ from imgatlas.evaluate.metrics import find_elbow
 SWEEP_DIM = 64
 
 
+def choose_k(Z: np.ndarray, method: str, k_range: tuple[int, int] | None, seed: int
+             ) -> dict[str, Any]:
+    """The sweep ``--k auto`` runs: over ``k_range`` (default: grows with the collection, see
+    :func:`imgatlas.defaults.k_range_for`), with GMM's own fits for ``gmm`` and k-means for
+    every other method; ``chosen_k`` and ``reason`` say what it chose and why."""
+    from imgatlas import defaults
+
+    lo, hi = k_range or defaults.k_range_for(len(Z))
+    return sweep_k(Z, range(lo, min(hi, len(Z) - 1) + 1),
+                   method="gmm" if method == "gmm" else "kmeans", random_state=seed)
+
+
 def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
             random_state: int = 0, silhouette_sample: int = 2000,
             max_dim: int | None = SWEEP_DIM) -> dict[str, Any]:

@@ -17,8 +17,9 @@ import numpy as np
 
 from imgatlas import defaults
 from imgatlas._shards import StoreFile, map_shards, split
+from imgatlas._shards import sample_rows as _sample_rows
 from imgatlas.cluster._registry import CLUSTERERS, build_method, takes_k
-from imgatlas.cluster._select import sweep_k
+from imgatlas.cluster._select import choose_k
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate.internal import internal_validation
 from imgatlas.reduce import make_reducer
@@ -31,9 +32,7 @@ SHARD_SIZE = 65_536
 def sample_rows(n: int, sample_size: int, seed: int) -> np.ndarray:
     if sample_size < 3:
         raise ConfigError(f"sample_size must be an int >= 3. Got {sample_size} instead.")
-    if n <= sample_size:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, sample_size, replace=False))
+    return _sample_rows(n, sample_size, seed)
 
 
 def fit_on_sample(Xs: np.ndarray, *, reduce: str, method: str, k: int | str | None,
@@ -46,9 +45,7 @@ def fit_on_sample(Xs: np.ndarray, *, reduce: str, method: str, k: int | str | No
     Zs = np.ascontiguousarray(Zs, dtype=np.float32)
     sweep = None
     if k == "auto":
-        lo, hi = k_range or defaults.k_range_for(len(Zs))
-        sweep = sweep_k(Zs, range(lo, min(hi, len(Zs) - 1) + 1),
-                        method="gmm" if method == "gmm" else "kmeans", random_state=seed)
+        sweep = choose_k(Zs, method, k_range, seed)
         k = int(sweep["chosen_k"])
     est = build_method(method, int(k) if k is not None else None, options, seed).fit(Zs)
     if not hasattr(est, "predict"):
@@ -61,14 +58,18 @@ def fit_on_sample(Xs: np.ndarray, *, reduce: str, method: str, k: int | str | No
     return reducer, est, centres, sweep
 
 
+def place(reducer: Any, est: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(Z, labels)``: vectors reduced and assigned as every image of a sampled run is."""
+    Z = np.ascontiguousarray(reducer.transform(X) if reducer is not None else X,
+                             dtype=np.float32)
+    return Z, np.asarray(est.predict(Z), dtype=np.int64)
+
+
 def assign(shared: tuple[StoreFile, Any, Any, np.ndarray], ids: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
     """One shard's clusters and squared distances to their centres."""
     source, reducer, est, centres = shared
-    X = source.rows(ids)
-    Z = np.ascontiguousarray(reducer.transform(X) if reducer is not None else X,
-                             dtype=np.float32)
-    labels = np.asarray(est.predict(Z), dtype=np.int64)
+    Z, labels = place(reducer, est, source.rows(ids))
     dist = np.full(len(labels), np.nan)
     ok = labels >= 0
     dist[ok] = ((Z[ok] - centres[labels[ok]]) ** 2).sum(1)
@@ -108,10 +109,8 @@ def cluster_sharded(ws: Workspace, store: FeatureStore, *, reduce: str = default
             run.estimator("reduce", reducer)
             run.estimator("cluster", est)
             # scored on the sample, placed as every other image is
-            sample_labels, _ = assign((source, reducer, est, centres), ids[rows])
-            Zt = reducer.transform(Xs) if reducer is not None else Xs
-            internal, _ = internal_validation(np.ascontiguousarray(Zt, dtype=np.float32),
-                                              sample_labels, seed)
+            Zt, sample_labels = place(reducer, est, Xs)
+            internal, _ = internal_validation(Zt, sample_labels, seed)
             internal["computed_on"] = f"the fitting sample ({len(rows):,} images)"
             timings["fit_on_sample"] = time.perf_counter() - t
             del Xs, Zt

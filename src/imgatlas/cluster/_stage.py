@@ -10,7 +10,7 @@ import numpy as np
 
 from imgatlas import defaults
 from imgatlas.cluster._registry import CLUSTERERS, build_method, takes_k
-from imgatlas.cluster._select import sweep_k
+from imgatlas.cluster._select import choose_k
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate.internal import centre_distances, internal_validation
 from imgatlas.reduce import make_reducer
@@ -96,10 +96,7 @@ def cluster_workspace(
             sweep = None
             if k == "auto":
                 t = time.perf_counter()
-                lo, hi = k_range or defaults.k_range_for(len(ids))
-                sweep = sweep_k(Z, range(lo, min(hi, len(ids) - 1) + 1),
-                                method="gmm" if method == "gmm" else "kmeans",
-                                random_state=seed)
+                sweep = choose_k(Z, method, k_range, seed)
                 k = int(sweep["chosen_k"])
                 timings["choose_k"] = time.perf_counter() - t
             t = time.perf_counter()

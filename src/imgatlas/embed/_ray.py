@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from imgatlas._progress import progress_bar
+from imgatlas._shards import connect_ray, one_line, require_ray
 from imgatlas.backbones._base import Backbone
 from imgatlas.embed._workspace import Plan, plan, summary
 from imgatlas.errors import ConfigError, ImgatlasError
@@ -30,19 +31,10 @@ SHARD_DIR = "shards"
 SHARD_SIZE = 1024
 
 
-def require_ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray Data; pip install 'imgatlas[ray]'.") from None
-    return ray
-
-
 def shards(p: Plan, shard_size: int = SHARD_SIZE) -> list[tuple[str, list[tuple[str, bytes]]]]:
     """The pending contents in shards of ``shard_size``, ordered by their first image id, each
     named by what it holds: the same pending set always gives the same shards."""
-    items = sorted(p.path_of.items(), key=lambda kv: min(p.by_sha[kv[0]]))
+    items = sorted(((s, p.path_of[s]) for s in p.by_sha), key=lambda kv: min(p.by_sha[kv[0]]))
     out = []
     for i in range(0, len(items), shard_size):
         part = items[i:i + shard_size]
@@ -138,10 +130,9 @@ def embed_workspace_ray(ws: Workspace, backbone: Backbone, *, address: str | Non
                 # shards a killed run finished but did not merge
                 for path in sorted(folder.glob("*.npz")):
                     merge(path)
-                todo = shards(Plan(p.key, p.store, p.already_done, p.by_sha,
-                                   {s: p.path_of[s] for s in p.by_sha}), shard_size)
+                todo = shards(p, shard_size)  # what the merged shards left
                 if todo:
-                    started_here = _connect(ray, address)
+                    started_here = connect_ray(ray, address)
                     workers, per_worker = _pool(ray, num_workers, threads)
                     workers = min(workers, len(todo))
                     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -162,7 +153,7 @@ def embed_workspace_ray(ws: Workspace, backbone: Backbone, *, address: str | Non
                         for row in out.iter_rows():
                             merge(folder / f"{row['shard']}.npz")
                     except Exception as e:  # noqa: BLE001 - Ray wraps the worker's error
-                        raise ImgatlasError(f"The Ray engine failed: {_one_line(e)}") from e
+                        raise ImgatlasError(f"The Ray engine failed: {one_line(e)}") from e
         finally:
             bar.close()
             if started_here:
@@ -170,22 +161,6 @@ def embed_workspace_ray(ws: Workspace, backbone: Backbone, *, address: str | Non
         run.results = summary(p, backbone, n_done, n_failed, time.perf_counter() - t0,
                               run.id, ["ray", "CPUExecutionProvider"])
     return run.results
-
-
-def _connect(ray: Any, address: str | None) -> bool:
-    """Join ``address`` (or start a local cluster); True when this call started Ray."""
-    import logging
-
-    for name in ("ray", "ray.data"):  # imgatlas reports progress and errors itself
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"Cannot reach the Ray cluster {address!r}: {_one_line(e)}") from e
-    return True
 
 
 def _pool(ray: Any, num_workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -200,7 +175,3 @@ def _pool(ray: Any, num_workers: int | None, threads: int | None) -> tuple[int, 
     workers = num_workers or max(1, cores // threads)
     return workers, min(threads, cores)
 
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[-1] if text else type(e).__name__

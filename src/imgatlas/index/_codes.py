@@ -21,8 +21,11 @@ from imgatlas.index._spec import CODES, Spec, parse_spec
 from imgatlas.index.families import CodeFamily
 
 
-def _unit(X: Any) -> np.ndarray:
-    return np.ascontiguousarray(normalize(np.asarray(X, dtype=np.float32)), dtype=np.float32)
+def _unit(X: Any, copy: bool = True) -> np.ndarray:
+    """Unit rows as float32; ``copy=False`` normalises a float32 array in place (a sharded
+    build's 262k-vector training sample is then held once)."""
+    return np.ascontiguousarray(normalize(np.asarray(X, dtype=np.float32), copy=copy),
+                                dtype=np.float32)
 
 
 def _family(spec: Spec, **kw: Any) -> CodeFamily:

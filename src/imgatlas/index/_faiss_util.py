@@ -24,8 +24,9 @@ TRAIN_SAMPLE = 262_144
 def training_sample(X: np.ndarray, seed: int | None) -> np.ndarray:
     if len(X) <= TRAIN_SAMPLE:
         return X
-    rows = np.random.default_rng(seed).choice(len(X), TRAIN_SAMPLE, replace=False)
-    return np.ascontiguousarray(X[np.sort(rows)])
+    from imgatlas._shards import sample_rows
+
+    return np.ascontiguousarray(X[sample_rows(len(X), TRAIN_SAMPLE, seed)])
 
 
 def set_search_params(index: Any, ef_search: int | None = None, nprobe: int | None = None

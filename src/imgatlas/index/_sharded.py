@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas._shards import StoreFile, map_shards, split
+from imgatlas._shards import StoreFile, map_shards, sample_rows, split
 from imgatlas.errors import ConfigError
-from imgatlas.index._codes import CodeIndex, _family
+from imgatlas.index._codes import CodeIndex, _family, _unit
 from imgatlas.index._faiss_util import TRAIN_SAMPLE, set_search_params
 from imgatlas.index._spec import Spec, parse_spec
 
@@ -44,10 +44,8 @@ def build_sharded(source: StoreFile, ids: np.ndarray, codes: str, *, seed: int =
     family = _family(spec, random_state=seed)
     factory, metric = family.factory_string(d, n)
     index = faiss.index_factory(d, factory, metric)
-    # the rows fit() would train on (see training_sample): the same seeded choice
-    rows = (np.arange(n) if n <= TRAIN_SAMPLE
-            else np.sort(np.random.default_rng(seed).choice(n, TRAIN_SAMPLE, replace=False)))
-    index.train(_unit_in_place(source.rows(ids[rows])))
+    rows = sample_rows(n, TRAIN_SAMPLE, seed)  # what fit() trains on (training_sample)
+    index.train(_unit(source.rows(ids[rows]), copy=False))
     trained = faiss.serialize_index(index)
     shards = [(ids[a:b], a) for a, b in split(n, shard_size)]
     for part in map_shards(_add_shard, shards, (trained, source), engine=engine,
@@ -69,16 +67,9 @@ def _add_shard(shared: tuple[np.ndarray, StoreFile], shard: tuple[np.ndarray, in
     trained, source = shared
     ids, start = shard
     index = faiss.deserialize_index(trained)
-    X = _unit_in_place(source.rows(ids))
+    X = _unit(source.rows(ids), copy=False)
     index.add_with_ids(X, np.arange(start, start + len(ids), dtype=np.int64))
     return faiss.serialize_index(index)
-
-
-def _unit_in_place(X: np.ndarray) -> np.ndarray:
-    """What ``_unit`` computes, without a second copy of a 262k-vector training sample."""
-    from sklearn.preprocessing import normalize
-
-    return np.ascontiguousarray(normalize(X, copy=False), dtype=np.float32)
 
 
 def invlists(ci: CodeIndex) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,4 +1,4 @@
-"""Feature matrices: one raw, memory-mappable file per backbone + preprocessing.
+"""Feature matrices: one raw file per backbone + preprocessing.
 
 Row ``image_id - 1`` of ``features/<key>.bin`` holds that image's vector. A row counts only
 once the ``embedded`` table says so, and that row is inserted in the same transaction that
@@ -109,13 +109,6 @@ class FeatureStore:
         q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
              "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
         return np.array([r[0] for r in self.ws._con.execute(q, (self.key,))], dtype=np.int64)
-
-    def memmap(self) -> np.memmap:
-        if not self.path.exists():
-            raise WorkspaceError(
-                f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
-        rows = self.path.stat().st_size // (self.dim * self.dtype.itemsize)
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.dim))
 
 
 READ_CHUNK = 64 << 20  # bytes read per call: bounded, and no second copy of a large run
