@@ -97,6 +97,32 @@ def status(workspace: PathLike) -> dict[str, Any]:
         }
 
 
+def inspect(workspace: PathLike, *, features: str | None = None,
+            options: dict[str, dict[str, Any]] | None = None, workers: int = 2,
+            progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+    """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny, oddly
+    shaped, grey and outlying images; recorded as a run, incremental (only new or changed
+    images are compared). ``options``: per check, thresholds other than the defaults
+    (``{"blurry": {"blur_width": 2.5}}``; ``algorithms()["checks"]`` lists them).
+
+    Returns ``{"near_duplicate_groups": [...], "flags": [...], "counts": {...}, "run":
+    {...}}``."""
+    from imgatlas.inspect import inspect_workspace, inspection
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="inspect") as ws:
+        res = inspect_workspace(ws, ws.pick_store(features), options=options,
+                                workers=workers, progress=progress)
+        return {**inspection(ws), "run": res}
+
+
+def inspection(workspace: PathLike, limit: int | None = None) -> dict[str, Any]:
+    """What the latest inspection found (groups, flags, counts), without inspecting."""
+    from imgatlas.inspect import inspection as _inspection
+
+    with Workspace.open(workspace) as ws:
+        return _inspection(ws, limit)
+
+
 def load_features(workspace: PathLike, features: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Return ``(ids, X, rows)``: image ids, their vectors, and path/label per row."""
@@ -129,7 +155,7 @@ def cluster(workspace: PathLike, *, features: str | None = None,
             k: int | str | None = defaults.K, k_range: tuple[int, int] | None = None,
             options: dict[str, Any] | None = None, seed: int = defaults.SEED,
             within: Selection | tuple[int, int] | None = None,
-            exclude: list[Selection] | None = None, reuse: bool = False,
+            exclude: list[Selection | str] | None = None, reuse: bool = False,
             engine: str = "local", sample_size: int | None = None,
             shard_size: int | None = None, address: str | None = None,
             num_workers: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -137,7 +163,9 @@ def cluster(workspace: PathLike, *, features: str | None = None,
 
     ``k_range`` bounds the sweep of ``k="auto"`` (default: 2..30, growing as sqrt(n)/2 on
     larger collections). ``within=(run, [c1, c2])`` re-clusters the members of those
-    clusters of an earlier run; ``exclude=[(run, [c])]`` leaves clusters out.
+    clusters of an earlier run; ``exclude=[(run, [c])]`` leaves clusters out, and
+    ``exclude=["duplicates", "blurry"]`` what the latest inspection puts under those names
+    (near-duplicate copies, flags; both kinds may be mixed).
     ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
     of clustering again.
 
@@ -146,13 +174,16 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     ``"ray"``): the vectors are never all in memory.
     """
     from imgatlas.cluster._stage import cluster_workspace
+    from imgatlas.inspect import parse_exclude
 
     if within is not None and isinstance(within[1], int):
         within = (within[0], [within[1]])
+    flags = parse_exclude([e for e in exclude or [] if isinstance(e, str)])
+    exclude = [e for e in exclude or [] if not isinstance(e, str)]
     if engine != "local" or sample_size is not None or shard_size is not None:
         from imgatlas.cluster._sharded import SAMPLE_SIZE, SHARD_SIZE, cluster_sharded
 
-        if within is not None or exclude or reuse:
+        if within is not None or exclude or flags or reuse:
             raise ConfigError("--within, --exclude and --reuse work on the local engine "
                               "without sampling.")
         from imgatlas._shards import check_engine
@@ -167,7 +198,8 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
         return cluster_workspace(ws, ws.pick_store(features), reduce=reduce, method=method,
                                  k=k, k_range=k_range, options=options, seed=seed,
-                                 within=within, exclude=exclude, reuse=reuse)
+                                 within=within, exclude=exclude, exclude_flags=flags,
+                                 reuse=reuse)
 
 
 def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:
@@ -190,6 +222,19 @@ def name_cluster(workspace: PathLike, run: int, cluster_id: int, name: str) -> d
         ws.get_run(run, "cluster")
         ws.name_cluster(run, cluster_id, name)
         return {"run_id": run, "cluster": cluster_id, "name": name}
+
+
+def export(workspace: PathLike, out: PathLike, *, run: int | None = None,
+           mode: str = "link", wait: float = 0.0) -> dict[str, Any]:
+    """Write the organised collection under ``out``: a folder per cluster of ``run``
+    (default: the latest), named by the cluster's name; near-duplicate copies in
+    ``_near-duplicates/``, flagged images in ``_review/<flag>/`` and ``out/manifest.csv``.
+    ``mode``: ``link`` (symbolic links), ``hardlink`` or ``copy``. The scanned folders are
+    never written to; a rerun into the same ``out`` brings it up to date."""
+    from imgatlas.export import export_folders
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="export") as ws:
+        return export_folders(ws, Path(out), run_id=run, mode=mode)
 
 
 def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None
@@ -229,20 +274,23 @@ def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
           name: str | None = None, folds: int | None = None, features: str | None = None,
           seed: int = defaults.SEED, epochs: int | None = None,
           cache_dir: PathLike | None = None, tune_blocks: int | None = None,
-          views: int | None = None, progress: bool = False, wait: float = 0.0
-          ) -> dict[str, Any]:
+          views: int | None = None, exclude: str | list[str] | None = None,
+          progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Train a classifier on the workspace's labelled images (``labels``: ``folders``,
     ``user``, ``run:ID`` with named clusters, or a CSV file) and save it under
     ``W/models/NAME/``. ``mode``: ``head`` (default), ``finetune`` or ``cnn-small``;
     ``tune_blocks`` and ``views`` (finetune): how many of the backbone's last blocks train,
-    and how many augmented views of each training image."""
+    and how many augmented views of each training image. ``exclude``: leave out what the
+    latest inspection puts under these names (``"duplicates,blurry"``)."""
     from imgatlas.classify._train import train_workspace
+    from imgatlas.inspect import parse_exclude
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="train") as ws:
         return train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
                                features=features, seed=seed, epochs=epochs, progress=progress,
                                cache_dir=cache_dir_or_default(cache_dir),
-                               tune_blocks=tune_blocks, views=views)
+                               tune_blocks=tune_blocks, views=views,
+                               exclude=parse_exclude(exclude))
 
 
 def predict(model: PathLike, images: list[PathLike], *, k: int = 3,
@@ -325,9 +373,10 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
                 sketch: bool = False, adapter: PathLike | None = None,
                 cache_dir: PathLike | None = None, engine: str = "local",
                 shard_size: int | None = None, address: str | None = None,
-                num_workers: int | None = None, progress: bool = False, wait: float = 0.0
-                ) -> dict[str, Any]:
-    """Build a search index over the workspace's features (swapped in atomically). With
+                num_workers: int | None = None, exclude: str | list[str] | None = None,
+                progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+    """Build a search index over the workspace's features (swapped in atomically),
+    leaving out what the latest inspection puts under ``exclude`` (``"duplicates"`` ...). With
     ``sketch``, over the photos' line maps (embedded first where missing), through the
     photo side of ``adapter`` when given: the index ``search_sketch`` uses.
 
@@ -336,7 +385,9 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
     Ray tasks on ``"ray"``), merged; never all the float vectors in memory.
     """
     from imgatlas.index._stage import build_index as _build
+    from imgatlas.inspect import excluded_ids, parse_exclude
 
+    flags = parse_exclude(exclude)
     shards = None
     if engine != "local" or shard_size is not None:
         from imgatlas._shards import check_engine
@@ -353,12 +404,16 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
         if sketch:
             from imgatlas.sketch._stage import build_sketch_index
 
+            if flags:
+                raise ConfigError("--exclude goes with photo indexes, not --sketch.")
             return build_sketch_index(ws, codes=codes, adapter=adapter, features=features,
                                       cache_dir=cache_dir_or_default(cache_dir), seed=seed,
                                       progress=progress)
         if adapter is not None:
             raise ConfigError("--adapter goes with --sketch.")
-        return _build(ws, ws.pick_store(features), codes, seed, shards=shards)
+        extra = {"exclude": flags} if flags else None
+        return _build(ws, ws.pick_store(features), codes, seed, shards=shards,
+                      exclude=excluded_ids(ws, flags), extra_meta=extra)
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,
@@ -494,8 +549,10 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
         k: int | str | None = defaults.K, k_range: tuple[int, int] | None = None,
         seed: int = defaults.SEED,
         report_dir: PathLike | None = None, make_report: bool = True,
-        cache_dir: PathLike | None = None, progress: bool = False) -> dict[str, Any]:
-    """The main job: scan -> embed -> cluster (default pipeline) -> evaluate -> report.
+        make_inspection: bool = True, cache_dir: PathLike | None = None,
+        progress: bool = False) -> dict[str, Any]:
+    """The main job: scan -> embed -> inspect -> cluster (default pipeline) -> evaluate ->
+    report.
 
     Reuses whatever the workspace holds: unchanged files are not re-read, embedded images
     not re-embedded, and an identical clustering run is not repeated.
@@ -513,6 +570,11 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
     t = time.perf_counter()
     embed_res = embed(workspace, backbone=backbone, cache_dir=cache_dir, progress=progress)
     steps["embed"] = time.perf_counter() - t
+    inspect_res = None
+    if make_inspection:
+        t = time.perf_counter()
+        inspect_res = inspect(workspace, features=embed_res["store"], progress=progress)
+        steps["inspect"] = time.perf_counter() - t
     t = time.perf_counter()
     cluster_res = cluster(workspace, features=embed_res["store"], k=k, k_range=k_range,
                           seed=seed, reuse=True)
@@ -530,5 +592,6 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
                             progress=progress)
         steps["report"] = time.perf_counter() - t
     return {"workspace": str(workspace), "scan": scan_res, "embed": embed_res,
-            "cluster": cluster_res, "evaluation": eval_res, "report": report_res,
-            "status": st, "seconds": {k: round(v, 3) for k, v in steps.items()}}
+            "inspection": inspect_res, "cluster": cluster_res, "evaluation": eval_res,
+            "report": report_res, "status": st,
+            "seconds": {k: round(v, 3) for k, v in steps.items()}}

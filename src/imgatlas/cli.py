@@ -18,7 +18,9 @@ from imgatlas import __version__, api, defaults
 from imgatlas.cluster import CLUSTERERS
 from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.errors import ConfigError, ImgatlasError
+from imgatlas.export import MODES
 from imgatlas.index import spec_help as codes_help
+from imgatlas.inspect import CHECKS, exclusion_names
 from imgatlas.reduce import spec_help as reduce_help
 from imgatlas.registry import Registry
 
@@ -191,6 +193,51 @@ def _print_status(r: dict[str, Any]) -> None:
             click.echo(f"  [{f['status']}] {f['path']}: {f['reason']}")
 
 
+# -- inspect -----------------------------------------------------------------------------------
+@cli.command("inspect")
+@workspace_opt
+@click.option("--features", default=None, help="Feature store key or backbone name.")
+@registry_options(CHECKS)
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Groups and flagged images listed per kind (the counts are complete; "
+                   "--json lists everything).")
+@wait_opt
+@progress_opt
+@json_opt
+def inspect_cmd(workspace, features, limit, wait, progress, as_json, **thresholds):
+    """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny,
+    oddly shaped, grey and outlying images (incremental: only new images are compared)."""
+    options: dict[str, dict[str, Any]] = {}
+    params = CHECKS.all_params()
+    for name, value in thresholds.items():
+        if value is not None:
+            options.setdefault(params[name][1][0], {})[name] = value
+    res = api.inspect(workspace, features=features, options=options,
+                      progress=_progress(progress), wait=wait)
+    _emit(res, as_json, lambda r: _print_inspection(r, limit))
+
+
+def _print_inspection(r: dict[str, Any], limit: int) -> None:
+    run, c = r.get("run"), r["counts"]
+    if run:
+        click.echo(f"inspected {run['n_images']} images in {run['seconds']:.1f}s "
+                   f"({run['n_compared']} compared with the collection, {run['n_measured']} "
+                   "measured here)")
+    click.echo(f"  near-duplicates: {c['near_duplicate_groups']} groups, "
+               f"{c['near_duplicate_copies']} copies beside the one to keep")
+    flagged = ", ".join(f"{k} {c[k]}" for k in CHECKS.names() if c.get(k))
+    click.echo(f"  flagged: {flagged or 'nothing'}")
+    for g in r["near_duplicate_groups"][:limit]:
+        click.echo(f"  keep {g['keep']}")
+        for path, why in zip(g["copies"], g["evidence"], strict=True):
+            click.echo(f"    copy {path}  ({why})")
+    shown: dict[str, int] = {}
+    for f in r["flags"]:
+        if shown.get(f["flag"], 0) < limit:
+            shown[f["flag"]] = shown.get(f["flag"], 0) + 1
+            click.echo(f"  [{f['flag']}] {f['path']}: {f['reason']}")
+
+
 # -- export-features ---------------------------------------------------------------------------
 @cli.command("export-features")
 @workspace_opt
@@ -233,6 +280,19 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
         raise click.BadParameter(f"expected RUN:C[,C...] such as 3:0,4, got {value!r}") from None
 
 
+def _exclusion(value: str) -> list[Any]:
+    """One --exclude value: RUN:C[,C...] (clusters of a run), or names of what inspect found."""
+    if ":" in value:
+        return [_run_clusters(value)]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+EXCLUDE_NAMES = ", ".join(exclusion_names())
+exclude_opt = click.option(
+    "--exclude", default=None,
+    help=f"Leave out what the latest inspection found: {EXCLUDE_NAMES} (comma-separated).")
+
+
 @cli.command("cluster")
 @workspace_opt
 @click.option("--features", default=None, help="Feature store key or backbone name.")
@@ -249,7 +309,9 @@ def _run_clusters(value: str) -> tuple[int, list[int]]:
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--within", default=None,
               help="RUN:C[,C...]: re-cluster the members of those clusters of a run.")
-@click.option("--exclude", multiple=True, help="RUN:C[,C...]: leave those clusters out.")
+@click.option("--exclude", multiple=True,
+              help="RUN:C[,C...]: leave those clusters out; or what the latest inspection "
+                   f"found: {EXCLUDE_NAMES} (comma-separated; repeatable).")
 @engine_opts("fit on a sample, every image assigned per shard in parallel")
 @click.option("--sample-size", type=click.IntRange(min=3), default=None,
               help="Fit on a seeded sample of this many images, then assign every image "
@@ -267,7 +329,7 @@ def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, 
                       k=_k_option(k), k_range=_k_range(k_range) if k_range else None,
                       options=options, seed=seed,
                       within=_run_clusters(within) if within else None,
-                      exclude=[_run_clusters(e) for e in exclude], engine=engine,
+                      exclude=[x for e in exclude for x in _exclusion(e)], engine=engine,
                       sample_size=sample_size, shard_size=shard_size, address=address,
                       num_workers=num_workers, wait=wait)
     _emit(res, as_json, _print_cluster)
@@ -356,6 +418,32 @@ def export_clusters_cmd(workspace, run_id, out, as_json):
     _emit(res, as_json, lambda r: click.echo(f"wrote {r['rows']} rows to {r['file']}"))
 
 
+@cli.command("export")
+@workspace_opt
+@click.option("--as-folders", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder to write: one folder per cluster, _near-duplicates/, "
+                   "_review/<flag>/, manifest.csv.")
+@click.option("--run", "run_id", type=int, default=None,
+              help="Cluster run (default: the latest).")
+@click.option("--mode", type=click.Choice(MODES), default="link", show_default=True,
+              help="link: symbolic links to the originals; hardlink: the same files under "
+                   "a second name (one file system); copy: independent copies.")
+@wait_opt
+@json_opt
+def export_cmd(workspace, out, run_id, mode, wait, as_json):
+    """Write the organised collection out as folders (the source is never touched)."""
+    res = api.export(workspace, out, run=run_id, mode=mode, wait=wait)
+
+    def human(r):
+        click.echo(f"exported {r['images']} images of run {r['run_id']} to {r['out']} "
+                   f"({r['mode']})")
+        for name, n in r["folders"].items():
+            click.echo(f"  {n:>6}  {name}")
+        click.echo(f"  manifest: {r['manifest']}")
+
+    _emit(res, as_json, human)
+
+
 @cli.command("train-autoencoder")
 @workspace_opt
 @click.option("--preset", type=click.Choice(["default", "apparel", "fashion"]),
@@ -412,17 +500,18 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 @click.option("--views", type=click.IntRange(0, 32), default=None,
               help="finetune: augmented views cached per training image [4].")
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@exclude_opt
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @wait_opt
 @progress_opt
 @json_opt
 def train_cmd(workspace, labels, mode, name, folds, features, epochs, tune_blocks, views, seed,
-              cache_dir, wait, progress, as_json):
+              exclude, cache_dir, wait, progress, as_json):
     """Train a classifier on the labelled images; save it under W/models/NAME/."""
     res = api.train(workspace, labels=labels, mode=mode, name=name, folds=folds,
                     features=features, seed=seed, epochs=epochs, cache_dir=cache_dir,
-                    tune_blocks=tune_blocks, views=views, progress=_progress(progress),
-                    wait=wait)
+                    tune_blocks=tune_blocks, views=views, exclude=exclude,
+                    progress=_progress(progress), wait=wait)
 
     def human(r):
         m = r["metrics"]
@@ -583,16 +672,17 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
               help="Build an IVF-PQ index in shards of this many vectors (memory: one shard "
                    "of floats per worker) [65536 with --engine ray].")
+@exclude_opt
 @wait_opt
 @progress_opt
 @json_opt
 def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engine, address,
-              num_workers, shard_size, wait, progress, as_json):
+              num_workers, shard_size, exclude, wait, progress, as_json):
     """Build a search index over the features (replaces the old one atomically)."""
     res = api.build_index(workspace, codes=codes, features=features, seed=seed, sketch=sketch,
                           adapter=adapter, cache_dir=cache_dir, engine=engine,
                           shard_size=shard_size, address=address, num_workers=num_workers,
-                          progress=_progress(progress), wait=wait)
+                          exclude=exclude, progress=_progress(progress), wait=wait)
     _emit(res, as_json, lambda r: click.echo(
         f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
         f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
@@ -813,10 +903,12 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")
 @click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")
+@click.option("--no-inspect", is_flag=True,
+              help="Skip the inspection (near-duplicates, blurry, dark ... images).")
 @progress_opt
 @json_opt
 def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, report_dir,
-        no_report, progress, as_json):
+        no_report, no_inspect, progress, as_json):
     """The main job: scan, embed, cluster (default pipeline), evaluate, report.
 
     Reuses whatever the workspace already holds: a second run only does new work.
@@ -825,11 +917,13 @@ def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, r
                   backbone=backbone, k=_k_option(k),
                   k_range=_k_range(k_range) if k_range else None, seed=seed,
                   report_dir=report_dir, make_report=not no_report,
-                  progress=_progress(progress))
+                  make_inspection=not no_inspect, progress=_progress(progress))
 
     def human(r):
         _print_scan(r["scan"])
         _print_embed(r["embed"])
+        if r["inspection"]:
+            _print_inspection(r["inspection"], 0)
         _print_cluster(r["cluster"])
         ev = r["evaluation"]
         if ev:

@@ -46,9 +46,12 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                     features: str | None = None, seed: int = defaults.SEED,
                     epochs: int | None = None, progress: bool = False,
                     cache_dir: Path | None = None, tune_blocks: int | None = None,
-                    views: int | None = None) -> dict[str, Any]:
+                    views: int | None = None, exclude: list[str] | None = None
+                    ) -> dict[str, Any]:
     """Train a classifier on the workspace's labelled images; save it under
-    ``W/models/NAME/``; record the run. See the module docstring for the modes."""
+    ``W/models/NAME/``; record the run. See the module docstring for the modes.
+    ``exclude``: leave out what the latest inspection puts under these names
+    (``duplicates``, ``blurry`` ...)."""
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}. Got {mode!r} instead.")
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
@@ -63,6 +66,11 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
     store = stores[0]
     lab = resolve_labels(ws, labels)
     have, X = read_features(stores, np.asarray(lab.ids))
+    if exclude:
+        from imgatlas.inspect import excluded_ids
+
+        keep = ~np.isin(have, list(excluded_ids(ws, exclude)))
+        have, X = have[keep], X[keep]
     lab = _restrict(lab, have)
     y = np.asarray(lab.labels)
     order = np.argsort(np.asarray(lab.ids))  # id order, as the store returned X
@@ -73,6 +81,8 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
     params = {"labels": lab.source, "mode": mode, "name": name, "folds": folds,
               "features": keys, "epochs": epochs, "n_labelled": int(len(ids)),
               "tune_blocks": tune_blocks, "views": views}
+    if exclude:
+        params["exclude"] = list(exclude)
     with ws.recording("train", params, seed=seed, inputs=fingerprint(ids, keys)) as run:
         t0 = time.perf_counter()
         name = name or f"{mode}-r{run.id}"

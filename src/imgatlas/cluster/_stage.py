@@ -20,10 +20,16 @@ Selection = tuple[int, list[int]]  # (run id, clusters of that run)
 
 
 def select_images(ws: Workspace, ids: np.ndarray, within: Selection | None,
-                  exclude: list[Selection]) -> np.ndarray:
-    """Mask of ``ids`` inside the clusters ``within`` names (all of them) and outside every
-    excluded cluster."""
+                  exclude: list[Selection], exclude_flags: list[str] | None = None
+                  ) -> np.ndarray:
+    """Mask of ``ids`` inside the clusters ``within`` names (all of them), outside every
+    excluded cluster, and not among what the latest inspection puts under
+    ``exclude_flags`` (``duplicates``, ``blurry`` ...)."""
     keep = np.ones(len(ids), bool)
+    if exclude_flags:
+        from imgatlas.inspect import excluded_ids
+
+        keep &= ~np.isin(ids, list(excluded_ids(ws, exclude_flags)))
     if within is not None:
         run_id, clusters = within
         ws.get_run(run_id, "cluster")
@@ -51,6 +57,7 @@ def cluster_workspace(
     seed: int = defaults.SEED,
     within: Selection | None = None,
     exclude: list[Selection] | None = None,
+    exclude_flags: list[str] | None = None,
     reuse: bool = False,
 ) -> dict[str, Any]:
     """Reduce, cluster, validate and record one run; returns its summary.
@@ -68,7 +75,7 @@ def cluster_workspace(
         k = defaults.K
     t0 = time.perf_counter()
     ids, X = store.read()
-    keep = select_images(ws, ids, within, exclude)
+    keep = select_images(ws, ids, within, exclude, exclude_flags)
     ids, X = ids[keep], np.asarray(X[keep], dtype=np.float32)
     if len(ids) < 3:
         raise ConfigError(f"Only {len(ids)} images to cluster; need at least 3.")
@@ -76,6 +83,8 @@ def cluster_workspace(
               "k_range": list(k_range) if k_range else None, "options": options,
               "within": [within[0], list(within[1])] if within else None,
               "exclude": [[r, list(c)] for r, c in exclude], "n_images": int(len(ids))}
+    if exclude_flags:  # only when given: runs recorded before keep their parameters
+        params["exclude_flags"] = list(exclude_flags)
     inputs = fingerprint(ids, store.key)
     if reuse:
         old = ws.find_done_run("cluster", {**params, "seed": seed, "inputs": inputs})

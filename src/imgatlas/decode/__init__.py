@@ -5,9 +5,12 @@ from imgatlas.decode._image import (
     TooLarge,
     decode_bytes,
     decode_rgb,
+    load_rgb,
     open_image,
+    resize_rgb,
     to_rgb,
+    upright_size,
 )
 
-__all__ = ["DEFAULT_MAX_PIXELS", "TooLarge", "decode_bytes", "decode_rgb", "open_image",
-           "to_rgb"]
+__all__ = ["DEFAULT_MAX_PIXELS", "TooLarge", "decode_bytes", "decode_rgb", "load_rgb",
+           "open_image", "resize_rgb", "to_rgb", "upright_size"]

@@ -111,28 +111,58 @@ def decode_bytes(
 ) -> np.ndarray:
     """:func:`decode_rgb` of a file's bytes already in memory (an upload): the same decoder,
     the same pixel limit, the same one-line :class:`DecodeError`s."""
+    a = load_rgb(data, size, max_pixels=max_pixels, resize=resize)
+    return a if size is None else resize_rgb(a, size, resize, interpolation)
+
+
+def load_rgb(
+    data: bytes,
+    size: tuple[int, int] | None = None,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resize: str = "squash",
+) -> np.ndarray:
+    """The decoded, upright RGB array of a file's bytes before the final resize: a JPEG is
+    DCT-downscaled while decoding as far as ``size`` (what the caller will resize to) allows,
+    so both sides stay >= what that resize needs; anything else is decoded whole."""
     try:
         with open_image(io.BytesIO(data), max_pixels) as img:
             if size is not None:
                 fast = _jpeg_fast_path(img, data, size, resize)
                 if fast is not None:
-                    return _resize(fast, size, resize, _INTERPOLATION[interpolation])
+                    return fast
                 if img.format == "JPEG":
                     # draft() keeps both sides >= the request: quality at the target is intact.
                     img.draft("RGB", _draft_request(img.size, size, resize))
             img.load()
             if _rotated(img):
                 img = ImageOps.exif_transpose(img)
-            a = np.asarray(to_rgb(img))
-            if size is None:
-                return a
-            return _resize(a, size, resize, _INTERPOLATION[interpolation])
+            return np.asarray(to_rgb(img))
     except DecodeError:
         raise
     except Image.DecompressionBombError as e:  # pragma: no cover - we disabled Pillow's check
         raise TooLarge(str(e)) from e
     except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
         raise DecodeError(_reason(e)) from e
+
+
+def resize_rgb(a: np.ndarray, size: tuple[int, int], resize: str = "squash",
+               interpolation: str = "bilinear") -> np.ndarray:
+    """An RGB array to a model's input ``size=(W, H)`` (``squash`` or ``center_crop``)."""
+    return _resize(a, size, resize, _INTERPOLATION[interpolation])
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as it is shown (EXIF orientation applied),
+    read from the header: nothing is decoded."""
+    w, h = img.size
+    if _rotated(img) and img.getexif().get(0x0112, 1) in _QUARTER_TURNS:
+        return h, w
+    return w, h
+
+
+# EXIF orientations that turn the picture a quarter: width and height swap
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
 
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

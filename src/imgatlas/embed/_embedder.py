@@ -5,16 +5,27 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from imgatlas._text import printable
 from imgatlas.backbones._base import Backbone, run_features
-from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb
+from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, load_rgb, resize_rgb
 from imgatlas.errors import DecodeError
 
 Item = tuple[Hashable, "str | bytes | os.PathLike[str]"]
+
+
+class Batch(NamedTuple):
+    """One batch of :meth:`Embedder.iter_batches`: the keys decoded, their features, the
+    keys that failed with why, and what ``measure`` found of each decoded picture (None
+    when nothing is measured)."""
+
+    keys: list[Hashable]
+    X: np.ndarray
+    failures: list[tuple[Hashable, str]]
+    measures: list[Any]
 
 
 class Embedder:
@@ -28,7 +39,8 @@ class Embedder:
     def __init__(self, backbone: Backbone, *, batch_size: int = 32, device: str = "auto",
                  threads: int | None = None, workers: int = 2, prefetch: int = 2,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 decoder: Callable[[Any], np.ndarray] | None = None) -> None:
+                 decoder: Callable[[Any], np.ndarray] | None = None,
+                 measure: Callable[[np.ndarray], Any] | None = None) -> None:
         self.backbone = backbone
         self.batch_size = batch_size
         self.device = device
@@ -37,6 +49,9 @@ class Embedder:
         self.prefetch = prefetch
         self.max_pixels = max_pixels
         self.decoder = decoder  # path -> pixels at the input size, instead of decode_rgb
+        # decoded picture (before the resize to the input size) -> what else is wanted of
+        # its pixels, measured in the decode threads while they are in memory
+        self.measure = measure
         self._session: Any = None
 
     @property
@@ -56,6 +71,21 @@ class Embedder:
         return decode_rgb(path, cfg.input_size, max_pixels=self.max_pixels, resize=cfg.resize,
                           interpolation=cfg.interpolation)
 
+    def _decode_and_measure(self, path: str | bytes | os.PathLike[str]
+                            ) -> tuple[np.ndarray, Any]:
+        if self.measure is None or self.decoder is not None:
+            return self.decode(path), None
+        cfg = self.backbone.cfg
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise DecodeError(e.strerror or str(e)) from e
+        picture = load_rgb(data, cfg.input_size, max_pixels=self.max_pixels,
+                           resize=cfg.resize)
+        return (resize_rgb(picture, cfg.input_size, cfg.resize, cfg.interpolation),
+                self.measure(picture))
+
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """Features of an ``(n, H, W, 3)`` uint8 batch already at the input size."""
         return run_features(self.session, self.backbone.cfg, pixels)
@@ -68,19 +98,18 @@ class Embedder:
         return decode_bytes(data, cfg.input_size, max_pixels=self.max_pixels,
                             resize=cfg.resize, interpolation=cfg.interpolation)
 
-    def iter_batches(
-        self, items: Iterable[Item]
-    ) -> Iterator[tuple[list[Hashable], np.ndarray, list[tuple[Hashable, str]]]]:
-        """Yield ``(keys, X, failures)`` per batch; a file that fails to decode is reported in
-        ``failures`` as ``(key, reason)`` and the rest of its batch goes on."""
+    def iter_batches(self, items: Iterable[Item]) -> Iterator[Batch]:
+        """Yield a :class:`Batch` per ``batch_size`` items; a file that fails to decode is
+        reported in ``failures`` as ``(key, reason)`` and the rest of its batch goes on."""
         it = iter(items)
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            queue: deque[list[tuple[Hashable, Future[np.ndarray]]]] = deque()
+            queue: deque[list[tuple[Hashable, Future[tuple[np.ndarray, Any]]]]] = deque()
 
             def submit_next() -> bool:
                 chunk = list(islice(it, self.batch_size))
                 if chunk:
-                    queue.append([(k, pool.submit(self.decode, p)) for k, p in chunk])
+                    queue.append([(k, pool.submit(self._decode_and_measure, p))
+                                  for k, p in chunk])
                 return bool(chunk)
 
             for _ in range(self.prefetch + 1):
@@ -89,23 +118,27 @@ class Embedder:
             while queue:
                 batch = queue.popleft()
                 submit_next()
-                keys, arrays, failures = [], [], []
+                keys, arrays, measures, failures = [], [], [], []
                 for k, fut in batch:
                     try:
-                        arrays.append(fut.result())
-                        keys.append(k)
+                        pixels, measured = fut.result()
                     except DecodeError as e:
                         failures.append((k, str(e)))
+                        continue
                     except MemoryError:
                         failures.append((k, "out of memory while decoding"))
+                        continue
+                    arrays.append(pixels)
+                    measures.append(measured)
+                    keys.append(k)
                 X = (self.features(np.stack(arrays)) if arrays
                      else np.empty((0, self.backbone.cfg.dim), np.float32))
-                yield keys, X, failures
+                yield Batch(keys, X, failures, measures)
 
     def embed_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Features of ``paths`` in order; raises :class:`DecodeError` naming a bad file."""
         out = np.empty((len(paths), self.backbone.cfg.dim), np.float32)
-        for keys, X, failures in self.iter_batches(enumerate(paths)):
+        for keys, X, failures, _ in self.iter_batches(enumerate(paths)):
             if failures:
                 k, reason = failures[0]
                 raise DecodeError(f"Cannot read {printable(paths[k])}: {reason}.")

@@ -61,7 +61,7 @@ class ShardEmbedder:
         for name, items in zip(batch["shard"], batch["items"], strict=True):
             pairs = [(s, bytes.fromhex(h)) for s, h in json.loads(str(items))]
             shas, vecs, failed, reasons = [], [], [], []
-            for keys, X, failures in self.embedder.iter_batches(pairs):
+            for keys, X, failures, _ in self.embedder.iter_batches(pairs):
                 shas += keys
                 vecs.append(X)
                 failed += [k for k, _ in failures]

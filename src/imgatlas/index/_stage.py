@@ -34,13 +34,14 @@ def index_dir(ws: Workspace, domain: str = "photo") -> Path:
 def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
                 seed: int = defaults.SEED, *, domain: str = "photo",
                 transform: Any = None, extra_meta: dict[str, Any] | None = None,
-                shards: dict[str, Any] | None = None) -> dict[str, Any]:
+                shards: dict[str, Any] | None = None,
+                exclude: set[int] | None = None) -> dict[str, Any]:
     """Fit a :class:`CodeIndex` on the store's vectors (through ``transform``, e.g. a sketch
     adapter, when given) and swap it in atomically.
 
     ``shards`` (``engine``, ``shard_size``, ``address``, ``num_workers``) builds an IVF-PQ
     index shard by shard instead (see :mod:`imgatlas.index._sharded`): the vectors are
-    never all in memory, and the index is the same.
+    never all in memory, and the index is the same. ``exclude``: image ids left out.
 
     Each build goes to a fresh folder ``index/<slug>@<time>``; the symlink
     ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
@@ -49,8 +50,13 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
     if shards is not None:
         ids, X = store.usable_ids(), None
         dim = store.dim
+        if exclude:
+            ids = ids[~np.isin(ids, list(exclude))]
     else:
         ids, X = store.read()
+        if exclude:
+            keep = ~np.isin(ids, list(exclude))
+            ids, X = ids[keep], X[keep]
         if transform is not None and len(ids):
             X = transform(X)
         dim = X.shape[1]

@@ -4,14 +4,19 @@ import io
 import os
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from imgatlas._hashing import hash_and_read
-from imgatlas.decode._image import TooLarge, _reason, open_image, to_rgb
+from imgatlas.decode import TooLarge, open_image, to_rgb, upright_size
+from imgatlas.decode._image import _reason
 from imgatlas.errors import DecodeError
 from imgatlas.store.catalog import Status
 
 _READ_WHOLE = 256 * 2**20  # files up to this size are read once for hash + decode
+# What a probe records changed: 2 = the real size of JPEGs (version 1 recorded the size after
+# the 1/8-scale draft decode). A row probed by an older version is probed again by the next
+# scan, so existing workspaces are corrected without a full re-scan.
+PROBE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,11 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
     with img:
         fmt, mode = img.format, img.mode
         try:
+            # the real size, read before draft() shrinks the image it decodes
+            w, h = upright_size(img)
             if fmt == "JPEG":
                 img.draft(img.mode, (max(1, img.size[0] // 8), max(1, img.size[1] // 8)))
             img.load()
-            w, h = ImageOps.exif_transpose(img).size
             to_rgb(img)
         except OSError as e:
             msg = _reason(e)

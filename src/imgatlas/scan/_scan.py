@@ -9,7 +9,7 @@ from typing import Any
 from imgatlas._progress import progress_bar
 from imgatlas._text import printable
 from imgatlas.errors import ConfigError
-from imgatlas.scan._probe import ProbeResult, probe
+from imgatlas.scan._probe import PROBE_VERSION, ProbeResult, probe
 from imgatlas.scan._walk import Found, walk
 from imgatlas.store import ScannedFile, Status, Workspace
 
@@ -52,11 +52,16 @@ def scan_directory(
         def record(pairs: list[tuple[Found, ProbeResult]]) -> None:
             new, changed = ws.record_scanned(
                 (_scanned(f, r, broot, label_of(f)) for f, r in pairs), known)
+            # a file probed again only because an older probe recorded it is unchanged
+            same = sum(1 for f, r in pairs if f.path in reprobe
+                       and r.sha256 == known[f.path].sha256)
             counts["new"] += new
-            counts["changed"] += changed
+            counts["changed"] += changed - same
+            counts["unchanged"] += same
 
         to_probe: list[Found] = []
         unchanged: list[Found] = []
+        reprobe: set[bytes] = set()
         problems: list[tuple[Found, ProbeResult]] = []
         for f in found:
             old = known.get(f.path)
@@ -64,11 +69,15 @@ def scan_directory(
                 problems.append((f, ProbeResult(Status(f.problem), f.reason)))
             elif old is not None and old.status not in (Status.MISSING, Status.UNREADABLE) \
                     and _same_stat(f.path, old.size, old.mtime_ns):
-                unchanged.append(f)  # only its label may change
+                if old.probe_version < PROBE_VERSION and old.status == Status.OK:
+                    reprobe.add(f.path)  # what an older probe recorded is corrected
+                    to_probe.append(f)
+                else:
+                    unchanged.append(f)  # only its label may change
             else:
                 to_probe.append(f)
         ws.refresh_labels(broot, [(f.path, label_of(f)) for f in unchanged])
-        counts["unchanged"] = len(unchanged)
+        counts["unchanged"] += len(unchanged)
         record(problems)
 
         bar = progress_bar(total=len(to_probe), desc="scan", unit="file", enable=progress)
@@ -102,5 +111,5 @@ def _scanned(f: Found, r: ProbeResult, root: bytes, label: str | None) -> Scanne
     return ScannedFile(
         path=f.path, display=printable(f.path), root=root, label=label, status=str(r.status),
         reason=r.reason, size=r.size, mtime_ns=r.mtime_ns, sha256=r.sha256, width=r.width,
-        height=r.height, format=r.format, mode=r.mode)
+        height=r.height, format=r.format, mode=r.mode, probe_version=PROBE_VERSION)
 

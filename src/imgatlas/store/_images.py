@@ -32,6 +32,7 @@ class ScannedFile:
     height: int | None = None
     format: str | None = None
     mode: str | None = None
+    probe_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class KnownFile:
     mtime_ns: int | None
     status: str
     sha256: str | None
+    probe_version: int = 1
 
 
 class ImagesMixin:
@@ -117,9 +119,9 @@ class ImagesMixin:
     # -- scan ------------------------------------------------------------------------------
     def known_files(self: Workspace, root: bytes) -> dict[bytes, KnownFile]:
         """What an earlier scan of ``root`` recorded, by path."""
-        return {bytes(r[0]): KnownFile(*r[1:]) for r in self._con.execute(
-            "SELECT path, id, size, mtime_ns, status, sha256 FROM images WHERE root=?",
-            (root,))}
+        return {bytes(r[0]): KnownFile(*r[1:6], r[6] or 1) for r in self._con.execute(
+            "SELECT path, id, size, mtime_ns, status, sha256, probe_version FROM images "
+            "WHERE root=?", (root,))}
 
     def record_scanned(self: Workspace, files: Iterable[ScannedFile],
                        known: dict[bytes, KnownFile]) -> tuple[int, int]:
@@ -139,17 +141,18 @@ class ImagesMixin:
                 con.execute(
                     """INSERT INTO images(path, display, root, size, mtime_ns, sha256, width,
                                           height, format, mode, label, status, reason,
-                                          scanned_at)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                                          scanned_at, probe_version)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(path) DO UPDATE SET
                          display=excluded.display, root=excluded.root, size=excluded.size,
                          mtime_ns=excluded.mtime_ns, sha256=excluded.sha256,
                          width=excluded.width, height=excluded.height,
                          format=excluded.format, mode=excluded.mode, label=excluded.label,
                          status=excluded.status, reason=excluded.reason,
-                         scanned_at=excluded.scanned_at""",
+                         scanned_at=excluded.scanned_at, probe_version=excluded.probe_version""",
                     (f.path, f.display, f.root, f.size, f.mtime_ns, f.sha256, f.width,
-                     f.height, f.format, f.mode, f.label, f.status, f.reason, now))
+                     f.height, f.format, f.mode, f.label, f.status, f.reason, now,
+                     f.probe_version))
         return new, changed
 
     def refresh_labels(self: Workspace, root: bytes,

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS images (
     label       TEXT,
     status      TEXT NOT NULL,
     reason      TEXT,
-    scanned_at  REAL NOT NULL
+    scanned_at  REAL NOT NULL,
+    probe_version INTEGER              -- which probe recorded the row; NULL = the first
 );
 CREATE INDEX IF NOT EXISTS images_status ON images(status);
 CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
@@ -94,6 +95,39 @@ CREATE TABLE IF NOT EXISTS user_labels (  -- labels given by a person (CLI, web 
     source      TEXT NOT NULL,         -- e.g. 'csv:labels.csv', 'web', 'suggested'
     created_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pixel_stats (  -- measured from the pixels (inspect/_pixels.py)
+    image_id    INTEGER PRIMARY KEY,
+    sha256      TEXT NOT NULL,         -- the content measured: a changed file is measured again
+    version     INTEGER NOT NULL,      -- STATS_VERSION of the measures
+    phash       INTEGER NOT NULL,      -- 64-bit perceptual hash, signed
+    edge_width  REAL,                  -- blur: sigma of the sharpest edges (px); NULL = none
+    mean        REAL, p01 REAL, p99 REAL, std REAL, entropy REAL, chroma REAL,
+    side        INTEGER
+);
+CREATE TABLE IF NOT EXISTS inspected (    -- compared with the collection by inspect
+    image_id    INTEGER PRIMARY KEY,
+    sha256      TEXT NOT NULL,
+    store       TEXT NOT NULL,         -- the feature store it was compared in
+    neighbours  BLOB NOT NULL          -- float32 cosine to its nearest other images
+);
+CREATE TABLE IF NOT EXISTS duplicate_pairs (  -- two copies of one picture; a < b
+    a           INTEGER NOT NULL,
+    b           INTEGER NOT NULL,
+    similarity  REAL NOT NULL,         -- 0..1, higher = closer
+    cosine      REAL,
+    hash_distance INTEGER,
+    evidence    TEXT NOT NULL,         -- what decided it: same bytes, hash, verified match
+    found_at    REAL NOT NULL,
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flags (       -- the latest inspection's flags
+    image_id    INTEGER NOT NULL,
+    flag        TEXT NOT NULL,
+    score       REAL NOT NULL,
+    reason      TEXT NOT NULL,
+    run_id      INTEGER NOT NULL,
+    PRIMARY KEY (image_id, flag)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS embedded (
     store       TEXT NOT NULL,
     image_id    INTEGER NOT NULL,
@@ -104,7 +138,9 @@ CREATE TABLE IF NOT EXISTS embedded (
 
 # Columns added to a table after it first shipped: (table, column, declaration). Added on
 # the next write-open, so a workspace keeps working across versions within a schema version.
-ADDED_COLUMNS = (("runs", "error", "TEXT"),)
+ADDED_COLUMNS = (("runs", "error", "TEXT"),
+                 # which probe recorded the row (scan/_probe.py PROBE_VERSION); NULL = 1
+                 ("images", "probe_version", "INTEGER"))
 
 IMAGE_COLUMNS = ("id, path, display, sha256, label, status, reason, width, height, root, size, "
                  "format, mode")

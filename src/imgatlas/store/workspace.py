@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from imgatlas.errors import ConfigError, WorkspaceError, WorkspaceLocked
 from imgatlas.store._clusters import ClustersMixin
 from imgatlas.store._images import ImagesMixin
+from imgatlas.store._inspect import InspectMixin
 from imgatlas.store._runs import RunsMixin
 from imgatlas.store.catalog import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, connect
 
@@ -40,7 +41,7 @@ def io_errors(what: str) -> Iterator[None]:
         raise
 
 
-class Workspace(ImagesMixin, ClustersMixin, RunsMixin):
+class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin):
     """A directory with ``catalog.sqlite`` and ``features/``; the one owner of its data.
 
     Open it with :meth:`open` (read-only use) or :meth:`open` with ``write=True``, which takes

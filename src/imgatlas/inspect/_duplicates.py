@@ -1,0 +1,176 @@
+"""Near-duplicates: copies of one photograph that differ by resizing, re-compression, a small
+crop, a brightness or colour change, a format change.
+
+Two kinds of evidence, each strong where the other is weak (measured on planted copies of
+the dev photos, docs/guide/inspect.md):
+
+- the perceptual hash (64 bits of the luminance's low DCT frequencies) survives resizing,
+  re-compression, brightness and colour changes, but a crop of a few percent moves it by
+  10-20 bits, as far as some pairs of different photos with the same layout;
+- the backbone's features survive crops (cosine >= 0.9) but not much else: a half-size
+  re-compressed copy can fall to 0.5, while different photos of similar things reach 0.9.
+
+So candidates come from both (each new image's nearest images by hash and by features), a
+pair close by both is decided at once, and a pair close by only one is verified
+geometrically (:mod:`~imgatlas.inspect._verify`). Exact copies (same bytes) are pairs by
+definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgatlas.inspect._pixels import hash_bits
+from imgatlas.inspect._verify import Verifier
+
+# Decided at once: hash this close (of 64 bits) and features this close. Measured on planted
+# copies of dev photos (benchmarks/bench_inspect.py): no pair of different photos got here.
+HASH_SAME = 4
+COS_WITH_HASH = 0.85
+# Verified geometrically (or, for pictures too small for keypoints, pixel by pixel): every
+# planted copy fell in one of these zones, with room to spare; different photos rarely do.
+ZONES = ((12, 0.35),  # hash close, features anywhere: resized, re-compressed, grey
+         (26, 0.82),  # hash moved by a crop, features close
+         (64, 0.92))  # features very close whatever the hash
+SMALL_HASH, SMALL_COS = 6, 0.90  # pictures too small for keypoints: only this close are
+# compared pixel by pixel (their hash and features are too coarse to go further)
+K_FEATURES = 10  # nearest images by features each new image is compared with
+K_HASH = 16  # ... by hash
+K_NEIGHBOURS = 5  # similarities kept per image for the outlier check
+EXACT_UP_TO = 50_000  # exact nearest neighbours by features up to this many images
+RANDOM_BITS = 32.0  # the hash distance of unrelated pictures (half the bits)
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: int
+    b: int
+    similarity: float  # 0..1: the stronger of feature cosine and hash agreement
+    cosine: float
+    hash_distance: int
+    evidence: str
+
+    def row(self) -> tuple[int, int, float, float, int, str]:
+        return self.a, self.b, self.similarity, self.cosine, self.hash_distance, self.evidence
+
+
+@dataclass
+class Collection:
+    """What inspect compares: every usable image with features and measures."""
+
+    ids: np.ndarray  # (n,) image ids
+    X: np.ndarray  # (n, d) unit feature rows
+    hashes: np.ndarray  # (n,) signed 64-bit perceptual hashes
+    sha: list[str]  # content hash per row
+
+    def __post_init__(self) -> None:
+        self.row = {int(i): r for r, i in enumerate(self.ids.tolist())}
+        self.bits = hash_bits(self.hashes)
+
+
+def similarity(cosine: float, hash_distance: int) -> float:
+    """What a person reads as how alike two copies are, 0..1: the stronger of the feature
+    cosine and the hash agreement (1 - distance / 32, 0 for unrelated pictures)."""
+    return float(np.clip(max(cosine, 1.0 - hash_distance / RANDOM_BITS), 0.0, 1.0))
+
+
+def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
+               progress: Callable[[int], None] | None = None
+               ) -> tuple[list[Pair], dict[int, np.ndarray]]:
+    """The near-duplicate pairs between each new row and the whole collection, and each
+    new row's similarities to its nearest other images (cosine, highest first; exact
+    copies left out)."""
+    feat_sim, feat_nn = _feature_neighbours(c, new_rows, K_FEATURES + 1)
+    hash_d, hash_nn = _hash_neighbours(c, new_rows, K_HASH + 1)
+    by_sha: dict[str, list[int]] = {}
+    for r, s in enumerate(c.sha):
+        by_sha.setdefault(s, []).append(r)
+    content = np.empty(len(c.sha), dtype=np.int64)  # one number per distinct content
+    for n, rows in enumerate(by_sha.values()):
+        content[rows] = n
+
+    neighbours: dict[int, np.ndarray] = {}
+    exact = []
+    for q, r in enumerate(new_rows.tolist()):
+        exact += [(r, o) for o in by_sha[c.sha[r]] if o != r]
+        others = (feat_nn[q] >= 0) & (content[np.maximum(feat_nn[q], 0)] != content[r])
+        neighbours[int(c.ids[r])] = feat_sim[q][others][:K_NEIGHBOURS].astype(np.float32)
+    # candidates: the features' neighbours (their cosine known from the search) and the
+    # hash's neighbours close enough to matter (their cosine computed for them alone)
+    q = np.repeat(new_rows, feat_nn.shape[1])
+    by_feat = np.stack([q, feat_nn.ravel(), feat_sim.ravel()], 1)
+    q = np.repeat(new_rows, hash_nn.shape[1])
+    near = hash_d.ravel() <= max(z[0] for z in ZONES[:-1])
+    by_hash = np.stack([q[near], hash_nn.ravel()[near]], 1)
+    rc = np.concatenate([by_feat[:, :2].astype(np.int64), by_hash,
+                         np.array(exact, dtype=np.int64).reshape(-1, 2)])
+    known = dict(zip(map(tuple, np.sort(by_feat[:, :2].astype(np.int64), axis=1).tolist()),
+                     by_feat[:, 2].tolist(), strict=False))
+    rc = rc[(rc[:, 1] >= 0) & (rc[:, 0] != rc[:, 1])]
+    rc = np.unique(np.sort(rc, axis=1), axis=0)
+    i, j = rc[:, 0], rc[:, 1]
+    cos = np.array([known.get((a, b), np.nan) for a, b in rc.tolist()], dtype=np.float32)
+    todo = np.flatnonzero(np.isnan(cos))
+    for start in range(0, len(todo), 8192):  # gathered rows cost memory: in blocks
+        k = todo[start:start + 8192]
+        cos[k] = np.einsum("ij,ij->i", c.X[i[k]], c.X[j[k]])
+    dist = np.unpackbits(c.bits[i] ^ c.bits[j], axis=1).sum(axis=1)
+    same = content[i] == content[j]
+    sure = same | ((dist <= HASH_SAME) & (cos >= COS_WITH_HASH))
+    zone = np.zeros(len(i), dtype=bool)
+    for max_dist, min_cos in ZONES:
+        zone |= (dist <= max_dist) & (cos >= min_cos)
+    small = verifier.small(c.ids[i]) | verifier.small(c.ids[j])
+    zone &= ~small | ((dist <= SMALL_HASH) & (cos >= SMALL_COS))
+    sure &= ~small | same  # a small picture's hash and features are too coarse alone
+
+    pairs = []
+    for k in np.flatnonzero(sure | zone):
+        a, b = int(c.ids[i[k]]), int(c.ids[j[k]])
+        d, cs = int(dist[k]), float(cos[k])
+        if same[k]:
+            pairs.append(Pair(a, b, 1.0, cs, d, "same bytes"))
+        elif sure[k]:
+            pairs.append(Pair(a, b, similarity(cs, d), cs, d,
+                              f"hash {d} bits apart, features {cs:.2f}"))
+        else:
+            verdict = verifier.match(a, b)
+            if progress is not None:
+                progress(1)
+            if verdict is not None and verdict.same_photo:
+                pairs.append(Pair(a, b, similarity(cs, d), cs, d, verdict.evidence))
+    return pairs, neighbours
+
+
+def _feature_neighbours(c: Collection, rows: np.ndarray, k: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and row of each query row's ``k`` nearest rows (itself included): exact up to
+    EXACT_UP_TO images, above that an inverted-file index (near-duplicates are each other's
+    closest neighbours: the approximation loses nothing that matters here)."""
+    import faiss
+
+    n, d = c.X.shape
+    if n <= EXACT_UP_TO:
+        index = faiss.IndexFlatIP(d)
+    else:
+        index = faiss.index_factory(d, f"IVF{int(4 * np.sqrt(n))},Flat",
+                                    faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        index.train(c.X[np.sort(rng.choice(n, min(n, 100_000), replace=False))])
+        faiss.extract_index_ivf(index).nprobe = 16
+    index.add(c.X)
+    sims, nn = index.search(np.ascontiguousarray(c.X[rows]), min(k, n))
+    return sims, nn
+
+
+def _hash_neighbours(c: Collection, rows: np.ndarray, k: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Hamming distance and row of each query row's ``k`` nearest hashes."""
+    import faiss
+
+    index = faiss.IndexBinaryFlat(64)
+    index.add(c.bits)
+    return index.search(np.ascontiguousarray(c.bits[rows]), min(k, len(c.ids)))
