@@ -136,3 +136,37 @@ def ray_cluster():
              logging_level=logging.ERROR, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def scene(w: int = 320, h: int = 240, seed: int = 0) -> np.ndarray:
+    """A seeded photo-like RGB picture: shapes with sharp edges and corners on a shaded
+    background, light noise (what keypoints, hashes and focus measures work on)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = rng.uniform(40, 200, 3)
+    a = np.stack([base[c] + 40 * np.sin(xx / rng.uniform(30, 90) + c) * np.cos(
+        yy / rng.uniform(30, 90)) for c in range(3)], -1)
+    a = np.ascontiguousarray(a.clip(0, 255).astype(np.uint8))
+    for _ in range(14):
+        colour = tuple(int(x) for x in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if rng.random() < 0.5:
+            cv2.rectangle(a, (x, y), (x + int(rng.integers(3, max(4, w // 3))),
+                                      y + int(rng.integers(3, max(4, h // 3)))), colour, -1)
+        else:
+            cv2.ellipse(a, (x, y), (int(rng.integers(2, max(3, w // 5))),
+                                    int(rng.integers(2, max(3, h // 5)))),
+                        float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    for _ in range(4):
+        colour = tuple(int(x) for x in rng.integers(0, 256, 3))
+        cv2.line(a, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                 (int(rng.integers(0, w)), int(rng.integers(0, h))), colour, 2)
+    return (a + rng.normal(0, 3, a.shape)).clip(0, 255).astype(np.uint8)
+
+
+def write_scene(path: Path, w: int = 320, h: int = 240, seed: int = 0, **save: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(scene(w, h, seed)).save(path, **save)
+    return path

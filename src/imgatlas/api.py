@@ -85,15 +85,22 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
 
 
 def status(workspace: PathLike) -> dict[str, Any]:
-    """Counts per status, every failed file with its reason, and the feature stores."""
+    """Counts per status, every failed file with its reason, the feature stores, and what
+    the latest inspection found (``inspection``: its counts, or None)."""
+    from imgatlas.inspect import inspection as _inspection
+    from imgatlas.inspect import latest_inspection
+
     with Workspace.open(workspace) as ws:
         counts = ws.status_counts()
         stores = [{"key": s.key, "backbone": s.backbone, "dim": s.dim, "dtype": str(s.dtype),
                    "embedded": s.n_usable()} for s in ws.feature_stores()]
+        inspected = (_inspection(ws, limit=0)["counts"] if latest_inspection(ws) is not None
+                     else None)
         return {
             "workspace": str(ws.path), "images": sum(counts.values()),
             "usable": counts.get("ok", 0), "by_status": counts, "labels": ws.n_labels(),
             "failed": ws.unusable_images(), "stores": stores, "runs": len(ws.runs()),
+            "inspection": inspected,
         }
 
 
@@ -499,14 +506,17 @@ def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
 
 def algorithms() -> dict[str, list[dict[str, Any]]]:
     """What can be picked by name, from the registries: backbones, reduction steps,
-    clustering methods and search-code families, with their parameters and help."""
+    clustering methods, search-code families and inspect checks, with their parameters and
+    help."""
     from imgatlas.backbones import describe_backbones
     from imgatlas.cluster import CLUSTERERS
     from imgatlas.index import CODES
+    from imgatlas.inspect import CHECKS
     from imgatlas.reduce import REDUCERS
 
     return {"backbones": describe_backbones(), "reductions": REDUCERS.describe(),
-            "clustering": CLUSTERERS.describe(), "codes": CODES.describe()}
+            "clustering": CLUSTERERS.describe(), "codes": CODES.describe(),
+            "checks": CHECKS.describe()}
 
 
 # -- report and the whole job ------------------------------------------------------------------

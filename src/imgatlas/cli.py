@@ -187,6 +187,13 @@ def _print_status(r: dict[str, Any]) -> None:
         click.echo(f"  {k:<15} {v}")
     for s in r["stores"]:
         click.echo(f"  features {s['key']}: {s['embedded']} x {s['dim']} {s['dtype']}")
+    c = r.get("inspection")
+    if c is None:
+        click.echo("  not inspected yet (imgatlas inspect)")
+    else:
+        flagged = ", ".join(f"{k} {c[k]}" for k in CHECKS.names() if c.get(k))
+        click.echo(f"  near-duplicates: {c['near_duplicate_groups']} groups, "
+                   f"{c['near_duplicate_copies']} copies; flagged: {flagged or 'nothing'}")
     if r["failed"]:
         click.echo("failed files:")
         for f in r["failed"]:
@@ -726,7 +733,7 @@ def search_cmd(workspace, images, ids, k, codes, cache_dir, ef_search, nprobe, s
             click.echo(f"{r['query']}:")
             for n, h in enumerate(r["results"], 1):
                 lab = f" [{h['label']}]" if h["label"] else ""
-                click.echo(f"  {n:>3}. {h['score']:+.3f}  {h['path']}{lab}")
+                click.echo(f"  {n:>3}. {h['similarity']:.3f}  {h['path']}{lab}")
 
     if as_json:
         click.echo(json.dumps(res, indent=2))

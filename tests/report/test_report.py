@@ -221,6 +221,37 @@ def test_run_reuses_the_workspace_and_writes_the_report(tmp_path, cache_dir):
     assert again["cluster"]["reused"] and again["cluster"]["run_id"] == \
         first["cluster"]["run_id"]
     assert again["embed"]["embedded"] == 0 and again["scan"]["unchanged"] == 12
+    # the whole job inspects too (only what is new: nothing, the second time) ...
+    assert first["inspection"]["run"]["n_compared"] == 12
+    assert again["inspection"]["run"]["n_compared"] == 0
+    assert "seconds" in again and "inspect" in again["seconds"]
+    # ... unless asked not to
+    lean = api.run(root, ws, backbone="test_tiny", k=2, make_inspection=False,
+                   make_report=False, cache_dir=cache_dir)
+    assert lean["inspection"] is None and "inspect" not in lean["seconds"]
+
+
+def test_report_has_a_clean_up_section(tmp_path, cache_dir):
+    from conftest import scene, write_scene
+
+    root = tmp_path / "img"
+    for k in range(10):
+        write_scene(root / f"s{k}.jpg", seed=k, quality=90)
+    shutil.copyfile(root / "s1.jpg", root / "s1-copy.jpg")
+    Image.fromarray((scene(seed=30) * 0.05).astype(np.uint8)).save(root / "<b>dark.png")
+    ws = tmp_path / "ws"
+    res = api.run(root, ws, backbone="test_tiny", k=2, cache_dir=cache_dir)
+    html = Path(res["report"]["index"]).read_text()
+    section = html[html.index('<section id="cleanup">'):]
+    section = section[:section.index("</section>")]
+    assert "near-duplicate groups" in section and 'id="flag-dark"' in section
+    assert "<b>dark" not in section and "&lt;b&gt;dark.png" in section
+    drop = re.findall(r"<tr><td><code>(\w+)</code></td><td class=\"n\">(\d+)</td></tr>",
+                      section)
+    assert dict(drop) == {"duplicates": "1", "dark": "1"}
+    assert section.count('class="dupgroup"') == 1
+    thumbs = re.findall(r'src="(assets/thumbs/[^"]+)"', section)
+    assert thumbs and all((Path(res["report"]["out"]) / t).exists() for t in thumbs)
 
 
 # -- in a real browser -------------------------------------------------------------------------

@@ -163,3 +163,39 @@ def test_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         api.scan(tmp_path / "nope", tmp_path / "ws")
     assert not (tmp_path / "ws").exists()  # nothing created for nothing
+
+
+def test_jpeg_size_is_the_real_size(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(pattern(224, 300, 1)).save(d / "tall.jpg", quality=90)
+    rotated = Image.fromarray(pattern(400, 240, 2))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 240 x 400
+    rotated.save(d / "turned.jpg", quality=90, exif=exif)
+    api.scan(d, tmp_path / "ws")
+    with Workspace.open(tmp_path / "ws") as w:
+        sizes = {os.path.basename(r.path): (r.width, r.height) for r in w.images()}
+    assert sizes == {b"tall.jpg": (224, 300), b"turned.jpg": (240, 400)}
+
+
+def test_a_workspace_scanned_by_the_old_probe_is_corrected_by_the_next_scan(tmp_path):
+    import sqlite3
+
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(pattern(224, 224, 1)).save(d / "a.jpg", quality=90)
+    ws = tmp_path / "ws"
+    api.scan(d, ws)
+    con = sqlite3.connect(ws / "catalog.sqlite")  # as the 1/8-scale probe left it
+    con.execute("UPDATE images SET width=28, height=28, probe_version=NULL")
+    con.execute("INSERT INTO embedded VALUES ('some-store', 1)")
+    con.commit()
+    con.close()
+    res = api.scan(d, ws)
+    assert (res["new"], res["changed"], res["unchanged"]) == (0, 0, 1)
+    with Workspace.open(ws) as w:
+        assert [(r.width, r.height) for r in w.images()] == [(224, 224)]
+    con = sqlite3.connect(ws / "catalog.sqlite")
+    assert con.execute("SELECT count(*) FROM embedded").fetchone()[0] == 1  # features kept
+    con.close()

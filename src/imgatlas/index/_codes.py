@@ -103,6 +103,12 @@ class CodeIndex(BaseEstimator):
                               f"is {self.factory_}.")
         return self
 
+    def similarities(self, scores: Any) -> np.ndarray:
+        """:meth:`search` scores as 0..1 similarities, higher is closer (an estimate of the
+        features' cosine from the codes; see each family)."""
+        check_is_fitted(self)
+        return self.family_.similarities(scores)
+
     @property
     def metric_is_similarity(self) -> bool:
         return self.family_.similarity

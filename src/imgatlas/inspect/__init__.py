@@ -10,6 +10,7 @@ from imgatlas.inspect._groups import Group
 from imgatlas.inspect._pixels import STATS_VERSION, PixelStats, pixel_stats
 from imgatlas.inspect._results import (
     DUPLICATES,
+    about_image,
     excluded_ids,
     exclusion_names,
     groups,
@@ -21,5 +22,6 @@ from imgatlas.inspect._results import (
 from imgatlas.inspect._stage import inspect_workspace
 
 __all__ = ["CHECKS", "DUPLICATES", "STATS_VERSION", "Group", "Measures", "PixelStats",
-           "excluded_ids", "exclusion_names", "groups", "inspect_workspace", "inspection",
-           "latest_inspection", "parse_exclude", "pixel_stats", "run_checks", "would_drop"]
+           "about_image", "excluded_ids", "exclusion_names", "groups", "inspect_workspace",
+           "inspection", "latest_inspection", "parse_exclude", "pixel_stats", "run_checks",
+           "would_drop"]

@@ -61,6 +61,23 @@ def inspection(ws: Workspace, limit: int | None = None) -> dict[str, Any]:
     }
 
 
+def about_image(ws: Workspace, image_id: int) -> dict[str, Any]:
+    """What the latest inspection says of one image: its flags and its near-duplicate group
+    (``role``: keep or copy; the other members' ids)."""
+    if latest_inspection(ws) is None:
+        return {"inspected": False, "flags": [], "near_duplicates": None}
+    flags = [{"flag": f, "score": round(s, 4), "reason": r}
+             for _i, f, s, r in ws.flags(image_id=image_id)]
+    near = None
+    for n, g in enumerate(groups(ws), 1):
+        if image_id == g.keep or image_id in g.copies:
+            near = {"group": n, "role": "keep" if image_id == g.keep else "copy",
+                    "keep": g.keep, "copies": g.copies, "similarity": round(g.similarity, 4),
+                    "evidence": g.evidence.get(image_id)}
+            break
+    return {"inspected": True, "flags": flags, "near_duplicates": near}
+
+
 def exclusion_names() -> list[str]:
     return [DUPLICATES, *CHECKS.names()]
 

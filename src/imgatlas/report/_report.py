@@ -31,6 +31,7 @@ from imgatlas.errors import ConfigError
 from imgatlas.evaluate._workspace import score_run
 from imgatlas.evaluate.internal import centre_distances
 from imgatlas.report import _figures
+from imgatlas.report._cleanup import cleanup_section
 from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
 from imgatlas.report._models import write_model_pages
 from imgatlas.report._thumbs import ThumbnailJob
@@ -175,9 +176,13 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     need = np.unique(np.concatenate([mapped, lowest, noise[:PER_PAGE], *members_shown.values(),
                                      *randoms.values(), *(m[:MONTAGE] for m in order.values())]
                                     ).astype(np.int64))
-    rows = ws.images_by_id(ids[need].tolist())
-    display = _relative_display(ws, ids[need])
-    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in ids[need]], progress=progress)
+    cleanup = cleanup_section(ws, ids)
+    thumbed = np.unique(np.concatenate([ids[need], np.array(
+        (cleanup or {}).get("ids", []), dtype=np.int64)]))
+    rows = ws.images_by_id(thumbed.tolist())
+    display = _relative_display(ws, thumbed)
+    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in thumbed if int(i) in rows],
+                             progress=progress)
     X, Zm = clustering_space(ws, run, ids[mapped],
                              reduce=run["results"]["method"] == "agglomerative")
     Z = Zm if Z is None else Z[mapped]
@@ -185,6 +190,11 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     thumbs = thumb_job.result()
     assets = _copy_assets(out)
     thumb_rel = _place_thumbs(thumbs, assets)
+    if cleanup is not None:  # its images as cards, like the clusters'
+        for c in [x for g in cleanup["groups"] for x in [g["keep_card"], *g["copies"]]] + [
+                x for v in cleanup["flags"].values() for x in v]:
+            c.update(thumb=thumb_rel.get(c["id"]), name=display.get(c["id"], str(c["id"])),
+                     label=None, silhouette=None)
 
     has_labels = any(lab is not None for lab in labels)
     scores = score_run(ws, run["id"]) if has_labels else None
@@ -241,7 +251,7 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         "lowest": [card(r) for r in lowest], "noise": [card(r) for r in noise[:PER_PAGE]],
         "n_noise": int(len(noise)), "cophenetic": _cophenetic_table(run, Z),
         "retrieval": retrieval, "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "root": "", "home": True,
+        "root": "", "home": True, "cleanup": cleanup,
     }
     env = _env()
     ctx["models"] = write_model_pages(ws, out, assets, env, ctx, _place_thumbs)

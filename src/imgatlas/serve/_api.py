@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from imgatlas.errors import ConfigError
+from imgatlas.inspect import about_image
 from imgatlas.serve._security import csrf_ok
 from imgatlas.serve._state import PER_PAGE, AppState, image_file
 
@@ -58,6 +59,7 @@ class Health(BaseModel):
 class Hit(BaseModel):
     id: int
     score: float
+    similarity: float = Field(ge=0, le=1, description="0..1, higher is closer")
     path: str | None
     label: str | None
     cluster: int | None = None
@@ -176,10 +178,23 @@ def image(request: Request, image_id: str) -> dict[str, Any]:
         run = st.run_id(ws)
         user = ws.user_labels().get(i)
         cluster = ws.image_clusters(i).get(run) if run is not None else None
+        inspected = about_image(ws, i)
     return {"id": row.id, "path": row.display, "status": row.status, "reason": row.reason,
             "width": row.width, "height": row.height, "format": row.format,
             "size": row.size, "sha256": row.sha256, "folder_label": row.label,
-            "label": user if user is not None else row.label, "cluster": cluster}
+            "label": user if user is not None else row.label, "cluster": cluster,
+            "flags": inspected["flags"], "near_duplicates": inspected["near_duplicates"]}
+
+
+@router.get("/inspection")
+def inspection(request: Request, page: int = 1, per_page: int = 50) -> dict[str, Any]:
+    """What the latest inspection found: counts, near-duplicate groups and flagged images
+    (one page of each)."""
+    from imgatlas.serve._pages import inspection_page
+
+    st = state(request)
+    with st.read() as ws:
+        return inspection_page(ws, max(1, page), max(1, min(per_page, 200)))
 
 
 @router.get("/images/{image_id}/neighbours")

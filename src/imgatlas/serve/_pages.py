@@ -6,10 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from imgatlas import __version__
+from imgatlas.inspect import (
+    excluded_ids,
+    exclusion_names,
+    groups,
+    latest_inspection,
+    parse_exclude,
+)
 from imgatlas.serve._api import plain_int, state
 from imgatlas.serve._security import csrf_token
 from imgatlas.serve._state import PER_PAGE
@@ -28,11 +35,18 @@ def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     return HTMLResponse(html)
 
 
-def members_page(ws: Workspace, run: int, cluster: int, page: int, per_page: int
-                 ) -> dict[str, Any]:
-    """One page of a cluster's members, centre outwards, with the cluster's label shares."""
+def members_page(ws: Workspace, run: int, cluster: int, page: int, per_page: int,
+                 hide: list[str] | None = None) -> dict[str, Any]:
+    """One page of a cluster's members, centre outwards, with the cluster's label shares;
+    ``hide``: leave out what the latest inspection puts under these names."""
     ids, clusters, labels, _ = ws.assignments(run)
     rows = np.flatnonzero(clusters == cluster)
+    hidden = 0
+    if hide:
+        gone = excluded_ids(ws, hide)
+        shown = np.array([int(ids[r]) not in gone for r in rows], dtype=bool)
+        hidden = int((~shown).sum())
+        rows = rows[shown]
     dist = ws.centre_distances(run)
     order = rows[np.argsort([dist.get(int(ids[r]), np.inf) for r in rows], kind="stable")]
     user = ws.user_labels()
@@ -44,7 +58,8 @@ def members_page(ws: Workspace, run: int, cluster: int, page: int, per_page: int
             shares[lab] = shares.get(lab, 0) + 1
     n_pages = max(1, -(-len(order) // per_page))
     chunk = order[(page - 1) * per_page: page * per_page]
-    return {"cluster": cluster, "size": int(len(rows)), "page": page, "pages": n_pages,
+    return {"cluster": cluster, "size": int(len(rows)), "hidden": hidden, "page": page,
+            "pages": n_pages,
             "name": ws.cluster_names(run).get(cluster),
             "members": [{"id": int(ids[r]), "path": names[int(ids[r])][0],
                          "label": user.get(int(ids[r]), labels[r])} for r in chunk],
@@ -74,15 +89,58 @@ def overview(request: Request) -> HTMLResponse:
 
 
 @router.get("/clusters/{cluster}", response_class=HTMLResponse)
-def cluster_page(request: Request, cluster: str, page: int = 1) -> HTMLResponse:
+def cluster_page(request: Request, cluster: str, page: int = 1,
+                 hide: list[str] = Query(default=[])) -> HTMLResponse:  # noqa: B008
     st = state(request)
     c = plain_int(cluster)
     with st.read() as ws:
         run = st.run_id(ws)
         if run is None or c is None or c not in ws.cluster_sizes(run):
             raise HTTPException(404, "no such cluster")
-        data = members_page(ws, run, c, max(1, page), PER_PAGE)
-    return render(request, "cluster.html.j2", title=f"cluster {c}", run=run, **data)
+        inspected = latest_inspection(ws) is not None
+        hidden = [h for h in parse_exclude(hide) if inspected]
+        data = members_page(ws, run, c, max(1, page), PER_PAGE, hidden)
+    return render(request, "cluster.html.j2", title=f"cluster {c}", run=run, hide=hidden,
+                  choices=exclusion_names() if inspected else [], **data)
+
+
+def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:
+    """One page of the latest inspection: near-duplicate groups (keep and copies), and the
+    first ``per_page`` images of each flag (score order)."""
+    if latest_inspection(ws) is None:
+        return {"inspected": False, "counts": {}, "groups": [], "flags": {}, "page": 1,
+                "pages": 1}
+    gs = groups(ws)
+    chunk = gs[(page - 1) * per_page: page * per_page]
+    flags = ws.flags()
+    by_flag: dict[str, list[tuple[int, float, str]]] = {}
+    for i, f, score, why in flags:
+        by_flag.setdefault(f, []).append((i, score, why))
+    shown = {f: v[:per_page] for f, v in by_flag.items()}
+    names = ws.display_and_label({i for g in chunk for i in [g.keep, *g.copies]}
+                                 | {i for v in shown.values() for i, _, _ in v})
+    counts = {"near_duplicate_groups": len(gs),
+              "near_duplicate_copies": sum(len(g.copies) for g in gs),
+              **{f: len(v) for f, v in by_flag.items()}}
+    return {
+        "inspected": True, "counts": counts, "page": page,
+        "pages": max(1, -(-len(gs) // per_page)),
+        "groups": [{"number": (page - 1) * per_page + n + 1, "similarity": g.similarity,
+                    "keep": {"id": g.keep, "path": names[g.keep][0], "label": None},
+                    "copies": [{"id": i, "path": names[i][0], "label": None,
+                                "evidence": g.evidence[i]} for i in g.copies]}
+                   for n, g in enumerate(chunk)],
+        "flags": {f: [{"id": i, "path": names[i][0], "label": None, "score": round(sc, 3),
+                       "reason": why} for i, sc, why in v] for f, v in shown.items()},
+    }
+
+
+@router.get("/clean", response_class=HTMLResponse)
+def clean_page(request: Request, page: int = 1) -> HTMLResponse:
+    st = state(request)
+    with st.read() as ws:
+        data = inspection_page(ws, max(1, page), 30)
+    return render(request, "clean.html.j2", title="clean up", **data)
 
 
 @router.get("/images/{image_id}", response_class=HTMLResponse)

@@ -145,7 +145,8 @@ class AppState:
                 members = set(ids.tolist())
                 exact = [i for i in ws.ids_with_sha256(hashlib.sha256(data).hexdigest())
                          if i in members]
-            out = results(ws, ci, ids, X, k, ["upload"], [exact])[0]["results"]
+            out = results(ws, ci, ids, X, k, ["upload"], [exact],
+                          raw=(X, ws.pick_store()))[0]["results"]
             self._annotate(ws, out)
         return out
 
@@ -154,10 +155,11 @@ class AppState:
 
         ci, ids, _ = self.index()
         with self.read() as ws:
-            have, X = ws.pick_store().read(np.array([image_id]))
+            store = ws.pick_store()
+            have, X = store.read(np.array([image_id]))
             if not len(have):
                 return []
-            hits = results(ws, ci, ids, X, k + 1, ["id"])[0]["results"]
+            hits = results(ws, ci, ids, X, k + 1, ["id"], raw=(X, store))[0]["results"]
             hits = [h for h in hits if h["id"] != image_id][:k]
             self._annotate(ws, hits)
         return hits

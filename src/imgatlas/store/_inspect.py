@@ -112,14 +112,19 @@ class InspectMixin:
                 "INSERT INTO flags(image_id, flag, score, reason, run_id) VALUES (?,?,?,?,?)",
                 [(int(i), f, float(s), r, run_id) for i, f, s, r in rows])
 
-    def flags(self: Workspace, flag: str | None = None) -> list[tuple[int, str, float, str]]:
-        """``(image id, flag, score, reason)`` of usable images, by flag then score."""
+    def flags(self: Workspace, flag: str | None = None, image_id: int | None = None
+              ) -> list[tuple[int, str, float, str]]:
+        """``(image id, flag, score, reason)`` of usable images (with ``flag``, of
+        ``image_id``), by flag then score."""
         q = ("SELECT f.image_id, f.flag, f.score, f.reason FROM flags f JOIN images i "
              "ON i.id=f.image_id WHERE i.status='ok'")
         args: tuple[Any, ...] = ()
         if flag is not None:
             q += " AND f.flag=?"
-            args = (flag,)
+            args += (flag,)
+        if image_id is not None:
+            q += " AND f.image_id=?"
+            args += (int(image_id),)
         return self._con.execute(q + " ORDER BY f.flag, f.score DESC, f.image_id",
                                  args).fetchall()
 

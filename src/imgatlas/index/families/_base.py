@@ -76,6 +76,22 @@ class CodeFamily:
 
         return not self.binary and self.index.metric_type == faiss.METRIC_INNER_PRODUCT
 
+    def similarities(self, scores: np.ndarray) -> np.ndarray:
+        """Search scores as a person reads them: 0..1, higher is closer, the cosine of the
+        two images' features as well as the codes can tell it. Inner products of unit
+        vectors are cosines already; squared distances between unit vectors d^2 are
+        2 - 2 cos; a Hamming distance h of B bits is read as 1 - 2 h / B (0 for unrelated
+        codes, which differ in half their bits). Only a guide: searches that have the
+        vectors give the exact cosine instead (``index/_search.py``)."""
+        s = np.asarray(scores, dtype=np.float64)
+        if self.similarity:
+            cos = s
+        elif self.binary or self.spec.family in ("sign", "itq"):
+            cos = 1.0 + 2.0 * s / float(self.spec.size)
+        else:
+            cos = 1.0 + s / 2.0
+        return np.clip(cos, 0.0, 1.0)
+
     def set_search(self, ef_search: int | None, nprobe: int | None) -> tuple[bool, bool]:
         return set_search_params(self.index, ef_search, nprobe)
 

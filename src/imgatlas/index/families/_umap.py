@@ -61,6 +61,10 @@ class UMAPCodes(CodeFamily):
         # position (the study's leave-one-out protocol; also search by image id)
         return self.index.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
+    def similarities(self, scores: np.ndarray) -> np.ndarray:
+        # distances in the UMAP layout have no cosine: 1 / (1 + d^2) keeps the order in 0..1
+        return 1.0 / (1.0 + np.maximum(-np.asarray(scores, dtype=np.float64), 0.0))
+
     def bytes_per_image(self) -> dict[str, float]:
         import faiss
 

@@ -32,7 +32,7 @@ function thumbCard(hit) {
   fig.appendChild(a);
   const cap = el("figcaption");
   if (hit.label !== null && hit.label !== undefined) cap.appendChild(el("span", { class: "label" }, hit.label + " "));
-  if (hit.score !== undefined) cap.appendChild(el("span", { class: "score" }, Number(hit.score).toFixed(3)));
+  if (hit.similarity !== undefined) cap.appendChild(el("span", { class: "score", title: "similarity, 0 to 1" }, Number(hit.similarity).toFixed(2)));
   fig.appendChild(cap);
   return fig;
 }

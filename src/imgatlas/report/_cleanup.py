@@ -1,0 +1,48 @@
+"""The report's clean-up section: what the latest inspection found, and what an
+``--exclude`` would take out of this run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from imgatlas.inspect import CHECKS, DUPLICATES, groups, latest_inspection, would_drop
+from imgatlas.store import Workspace
+
+GROUPS_SHOWN = 30  # near-duplicate groups shown (largest first)
+FLAGGED_SHOWN = 24  # images shown per flag (highest score first)
+
+
+def cleanup_section(ws: Workspace, run_ids: np.ndarray) -> dict[str, Any] | None:
+    """``{"counts", "drop", "groups": [{"keep", "copies", ...}], "flags": {flag: [...]},
+    "ids"}`` (``ids``: every image the section shows, for thumbnails), or None when the
+    workspace was never inspected."""
+    run = latest_inspection(ws)
+    if run is None:
+        return None
+    gs = groups(ws)
+    flagged: dict[str, list[tuple[int, float, str]]] = {}
+    for i, f, score, why in ws.flags():
+        flagged.setdefault(f, []).append((i, score, why))
+    shown_groups = gs[:GROUPS_SHOWN]
+    shown_flags = {f: flagged[f][:FLAGGED_SHOWN] for f in CHECKS.names() if f in flagged}
+    ids = {i for g in shown_groups for i in [g.keep, *g.copies]} | {
+        i for v in shown_flags.values() for i, _, _ in v}
+    drop = would_drop(ws, run_ids)
+    return {
+        "run_id": run["id"],
+        "counts": {"groups": len(gs), "copies": sum(len(g.copies) for g in gs),
+                   **{f: len(v) for f, v in flagged.items()}},
+        "drop": [{"name": name, "n": drop.get(name, 0)}
+                 for name in [DUPLICATES, *CHECKS.names()] if drop.get(name)],
+        "n_run": int(len(run_ids)),
+        "groups": [{"number": n, "similarity": g.similarity, "keep_card": {"id": g.keep},
+                    "copies": [{"id": i, "evidence": g.evidence[i]} for i in g.copies]}
+                   for n, g in enumerate(shown_groups, 1)],
+        "more_groups": max(0, len(gs) - GROUPS_SHOWN),
+        "flags": {f: [{"id": i, "score": s, "reason": why} for i, s, why in v]
+                  for f, v in shown_flags.items()},
+        "help": {e.name: e.help for e in CHECKS},
+        "ids": sorted(ids),
+    }
