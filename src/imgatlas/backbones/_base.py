@@ -24,12 +24,20 @@ class Backbone:
     calibration: str | None = None
 
     def __init__(self, cfg: BackboneCfg, onnx_path: Path,
-                 build: Callable[[Path], None] | None = None, identity: str | None = None
-                 ) -> None:
+                 build: Callable[[Path], None] | None = None, identity: str | None = None,
+                 head: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.cfg = cfg
         self._onnx_path = onnx_path
         self._build = build
         self._identity = identity
+        self._head = head
+
+    def class_head(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(W, b)`` of the network's own classifier, ``logits = features @ W.T + b`` on the
+        features this backbone stores (ImageNet-1k for the EfficientNet-Lite family), or None
+        when it has none. Read from the weights, not the ONNX graph: a workspace's stored
+        features give every image's class scores without running the network again."""
+        return None if self._head is None else self._head()
 
     def identity(self) -> str:
         """What pins the weights: given by the factory (a hash it already knows), or the

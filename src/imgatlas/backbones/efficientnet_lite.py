@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
+
 from imgatlas._hashing import sha256_file
 from imgatlas._paths import cache_dir_or_default
 from imgatlas.backbones._base import Backbone
@@ -82,12 +84,26 @@ def _build(name: str, weights: Path, block: int | None = None):
     return build
 
 
+def _head(name: str, weights: Path):
+    def head() -> tuple[np.ndarray, np.ndarray]:
+        from imgatlas.backbones._torch_file import UnreadableCheckpoint, load_state_dict
+
+        try:
+            state = load_state_dict(weights)
+        except UnreadableCheckpoint as e:
+            raise MissingWeights(f"Weight file {weights} of {name} cannot be read: {e}.") from e
+        return (np.asarray(state["_fc.weight"], np.float32),
+                np.asarray(state["_fc.bias"], np.float32))
+
+    return head
+
+
 def _factory(name: str, cache_dir: Path | None) -> Backbone:
     weights = weights_file(name)
     tag = f"{sha256_file(weights)[:12]}-v{EXPORT_VERSION}"
     cache = cache_dir_or_default(cache_dir)
     return Backbone(default_cfgs[name], cache / "backbones" / f"{name}-{tag}.onnx",
-                    _build(name, weights), identity=tag)
+                    _build(name, weights), identity=tag, head=_head(name, weights))
 
 
 @register_backbone

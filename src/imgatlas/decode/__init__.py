@@ -7,10 +7,11 @@ from imgatlas.decode._image import (
     decode_rgb,
     load_rgb,
     open_image,
+    read_file,
     resize_rgb,
     to_rgb,
     upright_size,
 )
 
 __all__ = ["DEFAULT_MAX_PIXELS", "TooLarge", "decode_bytes", "decode_rgb", "load_rgb",
-           "open_image", "resize_rgb", "to_rgb", "upright_size"]
+           "open_image", "read_file", "resize_rgb", "to_rgb", "upright_size"]

@@ -92,13 +92,17 @@ def decode_rgb(
     are DCT-downscaled while decoding when the target is much smaller than the source.
     Raises :class:`DecodeError` with a one-line reason.
     """
+    return decode_bytes(read_file(src), size, max_pixels=max_pixels, resize=resize,
+                        interpolation=interpolation)
+
+
+def read_file(src: str | bytes | os.PathLike) -> bytes:
+    """A file's bytes; an unreadable file is a :class:`DecodeError` with the reason."""
     try:
         with open(src, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
         raise DecodeError(e.strerror or _reason(e)) from e
-    return decode_bytes(data, size, max_pixels=max_pixels, resize=resize,
-                        interpolation=interpolation)
 
 
 def decode_bytes(

@@ -11,7 +11,7 @@ import numpy as np
 
 from imgatlas._text import printable
 from imgatlas.backbones._base import Backbone, run_features
-from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, load_rgb, resize_rgb
+from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, load_rgb, read_file, resize_rgb
 from imgatlas.errors import DecodeError
 
 Item = tuple[Hashable, "str | bytes | os.PathLike[str]"]
@@ -76,12 +76,7 @@ class Embedder:
         if self.measure is None or self.decoder is not None:
             return self.decode(path), None
         cfg = self.backbone.cfg
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise DecodeError(e.strerror or str(e)) from e
-        picture = load_rgb(data, cfg.input_size, max_pixels=self.max_pixels,
+        picture = load_rgb(read_file(path), cfg.input_size, max_pixels=self.max_pixels,
                            resize=cfg.resize)
         return (resize_rgb(picture, cfg.input_size, cfg.resize, cfg.interpolation),
                 self.measure(picture))

@@ -67,8 +67,9 @@ def pixel_stats(rgb: np.ndarray) -> PixelStats:
     nz = coarse[coarse > 0]
     entropy = float(-(nz * np.log2(nz)).sum())
     step = max(1, max(rgb.shape[:2]) // 64)  # a 64-px sample of the pixels is enough
-    few = rgb[::step, ::step].astype(np.int16)
-    chroma = float(np.percentile(few.max(axis=2) - few.min(axis=2), 99) / 255.0)
+    few = rgb[::step, ::step]
+    spread = np.bincount((few.max(axis=2) - few.min(axis=2)).ravel(), minlength=256)
+    chroma = float(np.searchsorted(np.cumsum(spread), 0.99 * spread.sum()) / 255.0)
     return PixelStats(phash=_phash(gray), edge_width=edge_width(gray), mean=mean, p01=p01,
                       p99=p99, std=std, entropy=entropy, chroma=chroma, side=max(gray.shape))
 

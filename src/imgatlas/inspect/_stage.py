@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from imgatlas._progress import progress_bar
-from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb
+from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb, read_file
 from imgatlas.errors import ConfigError, DecodeError
 from imgatlas.inspect._checks import CHECKS, Measures, run_checks
 from imgatlas.inspect._duplicates import K_NEIGHBOURS, Collection, find_pairs
@@ -99,11 +99,9 @@ def _measure_missing(ws: Workspace, rows: dict[int, Any], workers: int,
 
     def measure(row: Any) -> tuple[int, str, Any]:
         try:
-            with open(row.path, "rb") as f:
-                data = f.read()
-            return row.id, row.sha256, pixel_stats(load_rgb(data, (SIDE, SIDE),
+            return row.id, row.sha256, pixel_stats(load_rgb(read_file(row.path), (SIDE, SIDE),
                                                             max_pixels=max_pixels))
-        except (OSError, DecodeError) as e:
+        except DecodeError as e:
             return row.id, row.sha256, e
 
     bar = progress_bar(total=len(todo), desc="inspect: measure", unit="img", enable=progress)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb
+from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb, read_file
 from imgatlas.errors import DecodeError
 from imgatlas.inspect._pixels import MIN_FOCUS_SIDE, SIDE, screen_gray
 
@@ -87,11 +87,9 @@ class Verifier:
         """The picture's luminance at :data:`SIDE` (None: unreadable)."""
         if image_id not in self._pixels:
             try:
-                with open(self.paths[image_id], "rb") as f:
-                    data = f.read()
-                self._pixels[image_id] = screen_gray(
-                    load_rgb(data, (SIDE, SIDE), max_pixels=self.max_pixels))
-            except (OSError, DecodeError):
+                self._pixels[image_id] = screen_gray(load_rgb(
+                    read_file(self.paths[image_id]), (SIDE, SIDE), max_pixels=self.max_pixels))
+            except DecodeError:
                 self._pixels[image_id] = None
         return self._pixels[image_id]
 

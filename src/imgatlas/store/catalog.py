@@ -128,6 +128,13 @@ CREATE TABLE IF NOT EXISTS flags (       -- the latest inspection's flags
     run_id      INTEGER NOT NULL,
     PRIMARY KEY (image_id, flag)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS image_tags (  -- top ImageNet classes from a store's features
+    store       TEXT NOT NULL,
+    image_id    INTEGER NOT NULL,
+    classes     BLOB NOT NULL,         -- int16 class indices, most likely first
+    probs       BLOB NOT NULL,         -- float32 softmax probabilities
+    PRIMARY KEY (store, image_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS embedded (
     store       TEXT NOT NULL,
     image_id    INTEGER NOT NULL,

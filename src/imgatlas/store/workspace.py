@@ -17,6 +17,7 @@ from imgatlas.store._clusters import ClustersMixin
 from imgatlas.store._images import ImagesMixin
 from imgatlas.store._inspect import InspectMixin
 from imgatlas.store._runs import RunsMixin
+from imgatlas.store._tags import TagsMixin
 from imgatlas.store.catalog import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, connect
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def io_errors(what: str) -> Iterator[None]:
         raise
 
 
-class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin):
+class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin):
     """A directory with ``catalog.sqlite`` and ``features/``; the one owner of its data.
 
     Open it with :meth:`open` (read-only use) or :meth:`open` with ``write=True``, which takes
