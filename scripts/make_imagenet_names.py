@@ -49,6 +49,19 @@ def _clean(word: str) -> str:
     return word.split("(")[0].strip()
 
 
+def read_counts(path: Path) -> dict[str, int]:
+    """cntlist.rev: how often each noun sense was tagged in the SemCor corpus, per synset
+    (summed over its words): 0 for words few people use (placental, conveyance)."""
+    out: dict[str, int] = {}
+    with open(path, encoding="latin-1") as f:
+        for line in f:
+            key, _sense, count = line.split()
+            lemma, _, lex = key.partition("%")
+            if lex.startswith("1:"):
+                out[lemma] = out.get(lemma, 0) + int(count)
+    return out
+
+
 def read_plurals(path: Path) -> dict[str, str]:
     """noun.exc: irregular plural -> singular (geese -> goose)."""
     out = {}
@@ -94,8 +107,11 @@ def main() -> None:
         extra = [clean[i]] + [s.strip() for s in long_names[str(i)].split(",")]
         words = keep[w]["words"]
         keep[w]["words"] = words + [x for x in extra if x and x not in words]
+    counts = read_counts(args.wordnet / "cntlist.rev")
     for w in keep:
         keep[w]["depth"] = depth_of(w)
+        keep[w]["common"] = any(counts.get(x.replace(" ", "_").lower(), 0) > 0
+                                for x in nouns[w]["words"])
     vocabulary = {x.lower() for n in keep.values() for x in n["words"]}
     plurals = {p: s for p, s in read_plurals(args.wordnet / "noun.exc").items()
                if s.lower() in vocabulary}

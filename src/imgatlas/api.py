@@ -223,12 +223,42 @@ def runs(workspace: PathLike, kind: str | None = None) -> list[dict[str, Any]]:
         return ws.runs(kind)
 
 
-def name_cluster(workspace: PathLike, run: int, cluster_id: int, name: str) -> dict[str, Any]:
-    """Give cluster ``cluster_id`` of run ``run`` a name (shown in exports and reports)."""
+def name_cluster(workspace: PathLike, run: int, cluster_id: int, name: str | None = None,
+                 *, accept: bool = False) -> dict[str, Any]:
+    """Give cluster ``cluster_id`` of run ``run`` a name (shown in exports and reports);
+    ``accept``: its suggested name (an error when it has none)."""
+    from imgatlas.names import accept_suggestions
+
     with Workspace.open(workspace, write=True, purpose="name-cluster") as ws:
         ws.get_run(run, "cluster")
-        ws.name_cluster(run, cluster_id, name)
+        if accept:
+            if name:
+                raise ConfigError("Give a name or --accept, not both.")
+            got = accept_suggestions(ws, run, [cluster_id])
+            if cluster_id not in got:
+                raise ConfigError(f"Cluster {cluster_id} of run {run} has no suggested name "
+                                  "to accept (or a name already).")
+            name = got[cluster_id]
+        elif name is None:
+            raise ConfigError("Give a name, or --accept the suggested one.")
+        else:
+            ws.name_cluster(run, cluster_id, name)
         return {"run_id": run, "cluster": cluster_id, "name": name}
+
+
+def clusters(workspace: PathLike, run: int | None = None, *, accept: bool = False
+             ) -> list[dict[str, Any]]:
+    """Each cluster of ``run`` (default: the latest): ``{"cluster", "size", "name",
+    "suggested_name", "tags": [[tag, share], ...]}``; ``accept`` first gives every unnamed
+    cluster its suggested name."""
+    from imgatlas.names import accept_suggestions, cluster_names
+
+    with Workspace.open(workspace, write=accept, purpose="clusters") as ws:
+        run_id = ws.get_run(run, "cluster")["id"]
+        if accept:
+            accept_suggestions(ws, run_id)
+        return [{**n.as_dict(), "run_id": run_id}
+                for n in cluster_names(ws, run_id).values()]
 
 
 def export(workspace: PathLike, out: PathLike, *, run: int | None = None,
@@ -424,17 +454,23 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
 
 
 def search(workspace: PathLike, images: list[PathLike] | None = None, *,
-           ids: list[int] | None = None, k: int = 10, codes: str | None = None,
-           cache_dir: PathLike | None = None, ef_search: int | None = None,
-           nprobe: int | None = None) -> list[dict[str, Any]]:
-    """Top-k images for query files (embedded on the fly) or for image ids. ``ef_search``
-    (graph indexes) and ``nprobe`` (IVF-PQ) widen the search for recall at some speed."""
+           ids: list[int] | None = None, text: str | None = None, k: int = 10,
+           codes: str | None = None, cache_dir: PathLike | None = None,
+           ef_search: int | None = None, nprobe: int | None = None) -> list[dict[str, Any]]:
+    """Top-k images for query files (embedded on the fly), for image ids, or for ``text``
+    (an ImageNet class or a WordNet group: "golden retriever", "dog", "vehicle"; ranked by
+    its probability in each image's tags). ``ef_search`` (graph indexes) and ``nprobe``
+    (IVF-PQ) widen the search for recall at some speed."""
     from imgatlas.index._search import search_files, search_ids
 
-    if not images and not ids:
-        raise ConfigError("Give query images or --id.")
+    if not images and not ids and text is None:
+        raise ConfigError("Give query images, --id or --text.")
     with Workspace.open(workspace) as ws:
         out = []
+        if text is not None:
+            from imgatlas.names import text_search
+
+            out.append(text_search(ws, ws.pick_store(), text, k))
         if images:
             out += search_files(ws, [os.fspath(p) for p in images], k=k, codes=codes,
                                 cache_dir=cache_dir_or_default(cache_dir),

@@ -406,11 +406,41 @@ def runs_cmd(workspace, kind, as_json):
 @workspace_opt
 @click.option("--run", "run_id", type=int, required=True)
 @click.argument("cluster_id", type=int)
-@click.argument("name")
-def name_cluster_cmd(workspace, run_id, cluster_id, name):
-    """Name a cluster of a run (for exports and reports)."""
-    api.name_cluster(workspace, run_id, cluster_id, name)
-    click.echo(f"run {run_id}: cluster {cluster_id} is now {name!r}")
+@click.argument("name", required=False)
+@click.option("--accept", is_flag=True, help="Take the cluster's suggested name.")
+def name_cluster_cmd(workspace, run_id, cluster_id, name, accept):
+    """Name a cluster of a run (for exports and reports), or --accept its suggestion."""
+    res = api.name_cluster(workspace, run_id, cluster_id, name, accept=accept)
+    click.echo(f"run {run_id}: cluster {cluster_id} is now {res['name']!r}")
+
+
+@cli.command("clusters")
+@workspace_opt
+@click.option("--run", "run_id", type=int, default=None, help="Cluster run (default: latest).")
+@click.option("--accept", is_flag=True,
+              help="Give every unnamed cluster its suggested name first.")
+@json_opt
+def clusters_cmd(workspace, run_id, accept, as_json):
+    """Each cluster with its name, suggested name (from its members' ImageNet classes and
+    WordNet) and tags."""
+    res = api.clusters(workspace, run_id, accept=accept)
+
+    def human(rs):
+        for r in rs:
+            if r["name"]:
+                name = repr(r["name"])
+            elif r["suggested_name"]:
+                name = f"(suggested: {r['suggested_name']})"
+            else:
+                name = "(no name)"
+            tags = ", ".join(f"{t} {s:.0%}" for t, s in r["tags"][:3])
+            click.echo(f"{r['cluster']:>4} {r['size']:>6}  {name}  [{tags}]")
+
+    if as_json:
+        click.echo(json.dumps([{k: r[k] for k in ("cluster", "size", "name", "suggested_name",
+                                                  "tags")} for r in res], indent=2))
+    else:
+        human(res)
 
 
 @cli.command("export-clusters")
@@ -700,6 +730,9 @@ def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engi
 @workspace_opt
 @click.argument("images", nargs=-1, type=click.Path())
 @click.option("--id", "ids", type=int, multiple=True, help="Query by image id (repeatable).")
+@click.option("--text", default=None,
+              help="Query by a word: an ImageNet class or a WordNet group ('golden "
+                   "retriever', 'dog', 'vehicle'), ranked by the images' tags.")
 @click.option("--k", type=int, default=10, show_default=True)
 @click.option("--codes", default=None, help="Which index (default: the latest built).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
@@ -713,19 +746,19 @@ def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engi
 @click.option("--adapter", type=click.Path(file_okay=False), default=None,
               help="With --sketch: the sketch adapter the sketch index was built with.")
 @json_opt
-def search_cmd(workspace, images, ids, k, codes, cache_dir, ef_search, nprobe, sketches,
+def search_cmd(workspace, images, ids, text, k, codes, cache_dir, ef_search, nprobe, sketches,
                adapter, as_json):
     """Find the images most like IMAGE... (any files), --id N (images in the workspace) or
     --sketch DRAWING.png."""
     if sketches:
-        if images or ids:
-            raise click.BadParameter("give --sketch alone, not with images or --id")
+        if images or ids or text:
+            raise click.BadParameter("give --sketch alone, not with images, --id or --text")
         res = api.search_sketch(workspace, list(sketches), k=k, adapter=adapter, codes=codes,
                                 cache_dir=cache_dir)
     else:
         if adapter:
             raise click.BadParameter("--adapter goes with --sketch")
-        res = api.search(workspace, list(images), ids=list(ids), k=k, codes=codes,
+        res = api.search(workspace, list(images), ids=list(ids), text=text, k=k, codes=codes,
                          cache_dir=cache_dir, ef_search=ef_search, nprobe=nprobe)
 
     def human(rs):

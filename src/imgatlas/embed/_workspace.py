@@ -13,6 +13,7 @@ from imgatlas.backbones._base import Backbone
 from imgatlas.embed._embedder import Embedder
 from imgatlas.errors import ConfigError
 from imgatlas.inspect import STATS_VERSION, pixel_stats
+from imgatlas.names import ensure_tags
 from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
 
 DTYPES = ("float32", "float16")
@@ -146,8 +147,10 @@ def embed_workspace(
                     run.results = {"embedded": n_done, "failed": n_failed}
         finally:
             bar.close()
+        tagged = ensure_tags(ws, p.store) if view is None else 0
         run.results = summary(p, backbone, n_done, n_failed, time.perf_counter() - t0,
                               run.id, embedder.providers if n_done or n_failed else None)
+        run.results["tagged"] = tagged
     return run.results
 
 

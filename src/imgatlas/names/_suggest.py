@@ -2,10 +2,10 @@
 through WordNet: a beagle and a foxhound are both hounds, both dogs.
 
 The rule (its threshold measured on the dev sets, ``benchmarks/bench_names.py``): a member
-*falls under* a WordNet node when at least half of its probability lies on classes under
+*falls under* a WordNet node when at least 30 % of its probability lies on classes under
 that node; the suggested name is the most specific node (the deepest; ties: the one more
 members fall under) that at least :data:`COVERAGE` of the members fall under, leaving out
-nodes too general to name anything (:data:`TOO_GENERAL`). A cluster with no such node gets
+nodes too general or too learned to name anything (:meth:`Taxonomy.nameable`). A cluster with no such node gets
 no name, only its tags: no name rather than a wrong one.
 """
 
@@ -17,10 +17,10 @@ from functools import cache
 import numpy as np
 from scipy import sparse
 
-from imgatlas.names._taxonomy import TOO_GENERAL, Taxonomy, taxonomy
+from imgatlas.names._taxonomy import Taxonomy, taxonomy
 
-COVERAGE = 0.6  # share of the members that must fall under the name
-MEMBER_MASS = 0.5  # share of a member's probability that must lie under a node
+COVERAGE = 0.5  # share of the members that must fall under the name
+MEMBER_MASS = 0.3  # share of a member's probability that must lie under a node
 N_TAGS = 5
 
 
@@ -70,7 +70,7 @@ def suggest(classes: np.ndarray, probs: np.ndarray, coverage: float = COVERAGE,
     best = None
     for j in np.flatnonzero(share >= coverage):
         w = wnids[j]
-        if w in TOO_GENERAL:
+        if not tax.nameable(w):
             continue
         key = (tax.nodes[w].depth, share[j])
         if best is None or key > best[0]:

@@ -52,6 +52,7 @@ class Node:
     words: tuple[str, ...]  # synonyms, the first the name shown
     parents: tuple[str, ...]
     depth: int  # the longest way up to 'entity': higher is more specific
+    common: bool  # one of its words was tagged in WordNet's SemCor corpus
 
     @property
     def name(self) -> str:
@@ -64,8 +65,8 @@ class Taxonomy:
     def __init__(self, data: dict) -> None:
         self.classes: list[str] = data["classes"]
         self.display: list[str] = data["display"]  # short names of the 1,000 classes
-        self.nodes = {w: Node(w, tuple(n["words"]), tuple(n["parents"]), n["depth"])
-                      for w, n in data["nodes"].items()}
+        self.nodes = {w: Node(w, tuple(n["words"]), tuple(n["parents"]), n["depth"],
+                              n["common"]) for w, n in data["nodes"].items()}
         self.plurals: dict[str, str] = {k.lower(): v.lower() for k, v in data["plurals"].items()}
         self.index = {w: i for i, w in enumerate(self.classes)}
         ancestors: list[frozenset[str]] = []
@@ -88,6 +89,15 @@ class Taxonomy:
             for x in n.words:
                 words.setdefault(x.lower(), []).append(n.wnid)
         self.words = words
+
+    def nameable(self, wnid: str) -> bool:
+        """Can ``wnid`` name a group of photos? Not when too general, nor when it is a
+        taxonomist's word that nobody says (an uncommon word over many classes: placental,
+        diapsid; an uncommon word over a few, like camel or bulldog, is fine)."""
+        if wnid in TOO_GENERAL:
+            return False
+        node = self.nodes[wnid]
+        return wnid in self.index or node.common or len(self.under.get(wnid, ())) <= 8
 
     def name_of(self, wnid: str) -> str:
         i = self.index.get(wnid)

@@ -1,0 +1,87 @@
+"""What every face calls a cluster: the name a person gave it, else the suggested name
+(marked as a suggestion), else ``cluster-N``; with its tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imgatlas.errors import ConfigError
+from imgatlas.names._suggest import Suggestion, suggest
+from imgatlas.names._tags import class_head, image_tags
+from imgatlas.store import Workspace
+
+
+@dataclass(frozen=True)
+class ClusterName:
+    cluster: int
+    size: int
+    name: str | None  # a person's
+    suggestion: Suggestion | None  # None when the features have no ImageNet classes
+
+    @property
+    def suggested_name(self) -> str | None:
+        return self.suggestion.name if self.suggestion else None
+
+    @property
+    def display(self) -> str:
+        """The name to show: the person's, else the suggestion, else ``cluster-N``."""
+        if self.name:
+            return self.name
+        if self.cluster < 0:
+            return "noise"
+        return self.suggested_name or f"cluster-{self.cluster}"
+
+    @property
+    def suggested(self) -> bool:
+        """Is :attr:`display` a suggestion nobody accepted yet?"""
+        return not self.name and self.suggested_name is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.suggestion
+        return {"cluster": self.cluster, "size": self.size, "name": self.name,
+                "suggested_name": self.suggested_name,
+                "tags": [[t, share] for t, share in (s.tags if s else [])],
+                "display": self.display, "suggested": self.suggested}
+
+
+def cluster_names(ws: Workspace, run_id: int) -> dict[int, ClusterName]:
+    """Every cluster of run ``run_id`` with its names, by cluster id."""
+    run = ws.get_run(run_id, "cluster")
+    ids, clusters, _, _ = ws.assignments(run["id"])
+    given = ws.cluster_names(run["id"])
+    store = ws.run_store(run)
+    tagged = None
+    if class_head(store) is not None and len(ids):
+        tid, classes, probs = image_tags(ws, store, ids)
+        row = {int(i): r for r, i in enumerate(tid.tolist())}
+        tagged = (row, classes, probs)
+    out = {}
+    for c in np.unique(clusters).tolist():
+        members = ids[clusters == c]
+        sug = None
+        if tagged is not None:
+            row, classes, probs = tagged
+            rows = [row[int(i)] for i in members if int(i) in row]
+            sug = suggest(classes[rows], probs[rows]) if rows else None
+        out[int(c)] = ClusterName(int(c), int(len(members)), given.get(c), sug)
+    return out
+
+
+def accept_suggestions(ws: Workspace, run_id: int, clusters: list[int] | None = None
+                       ) -> dict[int, str]:
+    """Give clusters (all of the run's when None) their suggested name as their own; those
+    named already or with no suggestion are left. Returns what was named."""
+    names = cluster_names(ws, run_id)
+    chosen = names if clusters is None else {c: names[c] for c in clusters if c in names}
+    missing = [c for c in (clusters or []) if c not in names]
+    if missing:
+        raise ConfigError(f"Run {run_id} has no cluster {missing[0]}.")
+    out = {}
+    for c, n in chosen.items():
+        if n.suggested and c >= 0:
+            ws.name_cluster(run_id, c, n.suggested_name)
+            out[c] = n.suggested_name
+    return out
