@@ -5,8 +5,8 @@ The rule (its threshold measured on the dev sets, ``benchmarks/bench_names.py``)
 *falls under* a WordNet node when at least 30 % of its probability lies on classes under
 that node; the suggested name is the most specific node (the deepest; ties: the one more
 members fall under) that at least :data:`COVERAGE` of the members fall under, leaving out
-nodes too general or too learned to name anything (:meth:`Taxonomy.nameable`). A cluster with no such node gets
-no name, only its tags: no name rather than a wrong one.
+nodes too general or too learned to name anything (:meth:`Taxonomy.nameable`). A cluster
+with no such node gets no name, only its tags: no name rather than a wrong one.
 """
 
 from __future__ import annotations
