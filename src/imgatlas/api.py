@@ -165,8 +165,12 @@ def cluster(workspace: PathLike, *, features: str | None = None,
             exclude: list[Selection | str] | None = None, reuse: bool = False,
             engine: str = "local", sample_size: int | None = None,
             shard_size: int | None = None, address: str | None = None,
-            num_workers: int | None = None, wait: float = 0.0) -> dict[str, Any]:
+            num_workers: int | None = None, from_run: int | None = None,
+            wait: float = 0.0) -> dict[str, Any]:
     """Cluster the workspace's features and record the run (see ``imgatlas cluster``).
+
+    ``from_run=R`` with an int ``k`` clusters nothing: it derives from run R a run of ``k``
+    groups, fewer by cutting R's merge tree, more by splitting its loosest clusters.
 
     ``k_range`` bounds the sweep of ``k="auto"`` (default: 2..30, growing as sqrt(n)/2 on
     larger collections). ``within=(run, [c1, c2])`` re-clusters the members of those
@@ -183,6 +187,13 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     from imgatlas.cluster._stage import cluster_workspace
     from imgatlas.inspect import parse_exclude
 
+    if from_run is not None:
+        if not isinstance(k, int):
+            raise ConfigError("--from-run takes a number of groups: --k N.")
+        from imgatlas.edit import regroup
+
+        with Workspace.open(workspace, write=True, wait=wait, purpose="cluster") as ws:
+            return regroup(ws, k, from_run)
     if within is not None and isinstance(within[1], int):
         within = (within[0], [within[1]])
     flags = parse_exclude([e for e in exclude or [] if isinstance(e, str)])
@@ -207,6 +218,55 @@ def cluster(workspace: PathLike, *, features: str | None = None,
                                  k=k, k_range=k_range, options=options, seed=seed,
                                  within=within, exclude=exclude, exclude_flags=flags,
                                  reuse=reuse)
+
+
+# -- corrections: each a derived run, undoable -----------------------------------------------
+def move(workspace: PathLike, images: list[int], to: int | str, *, run: int | None = None,
+         wait: float = 0.0) -> dict[str, Any]:
+    """Move images (ids) to cluster ``to`` of ``run`` (default: the latest), or to a new
+    cluster (``to="new"``): a new run derived from it."""
+    from imgatlas.edit import move as _move
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="move") as ws:
+        return _move(ws, list(images), to, run)
+
+
+def merge(workspace: PathLike, clusters: list[int], *, run: int | None = None,
+          wait: float = 0.0) -> dict[str, Any]:
+    """Merge clusters of ``run`` into the first one given: a new derived run."""
+    from imgatlas.edit import merge as _merge
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="merge") as ws:
+        return _merge(ws, list(clusters), run)
+
+
+def split(workspace: PathLike, cluster_id: int, *, k: int = 2, run: int | None = None,
+          wait: float = 0.0) -> dict[str, Any]:
+    """Split a cluster of ``run`` in ``k`` (its members clustered again): a new derived
+    run."""
+    from imgatlas.edit import split as _split
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="split") as ws:
+        return _split(ws, cluster_id, k, run)
+
+
+def set_aside(workspace: PathLike, images: list[int], *, run: int | None = None,
+              wait: float = 0.0) -> dict[str, Any]:
+    """Take images out of every cluster of ``run`` (junk): a new derived run."""
+    from imgatlas.edit import set_aside as _set_aside
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="set-aside") as ws:
+        return _set_aside(ws, list(images), run)
+
+
+def undo(workspace: PathLike, *, run: int | None = None, wait: float = 0.0
+         ) -> dict[str, Any]:
+    """Undo the latest correction (or the derived run ``run``): its parent is the latest
+    run again, exactly as it was."""
+    from imgatlas.edit import undo as _undo
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="undo") as ws:
+        return _undo(ws, run)
 
 
 def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:

@@ -325,11 +325,14 @@ exclude_opt = click.option(
                    "shard by shard [100000 with --engine ray].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
               help="Images per shard when assigning [65536].")
+@click.option("--from-run", type=int, default=None,
+              help="With --k N: N groups derived from that run without clustering again "
+                   "(fewer: its merge tree is cut; more: its loosest clusters are split).")
 @wait_opt
 @json_opt
 def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, exclude,
-                engine, address, num_workers, sample_size, shard_size, wait, as_json,
-                **method_options):
+                engine, address, num_workers, sample_size, shard_size, from_run, wait,
+                as_json, **method_options):
     """Group the images: reduce, cluster, validate, and record the run."""
     options = registry_values(CLUSTERERS, method, method_options)
     res = api.cluster(workspace, features=features, reduce=reduce_, method=method,
@@ -338,7 +341,7 @@ def cluster_cmd(workspace, features, reduce_, method, k, k_range, seed, within, 
                       within=_run_clusters(within) if within else None,
                       exclude=[x for e in exclude for x in _exclusion(e)], engine=engine,
                       sample_size=sample_size, shard_size=shard_size, address=address,
-                      num_workers=num_workers, wait=wait)
+                      num_workers=num_workers, from_run=from_run, wait=wait)
     _emit(res, as_json, _print_cluster)
 
 
@@ -346,6 +349,9 @@ def _print_cluster(r: dict[str, Any]) -> None:
     iv = r["internal"]
     sil = f"{iv['silhouette']:.3f}" if iv.get("silhouette") is not None else "n/a"
     reused = " (reused: same parameters, same images)" if r.get("reused") else ""
+    if r.get("derived_from") is not None:
+        reused = (f" (derived from run {r['derived_from']}: {_edit_text(r['edit'])}; "
+                  "undo with 'imgatlas undo')")
     click.echo(f"run {r['run_id']}: {r['n_images']} images -> {r['n_clusters']} clusters "
                f"({r['method']} on {r['reduce']}, {r['reduced_dim']}-d) in "
                f"{r['timings']['total']:.1f}s{reused}")
@@ -353,6 +359,98 @@ def _print_cluster(r: dict[str, Any]) -> None:
         click.echo(f"  k chosen: {r['k_selection']['reason']}")
     click.echo(f"  silhouette {sil}, Hopkins {iv['hopkins']:.3f}, noise {iv['noise_share']:.1%}")
     click.echo("  sizes: " + ", ".join(f"{c}:{n}" for c, n in r["sizes"].items()))
+
+
+def _edit_text(edit: dict[str, Any]) -> str:
+    op = edit.get("op")
+    if op == "move":
+        return f"{len(edit['images'])} image(s) moved to cluster {edit['to']}"
+    if op == "set_aside":
+        return f"{len(edit['images'])} image(s) set aside"
+    if op == "merge":
+        return f"clusters {', '.join(map(str, edit['clusters']))} merged into {edit['into']}"
+    if op == "split":
+        return f"cluster {edit['cluster']} split into {', '.join(map(str, edit['into']))}"
+    if op == "regroup":
+        return f"{edit['from']} clusters regrouped into {edit['k']}"
+    return str(op)
+
+
+def _to(value: str) -> int | str:
+    if value == "new":
+        return "new"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a cluster id or 'new', got {value!r}") from None
+
+
+run_opt = click.option("--run", "run_id", type=int, default=None,
+                       help="The run to correct (default: the latest).")
+
+
+@cli.command("move")
+@workspace_opt
+@run_opt
+@click.option("--to", "to", required=True, help="A cluster id, or 'new' for a new cluster.")
+@click.argument("images", nargs=-1, type=int, required=True)
+@wait_opt
+@json_opt
+def move_cmd(workspace, run_id, to, images, wait, as_json):
+    """Move IMAGES (ids) to another cluster or a new one (a new run; undo takes it back)."""
+    _emit(api.move(workspace, list(images), _to(to), run=run_id, wait=wait), as_json,
+          _print_cluster)
+
+
+@cli.command("merge")
+@workspace_opt
+@run_opt
+@click.argument("clusters", nargs=-1, type=int, required=True)
+@wait_opt
+@json_opt
+def merge_cmd(workspace, run_id, clusters, wait, as_json):
+    """Merge CLUSTERS into the first one given (a new run; undo takes it back)."""
+    _emit(api.merge(workspace, list(clusters), run=run_id, wait=wait), as_json,
+          _print_cluster)
+
+
+@cli.command("split")
+@workspace_opt
+@run_opt
+@click.argument("cluster_id", type=int)
+@click.option("--k", "k", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Parts to split it in.")
+@wait_opt
+@json_opt
+def split_cmd(workspace, run_id, cluster_id, k, wait, as_json):
+    """Split a cluster by clustering its members again (a new run; undo takes it back)."""
+    _emit(api.split(workspace, cluster_id, k=k, run=run_id, wait=wait), as_json,
+          _print_cluster)
+
+
+@cli.command("set-aside")
+@workspace_opt
+@run_opt
+@click.argument("images", nargs=-1, type=int, required=True)
+@wait_opt
+@json_opt
+def set_aside_cmd(workspace, run_id, images, wait, as_json):
+    """Take IMAGES (ids) out of every cluster, as junk (a new run; undo takes it back)."""
+    _emit(api.set_aside(workspace, list(images), run=run_id, wait=wait), as_json,
+          _print_cluster)
+
+
+@cli.command("undo")
+@workspace_opt
+@click.option("--run", "run_id", type=int, default=None,
+              help="The correction to undo (default: the latest run).")
+@wait_opt
+@json_opt
+def undo_cmd(workspace, run_id, wait, as_json):
+    """Undo the latest correction: the run it edited is the latest again, as it was."""
+    _emit(api.undo(workspace, run=run_id, wait=wait), as_json, lambda r: click.echo(
+        f"undid run {r['undone']} ({_edit_text(r['edit'])}); run {r['run_id']} is the "
+        "latest again"))
 
 
 @cli.command("evaluate")

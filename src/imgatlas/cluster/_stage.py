@@ -45,6 +45,19 @@ def select_images(ws: Workspace, ids: np.ndarray, within: Selection | None,
     return keep
 
 
+def latest_correction(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:
+    """The latest finished run derived (through corrections) from ``run``, or ``run``."""
+    family = {run["id"]}
+    latest = run
+    for r in ws.runs("cluster"):
+        parent = r["params"].get("derived_from")
+        if parent in family:
+            family.add(r["id"])
+            if r["status"] == "done":
+                latest = r
+    return latest
+
+
 def cluster_workspace(
     ws: Workspace,
     store: FeatureStore,
@@ -88,8 +101,8 @@ def cluster_workspace(
     inputs = fingerprint(ids, store.key)
     if reuse:
         old = ws.find_done_run("cluster", {**params, "seed": seed, "inputs": inputs})
-        if old is not None:
-            return {**old["results"], "reused": True}
+        if old is not None:  # with the corrections a person made to it since, if any
+            return {**latest_correction(ws, old)["results"], "reused": True}
     with ws.recording("cluster", params, seed=seed, inputs=inputs) as run:
         timings: dict[str, float] = {}
         # library warnings go into the run record, not the terminal
@@ -124,6 +137,9 @@ def cluster_workspace(
             timings["validate"] = time.perf_counter() - t
 
         ws.record_assignments(run.id, ids, labels, sil, centre_distances(Z, labels))
+        from imgatlas.edit import merge_tree
+
+        tree = merge_tree(Z, labels)
         sizes = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True),
                                                 strict=True)}
         timings["total"] = time.perf_counter() - t0
@@ -131,7 +147,7 @@ def cluster_workspace(
             "run_id": run.id, "n_images": int(len(ids)), "method": method, "reduce": reduce,
             "n_clusters": int(len([c for c in sizes if c != -1])), "k": k,
             "k_selection": sweep, "sizes": sizes, "internal": internal,
-            "reduced_dim": int(Z.shape[1]), "estimator": plain_params(est),
+            "reduced_dim": int(Z.shape[1]), "estimator": plain_params(est), "tree": tree,
             "timings": {key: round(v, 3) for key, v in timings.items()},
             "warnings": sorted({str(w.message).splitlines()[0] for w in noted}),
         }

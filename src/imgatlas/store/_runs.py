@@ -156,6 +156,12 @@ class RunsMixin:
                 return r
         return None
 
+    def set_run_status(self: Workspace, run_id: int, status: str) -> None:
+        """Mark a finished run (e.g. ``undone``: a correction taken back; its rows stay, so
+        nothing is lost and it can be looked at by id)."""
+        with self.transaction("recording a run"):
+            self._con.execute("UPDATE runs SET status=? WHERE id=?", (status, int(run_id)))
+
     def update_results(self: Workspace, run_id: int, extra: dict[str, Any]) -> None:
         """Merge ``extra`` into a finished run's results (e.g. a later evaluation)."""
         with self.transaction("recording results"):
