@@ -39,6 +39,7 @@ class Placement:
     target: str  # relative to the export folder, '/'-separated
     cluster: int | None
     cluster_name: str | None
+    name_kind: str  # user | suggested | default | '' (no cluster)
     flags: tuple[str, ...]
     group: int | None  # near-duplicate group number (1 = largest)
     role: str  # keep | copy | ''
@@ -51,8 +52,11 @@ class Placement:
         return self.target.rsplit("/", 1)[0]
 
 
-def plan_export(ws: Workspace, run_id: int, cluster_names: dict[int, str]) -> list[Placement]:
-    """Every usable image's place (see the module docstring), in a fixed order."""
+def plan_export(ws: Workspace, run_id: int, cluster_names: dict[int, str],
+                name_kinds: dict[int, str] | None = None) -> list[Placement]:
+    """Every usable image's place (see the module docstring), in a fixed order;
+    ``name_kinds``: whether each name is a person's (``user``) or a ``suggested`` one."""
+    kinds = name_kinds or {}
     ids, clusters, _labels, _ = ws.assignments(run_id)
     cluster_of = dict(zip(ids.tolist(), clusters.tolist(), strict=True))
     flags: dict[int, list[str]] = {}
@@ -89,7 +93,8 @@ def plan_export(ws: Workspace, run_id: int, cluster_names: dict[int, str]) -> li
                           safe_name(os.path.basename(r.path), f"image-{r.id}"))
         out.append(Placement(
             image_id=r.id, source=r.path, display=r.display, target=f"{folder}/{name}",
-            cluster=c, cluster_name=_cluster_name(c, cluster_names), flags=tuple(mine),
+            cluster=c, cluster_name=_cluster_name(c, cluster_names),
+            name_kind="" if c is None or c < 0 else kinds.get(c, "default"), flags=tuple(mine),
             group=group, role=role, sha256=r.sha256, width=r.width, height=r.height))
     return out
 

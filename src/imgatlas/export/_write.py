@@ -21,8 +21,8 @@ from imgatlas.export._plan import Placement
 
 MANIFEST = "manifest.csv"
 MODES = ("link", "hardlink", "copy")
-COLUMNS = ["id", "source_path", "target_path", "cluster", "cluster_name", "flags",
-           "near_duplicate_group", "near_duplicate_role", "sha256", "width", "height"]
+COLUMNS = ["id", "source_path", "target_path", "cluster", "cluster_name", "cluster_name_kind",
+           "flags", "near_duplicate_group", "near_duplicate_role", "sha256", "width", "height"]
 
 
 def check_out(out: Path, sources: list[bytes], workspace: Path) -> Path:
@@ -138,6 +138,6 @@ def _write_manifest(out: Path, plan: list[Placement]) -> None:
         for p in plan:
             w.writerow([p.image_id, p.display, p.target,
                         "" if p.cluster is None else p.cluster, p.cluster_name or "",
-                        ";".join(p.flags), "" if p.group is None else p.group, p.role,
+                        p.name_kind, ";".join(p.flags), "" if p.group is None else p.group, p.role,
                         p.sha256 or "", p.width or "", p.height or ""])
     os.replace(tmp, out / MANIFEST)

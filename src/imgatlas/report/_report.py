@@ -30,6 +30,7 @@ from imgatlas.cluster._hierarchy import cophenetic_table, tree_and_cut
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate._workspace import score_run
 from imgatlas.evaluate.internal import centre_distances
+from imgatlas.names import cluster_names
 from imgatlas.report import _figures
 from imgatlas.report._cleanup import cleanup_section
 from imgatlas.report._layout import clustering_space, map_coordinates, rank_by_centrality
@@ -154,7 +155,9 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         raise ConfigError(f"Run {run['id']} is {run['status']}, not done; nothing to report.")
     res = run["results"]
     ids, clusters, labels, sil = ws.assignments(run["id"])
-    names = ws.cluster_names(run["id"])
+    named = cluster_names(ws, run["id"])
+    # a person's name, else the suggestion (marked as one); cluster-N stays the id alone
+    names = {c: n.display for c, n in named.items() if n.name or n.suggested}
     rng = np.random.default_rng(run["params"].get("seed", 0))
     dist = _centre_distances(ws, run["id"], ids)
     Z = None
@@ -219,7 +222,9 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         members = order[c]
         sample = randoms[c]
         cluster_cards.append({
-            "id": c, "name": names.get(c), "size": int(len(members)), "color": color(c),
+            "id": c, "name": names.get(c), "suggested": named[c].suggested,
+            "tags": named[c].suggestion.tags[:3] if named[c].suggestion else [],
+            "size": int(len(members)), "color": color(c),
             "shown": int(shown[c]),
             "silhouette": (res.get("internal", {}).get("silhouette_per_cluster") or {})
             .get(str(c)),
@@ -239,7 +244,8 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         "thumb": [thumb_rel[int(ids[r])] or "" for r in mapped],
         "page": {str(c): f"clusters/c{c}-1.html" for c in cluster_ids},
         "palette": PALETTE, "noise": NOISE_COLOR,
-        "clusterNames": {str(c): n for c, n in names.items()},
+        "clusterNames": {str(c): n + (" (suggested)" if named[c].suggested else "")
+                         for c, n in names.items()},
     }
     summary = _summary(ws, run, map_used)
     ctx = {

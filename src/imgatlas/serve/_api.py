@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -64,6 +64,7 @@ class Hit(BaseModel):
     label: str | None
     cluster: int | None = None
     exact: bool = False
+    tags: list[str] | None = None
 
 
 class SearchResult(BaseModel):
@@ -80,6 +81,28 @@ class LabelEdit(BaseModel):
 
 class ClusterName(BaseModel):
     name: str = Field(max_length=200)
+
+
+class MoveEdit(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+    to: int | Literal["new"] = Field(description="a cluster id, or 'new'")
+
+
+class Selection(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class MergeEdit(BaseModel):
+    clusters: list[int] = Field(min_length=2, max_length=1000)
+
+
+class SplitEdit(BaseModel):
+    cluster: int
+    k: int = Field(default=2, ge=2, le=50)
+
+
+class RegroupEdit(BaseModel):
+    k: int = Field(ge=1, le=1000)
 
 
 @router.get("/health", response_model=Health)
@@ -167,6 +190,108 @@ def name_cluster(request: Request, cluster: str, body: ClusterName) -> dict[str,
     return {"run": run, "cluster": c, "name": body.name.strip() or None}
 
 
+@router.post("/clusters/{cluster}/accept")
+def accept_name(request: Request, cluster: str) -> dict[str, Any]:
+    """Give the cluster its suggested name (one click)."""
+    from imgatlas.names import accept_suggestions
+
+    st = state(request)
+    _check_edit(request)
+    c = plain_int(cluster)
+    with st.write("accept name") as ws:
+        run = st.run_id(ws)
+        if run is None or c is None or c not in ws.cluster_sizes(run):
+            raise HTTPException(404, "no such cluster")
+        got = accept_suggestions(ws, run, [c])
+    if c not in got:
+        raise HTTPException(409, "this cluster has no suggested name to accept")
+    return {"run": run, "cluster": c, "name": got[c]}
+
+
+async def _edit(request: Request, what: str, fn: Any, *args: Any) -> dict[str, Any]:
+    """One correction: a derived run made off the event loop; the app then shows it."""
+    st = state(request)
+    _check_edit(request)
+
+    def work() -> dict[str, Any]:
+        with st.write(what) as ws:
+            res = fn(ws, *args, st.run_id(ws))
+        st.follow(res["run_id"])
+        return {"run": res["run_id"], "derived_from": res.get("derived_from"),
+                "edit": res.get("edit"), "sizes": res.get("sizes")}
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/edits/move")
+async def move_images(request: Request, body: MoveEdit) -> dict[str, Any]:
+    """Move images to another cluster or a new one: a new run (undo takes it back)."""
+    from imgatlas.edit import move
+
+    return await _edit(request, "move", move, body.ids, body.to)
+
+
+@router.post("/edits/set-aside")
+async def set_aside(request: Request, body: Selection) -> dict[str, Any]:
+    """Take images out of every cluster (junk): a new run."""
+    from imgatlas.edit import set_aside as _set_aside
+
+    return await _edit(request, "set aside", _set_aside, body.ids)
+
+
+@router.post("/edits/merge")
+async def merge_clusters(request: Request, body: MergeEdit) -> dict[str, Any]:
+    """Merge clusters into the first one given: a new run."""
+    from imgatlas.edit import merge
+
+    return await _edit(request, "merge", merge, body.clusters)
+
+
+@router.post("/edits/split")
+async def split_cluster(request: Request, body: SplitEdit) -> dict[str, Any]:
+    """Split a cluster in k by clustering its members again: a new run."""
+    from imgatlas.edit import split
+
+    return await _edit(request, "split", split, body.cluster, body.k)
+
+
+@router.post("/edits/regroup")
+async def regroup(request: Request, body: RegroupEdit) -> dict[str, Any]:
+    """Fewer or more groups (the merge tree cut, or the loosest clusters split): a new run."""
+    from imgatlas.edit import regroup as _regroup
+
+    return await _edit(request, "regroup", _regroup, body.k)
+
+
+@router.post("/edits/undo")
+def undo(request: Request) -> dict[str, Any]:
+    """Undo the latest correction: the run it edited is shown again, as it was."""
+    from imgatlas.edit import undo as _undo
+
+    st = state(request)
+    _check_edit(request)
+    with st.write("undo") as ws:
+        out = _undo(ws, st.run_id(ws))
+    st.follow(out["run_id"])
+    return {"run": out["run_id"], "undone": out["undone"], "edit": out["edit"]}
+
+
+@router.get("/search/text", response_model=SearchResult)
+def search_text(request: Request, q: str = Query(max_length=200), k: int = Query(12, ge=1,
+                                                                                  le=200)
+                ) -> dict[str, Any]:
+    """Images whose tags are the named class or anything under the named group ("dog",
+    "vehicle"); an unknown word is a 400 naming close words."""
+    from imgatlas.names import text_search
+
+    st = state(request)
+    with st.read() as ws:
+        out = text_search(ws, ws.pick_store(), q, k)
+        st.annotate(ws, out["results"])
+    return {"results": out["results"], "index": "tags: " + ", ".join(
+        m["name"] for m in out["matched"])}
+
+
 @router.get("/images/{image_id}")
 def image(request: Request, image_id: str) -> dict[str, Any]:
     st = state(request)
@@ -179,11 +304,26 @@ def image(request: Request, image_id: str) -> dict[str, Any]:
         user = ws.user_labels().get(i)
         cluster = ws.image_clusters(i).get(run) if run is not None else None
         inspected = about_image(ws, i)
+        tags = _image_tags(ws, i) if row.status == "ok" else []
     return {"id": row.id, "path": row.display, "status": row.status, "reason": row.reason,
             "width": row.width, "height": row.height, "format": row.format,
             "size": row.size, "sha256": row.sha256, "folder_label": row.label,
             "label": user if user is not None else row.label, "cluster": cluster,
-            "flags": inspected["flags"], "near_duplicates": inspected["near_duplicates"]}
+            "flags": inspected["flags"], "near_duplicates": inspected["near_duplicates"],
+            "tags": tags}
+
+
+def _image_tags(ws: Any, image_id: int) -> list[dict[str, Any]]:
+    """The image's top ImageNet classes (none when the features have no classes)."""
+    import numpy as np
+
+    from imgatlas.names import class_head, describe, image_tags
+
+    store = ws.pick_store()
+    if class_head(store) is None:
+        return []
+    ids, classes, probs = image_tags(ws, store, np.array([image_id]))
+    return describe(classes[0], probs[0]) if len(ids) else []
 
 
 @router.get("/inspection")
@@ -291,10 +431,23 @@ def suggestions(request: Request, n: int = 12) -> dict[str, Any]:
 
 
 def _suggested_labels(st: AppState, ws: Any, ids: list[int]) -> list[str | None]:
-    """A label to accept for each suggestion: the loaded model's, if any."""
+    """A label to accept for each suggestion: the loaded model's, if any; else the name of
+    its cluster (a person's, or the suggested one), so a collection with no label yet
+    starts from its groups' names."""
     m = st.model()
     if m is None or m.kind != "head" or not ids:
-        return [None] * len(ids)
+        run = st.run_id(ws)
+        if run is None or not ids:
+            return [None] * len(ids)
+        from imgatlas.names import cluster_names
+
+        names = cluster_names(ws, run)
+        clusters = ws.clusters_of(run, ids)
+        out = []
+        for i in ids:
+            n = names.get(clusters.get(i, -1))
+            out.append(n.display if n is not None and (n.name or n.suggested) else None)
+        return out
     import numpy as np
 
     have, X = ws.pick_store().read(np.array(ids))

@@ -35,6 +35,22 @@ def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     return HTMLResponse(html)
 
 
+def names_of_run(ws: Workspace, run: int) -> dict[int, Any]:
+    from imgatlas.names import cluster_names
+
+    return cluster_names(ws, run)
+
+
+def _naming(n: Any) -> dict[str, Any]:
+    """What a page shows of a cluster's name: the person's, else the suggestion (marked),
+    and the tags."""
+    if n is None:
+        return {"display": None, "suggested": False, "tags": []}
+    shown = n.display if (n.name or n.suggested) else None
+    return {"display": shown, "suggested": n.suggested,
+            "tags": n.suggestion.tags[:3] if n.suggestion else []}
+
+
 def members_page(ws: Workspace, run: int, cluster: int, page: int, per_page: int,
                  hide: list[str] | None = None) -> dict[str, Any]:
     """One page of a cluster's members, centre outwards, with the cluster's label shares;
@@ -74,18 +90,22 @@ def overview(request: Request) -> HTMLResponse:
         counts = ws.status_counts()
         run = st.run_id(ws)
         cards = []
+        derived = None
         if run is not None:
-            names = ws.cluster_names(run)
+            named = names_of_run(ws, run)
             for c, n in ws.cluster_sizes(run).items():
                 top = members_page(ws, run, c, 1, CARD_THUMBS)
-                cards.append({"id": c, "size": n, "name": names.get(c),
+                cards.append({"id": c, "size": n, **_naming(named.get(c)),
                               "thumbs": top["members"], "shares": top["label_shares"][:3]})
+            r = ws.get_run(run, "cluster")
+            if r["params"].get("derived_from") is not None:
+                derived = {"from": r["params"]["derived_from"], "edit": r["params"]["edit"]}
         runs = [{"id": r["id"], "kind": r["kind"], "status": r["status"],
                  "error": r["error"]} for r in ws.runs()][-15:]
         skipped = ws.unusable_images(limit=200)
     return render(request, "overview.html.j2", title="imgatlas", counts=counts,
                   usable=counts.get("ok", 0), run=run, clusters=cards, runs=runs[::-1],
-                  skipped=skipped, index=st.index()[2])
+                  skipped=skipped, index=st.index()[2], derived=derived)
 
 
 @router.get("/clusters/{cluster}", response_class=HTMLResponse)
@@ -100,8 +120,12 @@ def cluster_page(request: Request, cluster: str, page: int = 1,
         inspected = latest_inspection(ws) is not None
         hidden = [h for h in parse_exclude(hide) if inspected]
         data = members_page(ws, run, c, max(1, page), PER_PAGE, hidden)
+        named = names_of_run(ws, run)
+        others = [{"id": k, "display": _naming(v)["display"]} for k, v in named.items()
+                  if k != c and k >= 0]
     return render(request, "cluster.html.j2", title=f"cluster {c}", run=run, hide=hidden,
-                  choices=exclusion_names() if inspected else [], **data)
+                  choices=exclusion_names() if inspected else [], others=others,
+                  **data, **_naming(named.get(c)))
 
 
 def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:

@@ -63,6 +63,12 @@ class AppState:
                             purpose=f"serve: {purpose}") as ws:
             yield ws
 
+    def follow(self, run_id: int) -> None:
+        """After a correction (or its undo): show ``run_id`` from now on, when the app was
+        started on one fixed run (otherwise the latest run is shown anyway)."""
+        if self.settings.run is not None:
+            self.settings.run = run_id
+
     def run_id(self, ws: Workspace) -> int | None:
         try:
             return ws.get_run(self.settings.run, "cluster")["id"]
@@ -147,7 +153,7 @@ class AppState:
                          if i in members]
             out = results(ws, ci, ids, X, k, ["upload"], [exact],
                           raw=(X, ws.pick_store()))[0]["results"]
-            self._annotate(ws, out)
+            self.annotate(ws, out)
         return out
 
     def neighbours(self, image_id: int, k: int = 12) -> list[dict[str, Any]]:
@@ -161,7 +167,7 @@ class AppState:
                 return []
             hits = results(ws, ci, ids, X, k + 1, ["id"], raw=(X, store))[0]["results"]
             hits = [h for h in hits if h["id"] != image_id][:k]
-            self._annotate(ws, hits)
+            self.annotate(ws, hits)
         return hits
 
     def sketch_search(self, data: bytes, k: int) -> tuple[list[dict[str, Any]], str]:
@@ -178,7 +184,7 @@ class AppState:
 
             with self.read() as ws:
                 out = search_sketch(ws, [data], k=k, cache_dir=self.cache_dir)[0]["results"]
-                self._annotate(ws, out)
+                self.annotate(ws, out)
             return out, "sketch index"
         size = self.embedder().backbone.cfg.input_size[0]
         return self.photo_search(sketch_pixels(data, size), k), "drawing searched as a photo"
@@ -192,7 +198,7 @@ class AppState:
         logits, feats = m.logits_and_features(pixels)
         return m.predict_features(logits, feats, ["upload"])[0]
 
-    def _annotate(self, ws: Workspace, hits: list[dict[str, Any]]) -> None:
+    def annotate(self, ws: Workspace, hits: list[dict[str, Any]]) -> None:
         """Each hit's cluster in the app's run, and its label (a person's, else the
         folder's)."""
         run = self.run_id(ws)

@@ -71,6 +71,20 @@ function setupSearch() {
     }
   }
 
+  const text = document.getElementById("text-search");
+  text.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const q = text.querySelector('input[name="q"]').value.trim();
+    if (!q) return;
+    say(status, "searching…");
+    results.replaceChildren();
+    prediction.hidden = true;
+    try {
+      const out = await api(`/api/search/text?q=${encodeURIComponent(q)}&k=${encodeURIComponent(k())}`);
+      say(status, `${out.results.length} results (${out.index})`);
+      for (const hit of out.results) results.appendChild(thumbCard(hit));
+    } catch (err) { say(status, err.message); }
+  });
   input.addEventListener("change", () => { if (input.files[0]) send("/api/search", input.files[0], input.files[0].name); });
   form.addEventListener("submit", (e) => e.preventDefault());
   form.addEventListener("dragover", (e) => { e.preventDefault(); form.classList.add("over"); });
@@ -124,6 +138,60 @@ function setupSearch() {
     if (!strokes.length) { say(status, "Draw something first."); return; }
     canvas.toBlob((blob) => send("/api/search/sketch", blob, "drawing.png"), "image/png");
   });
+}
+
+// -- corrections: each makes a new run (undo takes it back); the page then shows it ---------
+function selectedIds() {
+  return [...document.querySelectorAll('input[name="pick"]:checked')].map((i) => Number(i.value));
+}
+
+async function act(button, path, body, after) {
+  const status = button.closest("form, p")?.querySelector(".status");
+  say(status, "working…");
+  try {
+    const out = await postJSON(path, body);
+    say(status, "done");
+    after(out);
+  } catch (err) { say(status, err.message); }
+}
+
+function setupActions() {
+  const reload = () => window.location.reload();
+  const home = () => { window.location.href = "/"; };
+  for (const button of document.querySelectorAll("button[data-action]")) {
+    const c = Number(button.dataset.cluster);
+    const run = {
+      accept: () => act(button, `/api/clusters/${c}/accept`, {}, reload),
+      undo: () => act(button, "/api/edits/undo", {}, reload),
+      regroup: () => act(button, "/api/edits/regroup", { k: Number(button.dataset.k) }, reload),
+      "set-aside": () => {
+        const ids = selectedIds();
+        if (!ids.length) { say(button.parentNode.querySelector(".status"), "select images first"); return; }
+        act(button, "/api/edits/set-aside", { ids }, reload);
+      },
+      merge: () => {
+        const into = Number(button.form.querySelector('select[name="into"]').value);
+        act(button, "/api/edits/merge", { clusters: [into, c] }, () => { window.location.href = `/clusters/${into}`; });
+      },
+      split: () => {
+        const k = Number(button.form.querySelector('input[name="k"]').value || "2");
+        act(button, "/api/edits/split", { cluster: c, k }, home);
+      },
+    }[button.dataset.action];
+    if (run) button.addEventListener("click", run);
+  }
+  const move = document.getElementById("move-selection");
+  if (move) {
+    move.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const ids = selectedIds();
+      const status = move.querySelector(".status");
+      if (!ids.length) { say(status, "select images first"); return; }
+      const to = move.querySelector('select[name="to"]').value;
+      act(move.querySelector('button[type="submit"]'), "/api/edits/move",
+          { ids, to: to === "new" ? "new" : Number(to) }, reload);
+    });
+  }
 }
 
 // -- edits: rename a cluster, label a selection or one image ------------------------------
@@ -255,6 +323,7 @@ function setupMap() {
 
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
+  if (document.body.dataset.edits === "on") setupActions();
   ({ search: setupSearch, cluster: setupCluster, image: setupImage, label: setupLabel,
      map: setupMap })[page]?.();
 });
