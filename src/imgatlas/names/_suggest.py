@@ -4,7 +4,7 @@ through WordNet: a beagle and a foxhound are both hounds, both dogs.
 The rule (its threshold measured on the dev sets, ``benchmarks/bench_names.py``): a member
 *falls under* a WordNet node when at least 30 % of its probability lies on classes under
 that node; the suggested name is the most specific node (the deepest; ties: the one more
-members fall under) that at least :data:`COVERAGE` of the members fall under, leaving out
+members fall under) that more than :data:`COVERAGE` of the members fall under, leaving out
 nodes too general or too learned to name anything (:meth:`Taxonomy.nameable`). A cluster
 with no such node gets no name, only its tags: no name rather than a wrong one.
 """
@@ -68,7 +68,7 @@ def suggest(classes: np.ndarray, probs: np.ndarray, coverage: float = COVERAGE,
     mass, wnids = node_mass(classes, probs)
     share = (mass >= member_mass).mean(axis=0)
     best = None
-    for j in np.flatnonzero(share >= coverage):
+    for j in np.flatnonzero(share > coverage):
         w = wnids[j]
         if not tax.nameable(w):
             continue
