@@ -311,7 +311,8 @@ exclude_opt = click.option(
 @click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto' to choose it by the k sweep.")
 @click.option("--k-range", default=None,
-              help="LO:HI for --k auto [2:30, growing as sqrt(n)/2 above 3,600 images].")
+              help="LO:HI: the top-level sweep of --k auto [2:30]; groups are split further "
+                   "where their parts are clearly separated.")
 @registry_options(CLUSTERERS)
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--within", default=None,
@@ -1036,7 +1037,8 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto'.")
 @click.option("--k-range", default=None,
-              help="LO:HI for --k auto [2:30, growing as sqrt(n)/2 above 3,600 images].")
+              help="LO:HI: the top-level sweep of --k auto [2:30]; groups are split further "
+                   "where their parts are clearly separated.")
 @click.option("--seed", type=int, default=defaults.SEED, show_default=True)
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")

@@ -3,21 +3,13 @@ web app read them from here (benchmarks/RESULTS.md says why each is what it is).
 
 from __future__ import annotations
 
-import numpy as np
-
 BACKBONE = "efficientnet_lite0"
 # l2 -> partial PCA whitening to 128 components -> kNN smoothing (10 neighbours, twice):
 # better than L2 alone on all five dev sets over 5 seeds (docs/design.md, clustering)
 REDUCE = "l2,pca-whiten:128:0.15,knn-smooth:10"
 METHOD = "kmeans"
 K: int | str = "auto"
-K_RANGE = (2, 30)  # for --k auto on collections up to 3,600 images; see k_range_for
-
-
-def k_range_for(n: int) -> tuple[int, int]:
-    """The k sweep of ``--k auto`` for ``n`` images: 2..30, growing as sqrt(n)/2 above 3,600
-    images (a 40-class collection of 10,000 gets 2..50), at most 100."""
-    return 2, int(max(K_RANGE[1], min(100, round(np.sqrt(n) / 2))))
+K_RANGE = (2, 30)  # the top-level sweep of --k auto (cluster/_select.py says the rule)
 SEED = 0
 BATCH_SIZE = 32
 MAX_CODE_BITS = 512  # itq:512+dsh, 64 bytes per image

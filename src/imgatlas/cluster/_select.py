@@ -1,4 +1,14 @@
-"""Choosing k: a sweep of internal criteria, and one documented rule to pick from it."""
+"""Choosing k: a sweep of internal criteria, and one documented rule to pick from it.
+
+The rule (measured with every other candidate on the dev sets and their 46-class union,
+benchmarks/bench_k_auto.py): the **L-method** knee of the SSE curve over k = 2..30 gives the
+top-level groups; then each group is swept again, and split where its own parts are clearly
+separated: their silhouette is at least :data:`SHARPER` times the level above's and, for a
+group smaller than :data:`LARGE_GROUP` images, at least :data:`CLEAR`. Groups of one
+collection that a single sweep merges (two similar classes, or a whole source set in a
+union of sets) come apart; the structure inside a class does not. k is the number of groups
+found.
+"""
 
 from __future__ import annotations
 
@@ -8,65 +18,150 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from imgatlas.evaluate.metrics import find_elbow
+from imgatlas.evaluate.metrics import find_elbow, l_method
 
 SWEEP_DIM = 64
+TOP_RANGE = (2, 30)  # the top-level sweep
+SHARPER = 1.2  # a group is split when its parts are this many times better separated ...
+CLEAR = 0.6  # ... and, below LARGE_GROUP images, separated at least this well (silhouette)
+LARGE_GROUP = 1000
+MIN_GROUP = 10  # images per part a group may be split into
+MAX_DEPTH = 3
 
 
 def choose_k(Z: np.ndarray, method: str, k_range: tuple[int, int] | None, seed: int
              ) -> dict[str, Any]:
-    """The sweep ``--k auto`` runs: over ``k_range`` (default: grows with the collection, see
-    :func:`imgatlas.defaults.k_range_for`), with GMM's own fits for ``gmm`` and k-means for
-    every other method; ``chosen_k`` and ``reason`` say what it chose and why."""
-    from imgatlas import defaults
+    """What ``--k auto`` does: the sweep over ``k_range`` (default 2..30; k-means, or GMM's
+    own fits for ``gmm``) for the report's curves, and k by the rule of the module
+    docstring; ``chosen_k``, ``rule`` and ``reason`` say what it chose and why."""
+    lo, hi = k_range or TOP_RANGE
+    X, projected = _project(Z, SWEEP_DIM, seed)
+    ks = range(lo, min(hi, len(X) - 1) + 1)
+    fits = _kmeans_fits(X, ks, seed)
+    out = _table(X, ks, "gmm" if method == "gmm" else "kmeans", seed, fits, projected)
+    k, reason = count_groups(X, fits, seed)
+    out.update(chosen_k=k, rule="recursive L-method", reason=reason
+               + f"; the SSE elbow alone would say {out['elbow_k']}, the best silhouette "
+                 f"{out['best_silhouette_k']}")
+    return out
 
-    lo, hi = k_range or defaults.k_range_for(len(Z))
-    return sweep_k(Z, range(lo, min(hi, len(Z) - 1) + 1),
-                   method="gmm" if method == "gmm" else "kmeans", random_state=seed)
+
+def count_groups(X: np.ndarray, fits: list[tuple[int, float, np.ndarray]], seed: int
+                 ) -> tuple[int, str]:
+    """The number of groups by the recursive rule, and why (see the module docstring).
+    ``X``: the (projected) space; ``fits``: its top-level k-means sweep."""
+    top_k, labels, top_sil = _knee(X, fits, seed)
+    splits: list[tuple[int, int, int]] = []  # (group size, parts, depth)
+
+    def visit(rows: np.ndarray, parent_sil: float, depth: int) -> int:
+        n = len(rows)
+        hi = min(TOP_RANGE[1], n // MIN_GROUP)
+        if hi < 2 or depth > MAX_DEPTH:
+            return 1
+        k, sub, sil = _knee(X[rows], _kmeans_fits(X[rows], range(2, hi + 1), seed), seed)
+        if not (sil >= SHARPER * parent_sil and (n >= LARGE_GROUP or sil >= CLEAR)):
+            return 1
+        splits.append((n, k, depth))
+        return sum(visit(rows[sub == c], sil, depth + 1) for c in range(k))
+
+    total = sum(visit(np.flatnonzero(labels == c), top_sil, 1) for c in range(top_k))
+    reason = (f"{top_k} groups at the top (the L-method knee of the SSE curve over "
+              f"k={fits[0][0]}..{fits[-1][0]}, silhouette {top_sil:.3f})")
+    if splits:
+        reason += (f"; {len(splits)} group(s) split again where their parts were clearly "
+                   f"better separated, giving k={total}")
+    else:
+        reason += "; no group has parts clearly better separated than the groups themselves"
+    return int(total), reason
+
+
+def _project(X: np.ndarray, max_dim: int | None, seed: int) -> tuple[np.ndarray, int | None]:
+    """A seeded PCA projection to ``max_dim`` dimensions (when there are more): the sweep
+    only needs the curve's shape."""
+    X = np.asarray(X, dtype=np.float32)
+    if max_dim is not None and X.shape[1] > max_dim and X.shape[0] > max_dim:
+        from sklearn.decomposition import PCA
+
+        return PCA(max_dim, random_state=seed).fit_transform(X).astype(np.float32), max_dim
+    return X, None
+
+
+def _kmeans_fits(X: np.ndarray, ks: Sequence[int], seed: int
+                 ) -> list[tuple[int, float, np.ndarray]]:
+    """``(k, SSE, labels)`` of k-means (3 restarts) for each k in ``ks`` below ``len(X)``."""
+    from imgatlas.cluster._methods import KMeansClusterer
+
+    fits = []
+    for k in ks:
+        if not 2 <= k < len(X):
+            continue
+        est = KMeansClusterer(k, n_init=3, random_state=seed).fit(X)
+        centres = np.asarray(est.cluster_centers_)
+        fits.append((k, float(((X - centres[est.labels_]) ** 2).sum()),
+                     np.asarray(est.labels_)))
+    return fits
+
+
+def _knee(X: np.ndarray, fits: list[tuple[int, float, np.ndarray]], seed: int
+          ) -> tuple[int, np.ndarray, float]:
+    """The L-method knee of a sweep's SSE curve: its k, labels and silhouette (on a seeded
+    sample of 2,000)."""
+    if not fits:
+        return 1, np.zeros(len(X), np.int64), 0.0
+    k = l_method([f[0] for f in fits], [f[1] for f in fits])
+    labels = next(f[2] for f in fits if f[0] == k)
+    sil = float(silhouette_score(X, labels, sample_size=min(2000, len(X)),
+                                 random_state=seed)) if len(np.unique(labels)) > 1 else 0.0
+    return k, labels, sil
 
 
 def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
             random_state: int = 0, silhouette_sample: int = 2000,
             max_dim: int | None = SWEEP_DIM) -> dict[str, Any]:
     """Fit ``method`` for every k in ``ks`` and report SSE, silhouette, Davies-Bouldin,
-    Calinski-Harabasz (and BIC for GMM); pick k by the rule below.
-
-    Rule (``chosen_k``): the elbow of the SSE curve (the kneedle rule: the k farthest below
-    the chord joining the curve's ends, both axes scaled to [0, 1]). Mean silhouette is not
-    the rule because on deep features it tends to peak at k = 2-3 whatever the true number
-    of groups (seen on the dev sets: rooms 3 for 6 classes, clothing 2 for 10); it is
-    reported with Davies-Bouldin and Calinski-Harabasz so the user can second-guess the
-    choice. Silhouette uses a seeded sample of ``silhouette_sample`` points for large n.
+    Calinski-Harabasz (and BIC for GMM), with the SSE elbow (``elbow_k``, the kneedle rule:
+    the k farthest below the chord joining the curve's ends, both axes scaled to [0, 1])
+    and the best silhouette. ``chosen_k`` is the elbow; ``--k auto`` chooses by
+    :func:`choose_k`'s rule instead (the elbow found the coarse structure of unions and too
+    few groups in sets of many small classes, benchmarks/bench_k_auto.py).
 
     Above ``max_dim`` dimensions the sweep runs on a seeded PCA projection to ``max_dim``:
-    the elbow only needs the curve's shape, and the kneedle rule's [0, 1] scaling ignores the
-    near-constant SSE of the dropped components. On the dev sets' 1280-d smoothed features,
-    PCA-64 chose the same k as the full space on 3 of 4 sets (clothing 10 instead of 9, for
-    10 classes) in a fifth to a sixth of the time. The final clustering uses every dimension.
+    the curves only need their shape. The final clustering uses every dimension.
     """
-    from imgatlas.cluster._methods import GMMClusterer, KMeansClusterer
+    ks = sorted({int(k) for k in ks if 2 <= int(k) < X.shape[0]})
+    if not ks:
+        from imgatlas.errors import ConfigError
+
+        raise ConfigError(f"No k to try: need 2 <= k < {X.shape[0]} (the number of images).")
+    P, projected = _project(X, max_dim, random_state)
+    fits = _kmeans_fits(P, ks, random_state) if method != "gmm" else None
+    return _table(P, ks, method, random_state, fits, projected, silhouette_sample)
+
+
+def _table(X: np.ndarray, ks: Sequence[int], method: str, random_state: int,
+           fits: list[tuple[int, float, np.ndarray]] | None, projected: int | None,
+           silhouette_sample: int = 2000) -> dict[str, Any]:
+    """The sweep's rows (from ``fits`` for k-means; GMM fits its own), elbow and best
+    silhouette."""
+    from imgatlas.cluster._methods import GMMClusterer
 
     ks = sorted({int(k) for k in ks if 2 <= int(k) < X.shape[0]})
     if not ks:
         from imgatlas.errors import ConfigError
 
         raise ConfigError(f"No k to try: need 2 <= k < {X.shape[0]} (the number of images).")
-    projected = None
-    if max_dim is not None and X.shape[1] > max_dim and X.shape[0] > max_dim:
-        from sklearn.decomposition import PCA
-
-        X = PCA(max_dim, random_state=random_state).fit_transform(X).astype(np.float32)
-        projected = max_dim
     rows = []
+    by_k = {k: (sse, labels) for k, sse, labels in (fits or [])}
     for k in ks:
+        row: dict[str, Any] = {"k": k}
         if method == "gmm":
             est = GMMClusterer(k, covariance_type="diag", random_state=random_state).fit(X)
+            labels = est.labels_
+            centers = np.asarray(est.cluster_centers_)
+            row["sse"] = float(((X - centers[labels]) ** 2).sum())
+            row["bic"] = est.bic_
         else:
-            est = KMeansClusterer(k, n_init=3, random_state=random_state).fit(X)
-        labels = est.labels_
-        row: dict[str, Any] = {"k": k}
-        centers = np.asarray(est.cluster_centers_)
-        row["sse"] = float(((X - centers[labels]) ** 2).sum())
+            row["sse"], labels = by_k[k]
         if len(np.unique(labels)) > 1:
             n = min(silhouette_sample, X.shape[0])
             row["silhouette"] = float(silhouette_score(X, labels, sample_size=n,
@@ -75,19 +170,16 @@ def sweep_k(X: np.ndarray, ks: Sequence[int], method: str = "kmeans", *,
             row["calinski_harabasz"] = float(calinski_harabasz_score(X, labels))
         else:
             row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
-        if method == "gmm":
-            row["bic"] = est.bic_
         rows.append(row)
     elbow = find_elbow([r["k"] for r in rows], [r["sse"] for r in rows])
     sil = {r["k"]: r["silhouette"] if r["silhouette"] is not None else -1 for r in rows}
     best = max(sil, key=lambda k: sil[k])
-    chosen = elbow
     reason = (f"elbow of the SSE curve over k={ks[0]}..{ks[-1]} at k={elbow} (silhouette "
               f"{sil[elbow]:.3f}; the best silhouette, {sil[best]:.3f}, is at k={best})")
     if projected:
         reason += f"; swept on a {projected}-d PCA projection"
     out: dict[str, Any] = {"method": method, "rows": rows, "elbow_k": elbow,
-                           "best_silhouette_k": best, "chosen_k": chosen, "reason": reason,
+                           "best_silhouette_k": best, "chosen_k": elbow, "reason": reason,
                            "sweep_dim": projected or int(X.shape[1])}
     if method == "gmm":
         out["best_bic_k"] = min(rows, key=lambda r: r["bic"])["k"]

@@ -9,6 +9,7 @@ from imgatlas.evaluate.metrics import (
     find_elbow,
     hopkins,
     hungarian_mapping,
+    l_method,
     purity,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "find_elbow",
     "hopkins",
     "hungarian_mapping",
+    "l_method",
     "purity",
 ]

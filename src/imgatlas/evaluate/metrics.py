@@ -158,3 +158,24 @@ def find_elbow(ks: Any, values: Any) -> Any:
     vn = (v - v.min()) / max(np.ptp(v), 1e-12)
     chord = vn[0] + (vn[-1] - vn[0]) * kn
     return list(ks)[int(np.argmax(chord - vn))]
+
+
+def l_method(ks: Any, values: Any) -> Any:
+    """The knee of an evaluation curve (SSE vs k) by the L-method (Salvador and Chan, 2004):
+    the split point at which two straight lines, one through the curve's left part and one
+    through its right part, fit it best (root-mean-square error of each line weighted by its
+    share of the points). Needs at least 6 points; with fewer, the kneedle elbow."""
+    k = np.asarray(ks, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if k.size < 6:
+        return find_elbow(ks, values)
+    best, where = np.inf, 2
+    for c in range(2, k.size - 2):
+        err = 0.0
+        for part in (slice(0, c + 1), slice(c + 1, None)):
+            x, y = k[part], v[part]
+            slope, icept = np.polyfit(x, y, 1)
+            err += x.size / k.size * float(np.sqrt(np.mean((y - (slope * x + icept)) ** 2)))
+        if err < best:
+            best, where = err, c
+    return list(ks)[where]
