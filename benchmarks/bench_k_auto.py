@@ -59,7 +59,8 @@ def one_shot_rules(X: np.ndarray, n: int) -> dict[str, int]:
         m = [i for i, k in enumerate(ks) if k <= hi]
         return [ks[i] for i in m], sse[m]
 
-    jump = sse[:-1] ** -1.0 - np.r_[np.inf, sse[:-2]] ** -1.0
+    # the jump method (Sugar and James): the largest rise of 1 / SSE from k - 1 to k
+    jump = np.diff(1.0 / sse)
     return {
         "SSE elbow 2..30": find_elbow(*upto(30)),
         "SSE elbow, grown range": find_elbow(*upto(grown)),
@@ -69,7 +70,7 @@ def one_shot_rules(X: np.ndarray, n: int) -> dict[str, int]:
         "best silhouette 2..60": ks[int(np.argmax(sil))],
         "best Calinski-Harabasz": ks[int(np.argmax(ch))],
         "best Davies-Bouldin": ks[int(np.argmin(db))],
-        "jump method (Y=1)": ks[int(np.argmax(jump))],
+        "jump method (Y=1)": ks[int(np.argmax(jump)) + 1],
     }
 
 

@@ -148,3 +148,16 @@ def test_the_web_app_accepts_a_name_in_one_click_and_searches_by_word(imagenette
     assert bad.status_code == 400 and "close" in bad.json()["detail"]
     image = c.get(f"/api/images/{hits[0]['id']}").json()
     assert image["tags"][0]["tag"] == "English Springer Spaniel"
+
+
+def test_the_label_page_starts_from_the_cluster_names(imagenette, cache_dir):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from imgatlas.serve import create_app
+
+    ws, run = imagenette
+    c = TestClient(create_app(ws, allow_edits=True, cache_dir=cache_dir))
+    picks = c.get("/api/suggestions", params={"n": 3}).json()["results"]
+    names = {r["name"] or r["suggested_name"] for r in api.clusters(ws, run)}
+    assert picks and all(p["suggested_label"] in names for p in picks)
