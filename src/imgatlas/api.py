@@ -173,10 +173,10 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     groups, fewer by cutting R's merge tree, more by splitting its loosest clusters.
 
     ``k_range`` bounds the top-level sweep of ``k="auto"`` (default 2..30; groups are then
-    split where their parts are clearly separated). ``within=(run, [c1, c2])`` re-clusters the members of those
-    clusters of an earlier run; ``exclude=[(run, [c])]`` leaves clusters out, and
-    ``exclude=["duplicates", "blurry"]`` what the latest inspection puts under those names
-    (near-duplicate copies, flags; both kinds may be mixed).
+    split where their parts are clearly separated). ``within=(run, [c1, c2])``
+    re-clusters the members of those clusters of an earlier run; ``exclude=[(run, [c])]``
+    leaves clusters out, and ``exclude=["duplicates", "blurry"]`` what the latest
+    inspection puts under those names (near-duplicate copies, flags; both may be mixed).
     ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
     of clustering again.
 

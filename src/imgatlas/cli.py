@@ -655,12 +655,24 @@ def train_cmd(workspace, labels, mode, name, folds, features, epochs, tune_block
                    f"{len(r['classes'])} classes, in {r['seconds']:.1f}s")
         for note in r["notes"]:
             click.echo(f"  note: {note}")
+        cv = m.get("estimate_kind") == "cross-validated"
         for head, h in r["heads"].items():
-            click.echo(f"  {head:<9} val acc {h['val_accuracy']:.3f}  test acc "
-                       f"{h['accuracy']:.3f}  balanced {h['balanced_accuracy']:.3f}")
-        click.echo(f"  model: test accuracy {m['accuracy']:.3f}; ECE "
-                   f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} after temperature "
-                   f"{r['temperature']:.2f}")
+            if cv:
+                click.echo(f"  {head:<16} cross-validated acc {h['accuracy']:.3f}  balanced "
+                           f"{h['balanced_accuracy']:.3f}")
+            else:
+                click.echo(f"  {head:<9} val acc {h['val_accuracy']:.3f}  test acc "
+                           f"{h['accuracy']:.3f}  balanced {h['balanced_accuracy']:.3f}")
+        if cv:
+            e = m["estimate"]
+            click.echo(f"  model: {r.get('selection')}, refitted on all {e['images']} images; "
+                       f"expected accuracy {e['accuracy']:.3f} ± {e['standard_error']:.3f} "
+                       f"({e['folds']}-fold); ECE {m['ece_uncalibrated']:.3f} -> "
+                       f"{m['ece']:.3f} after temperature {r['temperature']:.2f}")
+        elif m:
+            click.echo(f"  model: test accuracy {m['accuracy']:.3f}; ECE "
+                       f"{m['ece_uncalibrated']:.3f} -> {m['ece']:.3f} after temperature "
+                       f"{r['temperature']:.2f}")
         click.echo(f"  saved: {r['model']}")
 
     _emit(res, as_json, human)

@@ -331,8 +331,10 @@ def test_report_has_a_page_per_trained_model(report_ws, tmp_path):
     assert 'id="models"' in index and 'href="models/colours.html"' in index
     page = out / "models" / "colours.html"
     html = page.read_text(encoding="utf-8")
-    for section in ("model", "curves", "confusion", "per-class", "mistakes", "suspects"):
+    for section in ("model", "confusion", "per-class", "mistakes", "suspects"):
         assert f'id="{section}"' in html, section
+    # the head chosen by cross-validation and refitted on all labels: its expected accuracy
+    assert "Expected accuracy" in html and "cross-validated accuracy" in html
     assert EVIL_LABEL not in html and "&lt;svg onload=alert(2)&gt;" in html  # a class name
     _check_refs_inside(page, out)
-    assert (out / "assets" / "model-colours-curves.png").is_file()
+    assert (out / "assets" / "model-colours-confusion.png").is_file()

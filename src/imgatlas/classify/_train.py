@@ -23,6 +23,7 @@ from imgatlas._progress import progress_bar
 from imgatlas.classify._heads import LogisticHead, MLPHead, TemperatureScaler, softmax
 from imgatlas.classify._labels import Labels, resolve_labels
 from imgatlas.classify._model import write_model_folder
+from imgatlas.classify._select import select_head
 from imgatlas.classify._split import Split, holdout_split, kfold_splits
 from imgatlas.errors import ConfigError
 from imgatlas.evaluate.classification import (
@@ -86,28 +87,51 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
     with ws.recording("train", params, seed=seed, inputs=fingerprint(ids, keys)) as run:
         t0 = time.perf_counter()
         name = name or f"{mode}-r{run.id}"
-        splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
-            [holdout_split(y.tolist(), seed=seed)]
-        heads = _head_mode(X, y, classes, splits, seed, progress)
-        chosen = heads["chosen"]
         meta: dict[str, Any] = {
-            "name": name, "kind": "head", "mode": mode, "head": chosen, "classes": classes,
+            "name": name, "kind": "head", "mode": mode, "classes": classes,
             "version": __version__, "labels": lab.source, "label_notes": lab.notes,
             "backbone": _backbone_record(store), "store": keys, "seed": seed,
-            "backbones": [_backbone_record(s) for s in stores],
-            "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
-                         "validation" if folds else
-                         "stratified 70 % train / 30 % test, 20 % of train for validation"),
-            "split": _split_record(ws, ids, splits[-1]) if not folds else
-            {"folds": [_split_record(ws, ids, s) for s in splits]},
-            "temperature": heads["temperature"], "metrics": heads["metrics"],
-            "heads": heads["summary"], "run_id": run.id,
+            "backbones": [_backbone_record(s) for s in stores], "run_id": run.id,
         }
-        final_head = heads["final"]
-        arrays = final_head.arrays()
-        epochs_log = heads["history"]
-        test_probs = heads["test_probs"]
         onnx = None
+        if mode == "head":
+            sel = select_head(X, y, classes, folds, seed, progress)
+            chosen = "mlp" if sel["chosen"] == "mlp" else "logistic"
+            every = np.arange(len(ids))
+            test_rows, taught = every, every
+            meta.update({
+                "head": chosen, "selection": sel["chosen"], "temperature": sel["temperature"],
+                "metrics": sel["metrics"] or {}, "heads": sel["summary"],
+                "protocol": _cv_protocol(sel, len(ids)),
+                "split": {"folds": [{"taught_sha256": _taught_sha(ws, ids)}],
+                          "n_folds": sel["folds"]}})
+            if sel["metrics"] is None:
+                lab.notes.append("too few labels to estimate the accuracy (at least 2 of "
+                                 "every class are needed): the head is fitted on all of them")
+            arrays, epochs_log = sel["final"].arrays(), sel["history"]
+            test_probs = sel["oof_probs"]
+            abstain_cut = sel["similarity_cut"]
+        else:
+            splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
+                [holdout_split(y.tolist(), seed=seed)]
+            heads = _head_mode(X, y, classes, splits, seed, progress)
+            chosen = heads["chosen"]
+            test_rows = splits[-1].test
+            taught = np.concatenate([splits[-1].train, splits[-1].val])
+            meta.update({
+                "head": chosen,
+                "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
+                             "validation" if folds else
+                             "stratified 70 % train / 30 % test, 20 % of train for "
+                             "validation"),
+                "split": _split_record(ws, ids, splits[-1]) if not folds else
+                {"folds": [_split_record(ws, ids, s) for s in splits]},
+                "temperature": heads["temperature"], "metrics": heads["metrics"],
+                "heads": heads["summary"]})
+            arrays = heads["final"].arrays()
+            epochs_log = heads["history"]
+            test_probs = heads["test_probs"]
+            abstain_cut = None
         if mode == "finetune":
             from imgatlas.classify._finetune import finetune
 
@@ -140,11 +164,12 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                 "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
             onnx, epochs_log = cnn["onnx"], cnn["history"]
         evidence_X = meta.pop("_evidence_features", X)
-        meta["abstain"] = _abstain_rule(evidence_X, splits[-1])
+        meta["abstain"] = (_abstain_rule(evidence_X, splits[-1]) if abstain_cut is None
+                           else _abstain_cut(abstain_cut))
         meta["suspected_label_errors"] = _suspects(ws, X, y, ids, classes, seed)
-        meta["confident_mistakes"] = _mistakes(ws, ids[splits[-1].test], y[splits[-1].test],
-                                               test_probs, classes)
-        taught = np.concatenate([splits[-1].train, splits[-1].val])
+        meta["confident_mistakes"] = (
+            _mistakes(ws, ids[test_rows], y[test_rows], test_probs, classes)
+            if test_probs is not None else [])
         paths = ws.display_and_label()
         evidence = {"features": normalize(evidence_X[taught]).astype(np.float16),
                     "ids": ids[taught], "labels": y[taught].astype(str),
@@ -161,6 +186,7 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                        "kind": meta["kind"],
                        "classes": classes, "n_images": int(len(ids)),
                        "metrics": meta["metrics"], "heads": meta["heads"],
+                       "selection": meta.get("selection"),
                        "temperature": meta["temperature"], "notes": lab.notes,
                        "seconds": meta["seconds"], "run_id": run.id}
     return run.results
@@ -308,12 +334,29 @@ def _abstain_rule(X: np.ndarray, split: Split) -> dict[str, Any]:
     T = normalize(X[split.train])
     V = normalize(X[split.val])
     nearest = (V @ T.T).max(1) if len(V) else np.array([0.0])
-    cut = float(np.quantile(nearest, SIMILARITY_QUANTILE))
+    return _abstain_cut(float(np.quantile(nearest, SIMILARITY_QUANTILE)), "validation")
+
+
+def _abstain_cut(cut: float | None, held_out: str = "held-out fold") -> dict[str, Any]:
+    cut = 0.0 if cut is None else cut
     return {"min_probability": MIN_PROBABILITY, "min_similarity": round(cut, 4),
             "rule": f"unknown when the calibrated top probability is under "
                     f"{MIN_PROBABILITY} or the cosine similarity to the nearest training "
-                    f"image is under {cut:.3f} (the 1st percentile of the validation "
+                    f"image is under {cut:.3f} (the 1st percentile of the {held_out} "
                     "images')"}
+
+
+def _cv_protocol(sel: dict[str, Any], n: int) -> str:
+    if not sel["folds"]:
+        return f"fitted on all {n} labelled images (too few to cross-validate)"
+    return (f"stratified {sel['folds']}-fold cross-validation chose {sel['chosen']} and the "
+            f"temperature; then refitted on all {n} labelled images (accuracy estimated "
+            "out of fold)")
+
+
+def _taught_sha(ws: Workspace, ids: np.ndarray) -> list[str]:
+    sha = {r.id: r.sha256 for r in ws.images()}
+    return sorted({sha[int(i)] for i in ids if sha.get(int(i))})
 
 
 def _mistakes(ws: Workspace, ids: np.ndarray, y: np.ndarray, P: np.ndarray,

@@ -55,7 +55,7 @@ def write_model_pages(ws: Workspace, out: Path, assets: Path, env: Any, ctx: dic
     tpl = env.get_template("model.html.j2")
     for folder, meta in models:
         slug = _slug(meta.get("name", folder.name))
-        figs = {}
+        figs: dict[str, str | None] = {"curves": None, "confusion": None}
         epochs = _epochs(folder / "epochs.csv")
         if epochs:
             figs["curves"] = f"model-{slug}-curves.png"
