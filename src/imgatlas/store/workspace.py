@@ -186,14 +186,26 @@ class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin):
         if not stores:
             raise WorkspaceError(
                 f"Workspace {self.path} has no features yet; run 'imgatlas embed'.")
-        if features is None:  # the latest store of the images themselves, not of a view
+        if features is None:  # the default store, else the latest of the images themselves
+            chosen = self.default_store()
             plain = [s for s in stores if not s.cfg.get("view")]
-            return (plain or stores)[-1]
+            return next((s for s in stores if s.key == chosen), None) or (plain or stores)[-1]
         for s in sorted(reversed(stores), key=lambda s: bool(s.cfg.get("view"))):
             if features in (s.key, s.backbone):
                 return s
         raise ConfigError(
             f"No feature store {features!r}; have {', '.join(s.key for s in stores)}.")
+
+    def default_store(self) -> str | None:
+        """The store a person last embedded with (``embed``), which stages use when asked
+        for none; stores made for one purpose (a second backbone for a classifier) do not
+        take its place."""
+        row = self._con.execute("SELECT value FROM meta WHERE key='default_store'").fetchone()
+        return row[0] if row else None
+
+    def set_default_store(self, key: str) -> None:
+        with self.transaction("recording the default feature store") as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('default_store', ?)", (key,))
 
     def run_store(self, run: dict[str, Any]) -> FeatureStore:
         """The feature store a recorded run used; a one-line error when it is gone."""
