@@ -47,6 +47,12 @@ def test_suggest_covers_then_asks_where_the_model_hesitates():
     first = suggest(X, np.array([], int), np.array([]), 5)
     assert len(first) == 5 and len({y[p["row"]] for p in first}) == 5  # one per group
     labelled = np.array([p["row"] for p in first])
+    # with 1 label a class: still typical images, of groups that hold no label yet
+    more = suggest(X, labelled, y[labelled], 10)
+    assert len(more) == 10 and not set(p["row"] for p in more) & set(labelled.tolist())
+    assert all(p["margin"] is None for p in more)
+    # from 5 labels a class on: where the model hesitates
+    labelled = np.concatenate([np.flatnonzero(y == c)[:5] for c in range(5)])
     nxt = suggest(X, labelled, y[labelled], 8)
     assert len(nxt) == 8 and not set(p["row"] for p in nxt) & set(labelled.tolist())
     assert all(p["margin"] is not None for p in nxt)
