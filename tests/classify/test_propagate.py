@@ -91,3 +91,40 @@ def test_cli_label_propagate_and_suggest(ws, tmp_path, capsys):
     capsys.readouterr()
     sug = api.suggest_labels(ws, n=3, labels=str(labels))
     assert len(sug) == 3 and not {s["path"] for s in sug} & {r.display for r in given}
+
+
+def test_the_collection_estimate_rises_as_labels_arrive():
+    from imgatlas.classify._propagate import estimate_accuracy
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0, 1, (4, 16)) * 2
+    y = np.repeat(np.arange(4), 60)
+    X = (centres[y] + rng.normal(0, 1.2, (240, 16))).astype(np.float32)
+    assert estimate_accuracy(X, np.array([0, 60]), y[[0, 60]]) is None  # one of each
+    few = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(4)])
+    many = np.concatenate([np.flatnonzero(y == c)[:15] for c in range(4)])
+    e_few, e_many = estimate_accuracy(X, few, y[few]), estimate_accuracy(X, many, y[many])
+    assert e_few["labels"] == 8 and e_many["labels"] == 60
+    assert e_many["accuracy"] >= e_few["accuracy"] and e_many["accuracy"] > 0.8
+
+
+def test_the_label_page_estimate(ws, cache_dir):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from imgatlas.serve import create_app
+
+    c = TestClient(create_app(ws, allow_edits=True, cache_dir=cache_dir))
+    c.get("/label")
+    assert c.get("/api/labels/estimate").json() == {"estimate": None, "labels": 0}
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    by_label: dict[str, list[int]] = {}
+    for r in rows:
+        by_label.setdefault(r.label, []).append(r.id)
+    token = {"X-CSRF-Token": c.cookies.get("imgatlas_csrf")}
+    for label, ids in by_label.items():
+        assert c.post("/api/labels", json={"ids": ids[:3], "label": label},
+                      headers=token).status_code == 200
+    out = c.get("/api/labels/estimate").json()
+    assert out["labels"] == 9 and out["estimate"]["accuracy"] > 0.8

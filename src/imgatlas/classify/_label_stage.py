@@ -65,6 +65,25 @@ def propagate_workspace(ws: Workspace, *, labels: str = "user", out: Path | None
     return run.results
 
 
+def estimate_workspace(ws: Workspace, *, labels: str = "user", features: str | None = None,
+                       seed: int = defaults.SEED) -> dict[str, Any] | None:
+    """The estimated share of the collection that spreading the labels would get right
+    (see :func:`estimate_accuracy`); None while there are too few labels."""
+    from imgatlas.classify._propagate import estimate_accuracy
+
+    ids, X = ws.pick_store(features).read()
+    try:
+        lab = resolve_labels(ws, labels)
+    except ConfigError:
+        return None
+    row_of = {int(i): r for r, i in enumerate(ids)}
+    pairs = [(row_of[i], c) for i, c in zip(lab.ids, lab.labels, strict=True) if i in row_of]
+    if not pairs:
+        return None
+    return estimate_accuracy(X, np.array([r for r, _ in pairs]),
+                             np.array([c for _, c in pairs]), seed)
+
+
 def suggest_workspace(ws: Workspace, *, n: int = 20, labels: str = "user",
                       features: str | None = None, seed: int = defaults.SEED
                       ) -> list[dict[str, Any]]:

@@ -102,6 +102,31 @@ def head_labels(X: np.ndarray, seeds: np.ndarray, seed_labels: np.ndarray, n_cla
     return P.argmax(1), P.max(1)
 
 
+def estimate_accuracy(X: np.ndarray, labelled: np.ndarray, labels: np.ndarray,
+                      seed: int = 0, graph: Any = None) -> dict[str, Any] | None:
+    """How right spreading these labels would make the collection, estimated on the labels
+    themselves: each fold of them held out in turn, spread from the rest, scored on the
+    held-out ones. None until two classes have two labels each."""
+    from sklearn.model_selection import StratifiedKFold
+
+    classes, counts = np.unique(labels, return_counts=True)
+    usable = classes[counts >= 2]
+    if len(usable) < 2:
+        return None
+    keep = np.isin(labels, usable)
+    rows, labs = labelled[keep], labels[keep]
+    yi = np.searchsorted(usable, labs)
+    k = int(min(5, np.bincount(yi).min()))
+    S = graph if graph is not None else affinity(X)
+    right = []
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, yi):
+        pred, _ = propagate(X, rows[tr], yi[tr], len(usable), graph=S)
+        right.extend((pred[rows[te]] == yi[te]).tolist())
+    acc = float(np.mean(right))
+    return {"accuracy": round(acc, 4), "labels": int(len(rows)), "folds": k,
+            "standard_error": round(float(np.sqrt(acc * (1 - acc) / len(right))), 4)}
+
+
 def label_curve(X: np.ndarray, y: np.ndarray, n_classes: int,
                 per_class: tuple[int, ...] = (1, 2, 5, 10, 20), repeats: int = 3,
                 seed: int = 0) -> list[dict[str, Any]]:

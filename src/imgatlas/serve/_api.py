@@ -414,6 +414,18 @@ def set_labels(request: Request, body: LabelEdit) -> dict[str, Any]:
     return {"labelled": n, "label": label}
 
 
+@router.get("/labels/estimate")
+def labels_estimate(request: Request) -> dict[str, Any]:
+    """How much of the collection the labels given so far would get right once spread
+    (estimated on the labels themselves, each fold held out in turn); null until two
+    classes have two labels each."""
+    from imgatlas.classify._label_stage import estimate_workspace
+
+    st = state(request)
+    with st.read() as ws:
+        return {"estimate": estimate_workspace(ws), "labels": len(ws.user_labels())}
+
+
 @router.get("/suggestions")
 def suggestions(request: Request, n: int = 12) -> dict[str, Any]:
     from imgatlas.classify._label_stage import suggest_workspace

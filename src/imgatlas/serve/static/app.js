@@ -243,9 +243,20 @@ function setupImage() {
   });
 }
 
+function showEstimate() {
+  const node = document.getElementById("label-estimate");
+  api("/api/labels/estimate").then((out) => {
+    const e = out.estimate;
+    node.textContent = e
+      ? `With your ${out.labels} labels, about ${(100 * e.accuracy).toFixed(0)} % (± ${(100 * e.standard_error).toFixed(0)}) of the collection would be labelled right once they are spread (estimated on your labels, each in turn held out).`
+      : `${out.labels} labels so far: give two of each of two classes for an estimate of how right the collection would be.`;
+  }).catch((err) => say(node, err.message));
+}
+
 function setupLabel() {
   const box = document.getElementById("suggestions");
   const status = document.getElementById("label-status");
+  showEstimate();
   api("/api/suggestions?n=12").then((out) => {
     for (const s of out.results) {
       const card = el("article", { class: "card" });
@@ -260,6 +271,7 @@ function setupLabel() {
         try {
           await postJSON("/api/labels", { ids: [s.id], label, source: s.suggested_label === label ? "suggested" : "web" });
           say(done, "saved");
+          showEstimate();
         } catch (err) { say(done, err.message); }
       });
       card.append(input, button, done);
