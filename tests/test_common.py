@@ -1,4 +1,5 @@
-"""scikit-learn's own estimator checks on every clusterer, reducer and classifier head.
+"""scikit-learn's own estimator checks on every clusterer, reducer, classifier head and the
+sketch index's line->photo map.
 
 The checks that do not apply are listed with the reason (``expected_failed_checks``): the
 contract they test is not this estimator's, by design; they are not defects hidden.
@@ -21,6 +22,7 @@ from imgatlas.cluster import (
     TURTLEClusterer,
 )
 from imgatlas.reduce import KNNSmoother, L2Normalizer, PCAReducer, UMAPReducer
+from imgatlas.sketch import LineToPhotoMap
 
 TRANSDUCTIVE = ("fit_transform returns the fitted collection's embedding; transform places "
                 "new points against it, so the two differ on the same data by design")
@@ -48,7 +50,7 @@ ESTIMATORS = [
     Agglomerative(3), SCANClusterer(3, epochs=2, n_heads=2, min_steps=0),
     TURTLEClusterer(3, n_iter=5),
     L2Normalizer(), PCAReducer(2), KNNSmoother(3), UMAPReducer(2),
-    LogisticHead(), MLPHead(),
+    LogisticHead(), MLPHead(), LineToPhotoMap(),
 ]
 try:
     import kmedoids  # noqa: F401

@@ -43,7 +43,8 @@ def test_registry_refuses_unknown_names_and_duplicates():
     assert r["a"].options({"x": "3", "z": None}) == {"x": 3}
     assert r.describe() == [{"name": "a", "help": "first", "takes_k": True, "needs": None,
                              "params": [{"name": "x", "type": "int", "default": 1,
-                                         "help": "", "choices": None, "cli": None}]}]
+                                         "help": "", "choices": None, "cli": None,
+                                         "low": None, "high": None, "low_open": False}]}]
 
 
 def test_every_clustering_method_is_built_from_its_entry():
@@ -83,3 +84,20 @@ def test_algorithms_lists_every_registry(capsys):
     assert main(["algorithms"]) == 0
     out = capsys.readouterr().out
     assert "kmedoids" in out and "needs the 'kmedoids' extra" in out and "itq" in out
+
+
+def test_parameter_bounds_are_checked_by_the_api_and_the_cli_alike():
+    import click
+
+    p = Param("n", int, 5, "count", low=1, high=10)
+    assert p.convert("3", "thing") == 3
+    for bad in ("0", "11", -2):
+        with pytest.raises(ConfigError, match="'n' parameter of thing must be between 1 and 10"):
+            p.convert(bad, "thing")
+    eps = Param("eps", float, None, "radius", low=0, low_open=True)
+    with pytest.raises(ConfigError, match="must be above 0"):
+        eps.convert("0", "dbscan")
+    with pytest.raises(ConfigError, match="must be above 0"):
+        eps.convert("nan", "dbscan")
+    assert isinstance(p.click_type(), click.IntRange) and p.click_type().max == 10
+    assert isinstance(eps.click_type(), click.FloatRange) and eps.click_type().min_open

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas.errors import ConfigError, ImgatlasError
 
-ENGINES = ("local", "ray")
+ENGINES = defaults.ENGINES
 
 
 @dataclass(frozen=True)

@@ -509,8 +509,10 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
                 progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically),
     leaving out what the latest inspection puts under ``exclude`` (``"duplicates"`` ...). With
-    ``sketch``, over the photos' line maps (embedded first where missing), through the
-    photo side of ``adapter`` when given: the index ``search_sketch`` uses.
+    ``sketch``, the index ``search_sketch`` uses: the photos' line maps are embedded where
+    missing, a line->photo map is fitted on this collection's photos (kept with the index,
+    refitted at each build), and the photos are indexed in its space (beside the photo side
+    of ``adapter`` when given).
 
     ``engine="ray"`` or a ``shard_size`` builds an IVF-PQ index (``ivfpq:64`` unless
     ``codes`` says otherwise) shard by shard: trained on a sample, codes added per shard (as
@@ -578,10 +580,12 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
 
 def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: int = 10,
                   adapter: PathLike | None = None, codes: str | None = None,
-                  cache_dir: PathLike | None = None, tta: bool = False
-                  ) -> list[dict[str, Any]]:
+                  cache_dir: PathLike | None = None, tta: bool = False,
+                  expand: bool = True) -> list[dict[str, Any]]:
     """Photos for each drawing (a file, or the bytes of a PNG from a canvas; transparency
-    is background), through the sketch index (``build_index(sketch=True)``)."""
+    is background), through the sketch index (``build_index(sketch=True)``): the drawing
+    mapped to the photo space by the map fitted on this collection, then expanded with the
+    photos it lands nearest (``expand=False``: one search, no expansion)."""
     from imgatlas.sketch._stage import search_sketch as _search
 
     if not drawings:
@@ -589,22 +593,25 @@ def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: i
     with Workspace.open(workspace) as ws:
         return _search(ws, [d if isinstance(d, bytes) else os.fspath(d) for d in drawings],
                        k=k, codes=codes, adapter=adapter,
-                       cache_dir=cache_dir_or_default(cache_dir), tta=tta)
+                       cache_dir=cache_dir_or_default(cache_dir), tta=tta, expand=expand)
 
 
 def evaluate_sketch(workspace: PathLike, sketch_dir: PathLike, *,
                     adapter: PathLike | None = None, codes: str | None = None,
                     cache_dir: PathLike | None = None, tta: bool = False,
-                    max_queries: int | None = None, seed: int = defaults.SEED
-                    ) -> dict[str, Any]:
+                    max_queries: int | None = None, seed: int = defaults.SEED,
+                    expand: bool = True, exclude_source: bool = False) -> dict[str, Any]:
     """Every sketch of ``SKETCH_DIR/<class>/`` as a query over the workspace's photos
-    (relevance: same label): mAP, MRR, P@10, PR curve, latency, bytes per image."""
+    (relevance: same label): mAP, MRR, P@10, PR curve, latency, bytes per image.
+    ``exclude_source``: each sketch's own source photo (``NAME-K.png`` draws ``NAME.*``)
+    is left out of its ranking, so only other photos of its class count."""
     from imgatlas.sketch._stage import evaluate_sketch as _evaluate
 
     with Workspace.open(workspace) as ws:
         return _evaluate(ws, Path(sketch_dir), adapter=adapter, codes=codes,
                          cache_dir=cache_dir_or_default(cache_dir), tta=tta,
-                         max_queries=max_queries, seed=seed)
+                         max_queries=max_queries, seed=seed, expand=expand,
+                         exclude_source=exclude_source)
 
 
 def train_sketch(workspace: PathLike, pairs: PathLike, *, name: str | None = None,

@@ -17,7 +17,7 @@ import click
 from imgatlas import __version__, api, defaults
 from imgatlas.cluster import CLUSTERERS
 from imgatlas.decode import DEFAULT_MAX_PIXELS
-from imgatlas.errors import ConfigError, ImgatlasError
+from imgatlas.errors import ConfigError, ImgatlasError, as_user_error
 from imgatlas.export import MODES
 from imgatlas.index import spec_help as codes_help
 from imgatlas.inspect import CHECKS, exclusion_names
@@ -53,8 +53,7 @@ def registry_options(registry: Registry):
 
     def deco(f):
         for name, (p, users) in reversed(list(registry.all_params().items())):
-            kind = click.Choice(p.choices) if p.choices else {int: int, float: float}.get(
-                p.type, str)
+            kind = p.click_type()
             default = f" [{p.default}]" if p.default is not None and len(users) == 1 else ""
             f = click.option(p.flag, name, type=kind, default=None,
                              help=f"{', '.join(users)}: {p.help}{default}")(f)
@@ -812,7 +811,8 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @click.option("--features", default=None, help="Feature store key or backbone name.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sketch", is_flag=True,
-              help="Index the photos' line maps, for search --sketch (embeds them first).")
+              help="The sketch index, for search --sketch: embeds the photos' line maps "
+                   "and fits the line->photo map on this collection's photos.")
 @click.option("--adapter", type=click.Path(file_okay=False), default=None,
               help="With --sketch: a sketch adapter folder (train-sketch).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
@@ -831,10 +831,16 @@ def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engi
                           adapter=adapter, cache_dir=cache_dir, engine=engine,
                           shard_size=shard_size, address=address, num_workers=num_workers,
                           exclude=exclude, progress=_progress(progress), wait=wait)
-    _emit(res, as_json, lambda r: click.echo(
-        f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
-        f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
-        f"{r['index_bytes']:g} index bytes per image"))
+    def human(r):
+        if "map" in r:
+            m = r["map"]
+            click.echo(f"fitted the line->photo map on {m['n_photos']} photos in "
+                       f"{m['fit_seconds']:.1f}s (sketch offset: {m['sketch_shift']})")
+        click.echo(f"indexed {r['n']} images with {r['codes']} ({r['factory']}) in "
+                   f"{r['build_seconds']:.1f}s: {r['code_bytes']:g} code bytes, "
+                   f"{r['index_bytes']:g} index bytes per image")
+
+    _emit(res, as_json, human)
 
 
 @cli.command("search")
@@ -856,19 +862,21 @@ def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engi
                    "shows (repeatable; needs index --sketch).")
 @click.option("--adapter", type=click.Path(file_okay=False), default=None,
               help="With --sketch: the sketch adapter the sketch index was built with.")
+@click.option("--no-expand", is_flag=True,
+              help="With --sketch: one search, without query expansion.")
 @json_opt
 def search_cmd(workspace, images, ids, text, k, codes, cache_dir, ef_search, nprobe, sketches,
-               adapter, as_json):
+               adapter, no_expand, as_json):
     """Find the images most like IMAGE... (any files), --id N (images in the workspace) or
     --sketch DRAWING.png."""
     if sketches:
         if images or ids or text:
             raise click.BadParameter("give --sketch alone, not with images, --id or --text")
         res = api.search_sketch(workspace, list(sketches), k=k, adapter=adapter, codes=codes,
-                                cache_dir=cache_dir)
+                                cache_dir=cache_dir, expand=not no_expand)
     else:
-        if adapter:
-            raise click.BadParameter("--adapter goes with --sketch")
+        if adapter or no_expand:
+            raise click.BadParameter("--adapter and --no-expand go with --sketch")
         res = api.search(workspace, list(images), ids=list(ids), text=text, k=k, codes=codes,
                          cache_dir=cache_dir, ef_search=ef_search, nprobe=nprobe)
 
@@ -946,13 +954,19 @@ def algorithms_cmd(as_json):
 @click.option("--tta", is_flag=True,
               help="Average each drawing over 3 margins and their mirror images.")
 @click.option("--max-queries", type=int, default=None)
+@click.option("--no-expand", is_flag=True,
+              help="One search per drawing, without query expansion.")
+@click.option("--exclude-source-photo", is_flag=True,
+              help="Leave each sketch's own source photo (NAME-K.png draws NAME.jpg) out of "
+                   "its ranking: only other photos of the class count.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @json_opt
-def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, tta, max_queries, cache_dir,
-                        as_json):
+def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, tta, max_queries, no_expand,
+                        exclude_source_photo, cache_dir, as_json):
     """Every sketch in SKETCH_DIR/<class>/ queries the photos: mAP, MRR, P@10, latency."""
     res = api.evaluate_sketch(workspace, sketch_dir, adapter=adapter, codes=codes,
-                              cache_dir=cache_dir, tta=tta, max_queries=max_queries)
+                              cache_dir=cache_dir, tta=tta, max_queries=max_queries,
+                              expand=not no_expand, exclude_source=exclude_source_photo)
     _emit(res, as_json, lambda r: click.echo(
         f"{r['n_queries']} sketches over {r['n_photos']} photos: mAP {r['map']:.3f}, MRR "
         f"{r['mrr']:.3f}, P@10 {r['p_at_10']:.3f}; {r['ms_per_query_p50']:.1f} ms a query "
@@ -1126,6 +1140,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a bug: still one line unless --debug
         if _debug:
             raise
+        user = as_user_error(e)
+        if user is not None:
+            click.echo(f"Error: {user}", err=True)
+            return user.exit_code
         msg = str(e).splitlines()[0] if str(e) else ""
         click.echo(f"Internal error ({type(e).__name__}: {msg}); rerun with --debug for "
                    "details and please report it.", err=True)

@@ -1,5 +1,6 @@
-"""Every default of the pipeline, in one place: the CLI, the Python API, the stages and the
-web app read them from here (benchmarks/RESULTS.md says why each is what it is)."""
+"""Every default and every choice list of the pipeline, in one place: the CLI, the Python
+API, the stages and the web app read them from here (benchmarks/RESULTS.md says why each
+default is what it is)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,23 @@ K_RANGE = (2, 30)  # the top-level sweep of --k auto (cluster/_select.py says th
 SEED = 0
 BATCH_SIZE = 32
 MAX_CODE_BITS = 512  # itq:512+dsh, 64 bytes per image
+SHARD_SIZE = 65_536  # images per shard (320 MB of 1280-d float32 per shard in flight)
+RAY_SAMPLE_SIZE = 100_000  # cluster --engine ray fits on a seeded sample of this many
+EF_SEARCH = 128  # graph index search breadth (float and binary HNSW)
+NPROBE = 16  # IVF lists probed per query
+MAX_SEED = 2**32 - 1  # NumPy's seed range
+
+# choice lists (the CLI's choices, the API's checks and the help texts read these)
+ENGINES = ("local", "ray")
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("float32", "float16")
+PRECISIONS = ("fp32", "int8")
+TRAIN_MODES = ("head", "finetune", "cnn-small")
+AUTOENCODER_PRESETS = ("default", "apparel", "fashion")
+AUTOENCODER_DEVICES = ("cpu", "cuda")
+MAP_METHODS = ("auto", "umap", "pca")
+MCNEMAR_METHODS = ("auto", "exact", "midp", "chi2")
+EXPORT_MODES = ("link", "hardlink", "copy")
 
 
 def codes(n: int, dim: int = 1280) -> str:

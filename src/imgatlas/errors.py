@@ -54,3 +54,18 @@ class MissingWeights(ImgatlasError, FileNotFoundError):
 
 class MissingExtra(ImgatlasError):
     """An optional dependency (an extra of the package) is not installed."""
+
+
+def as_user_error(e: BaseException) -> ImgatlasError | None:
+    """The one place where errors raised *inside* the libraries on a user's bad value become
+    imgatlas errors (the CLI and the web app both ask): scikit-learn's own parameter checks
+    (``InvalidParameterError``: ``n_clusters`` must be >= 1 ...) and NumPy's seed range.
+    None: not a user's error (a bug, which the faces report as one)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    if isinstance(e, InvalidParameterError):
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return ConfigError(f"Invalid value: {text}")
+    if isinstance(e, ValueError) and "Seed must be between" in str(e):
+        return ConfigError("--seed must be between 0 and 2**32 - 1.")
+    return None

@@ -26,6 +26,9 @@ class Param:
     help: str = ""
     choices: tuple[str, ...] | None = None
     cli: str | None = None  # the CLI's flag when it is not --<name with dashes>
+    low: float | None = None  # the smallest value allowed (inclusive unless low_open)
+    high: float | None = None  # the largest value allowed (inclusive)
+    low_open: bool = False  # True: the value must be strictly above ``low``
 
     @property
     def flag(self) -> str:
@@ -48,7 +51,35 @@ class Param:
         if self.choices is not None and out not in self.choices:
             raise ConfigError(f"The '{self.name}' parameter of {owner} must be one of "
                               f"{', '.join(self.choices)}. Got {value!r} instead.")
+        if isinstance(out, int | float) and not isinstance(out, bool):
+            bound = self.bounds_text()
+            if (out != out or (self.low is not None and (out < self.low or (
+                    self.low_open and out == self.low)))
+                    or (self.high is not None and out > self.high)):
+                raise ConfigError(f"The '{self.name}' parameter of {owner} must be {bound}. "
+                                  f"Got {value!r} instead.")
         return out
+
+    def bounds_text(self) -> str:
+        """'at least 1', 'above 0', 'between 0 and 1' ..."""
+        if self.low is not None and self.high is not None:
+            return f"{'above ' if self.low_open else ''}between {self.low:g} and {self.high:g}"
+        if self.low is not None:
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        if self.high is not None:
+            return f"at most {self.high:g}"
+        return "a number"
+
+    def click_type(self) -> Any:
+        """The click type of this parameter's CLI option (a range when it has bounds)."""
+        import click
+
+        if self.choices:
+            return click.Choice(self.choices)
+        if self.type in (int, float) and (self.low is not None or self.high is not None):
+            rng = click.IntRange if self.type is int else click.FloatRange
+            return rng(min=self.low, max=self.high, min_open=self.low_open)
+        return {int: int, float: float}.get(self.type, str)
 
     def describe(self) -> dict[str, Any]:
         d = asdict(self)

@@ -161,8 +161,12 @@ def test_bad_parameters_are_clear(blobs):
         KMeansClusterer(500).fit(X)
     with pytest.raises(ConfigError, match="Unknown reduction 'tsne:2'"):
         make_reducer("tsne:2")
-    with pytest.raises(ConfigError, match=r"power must be in \[0, 1\]"):
+    with pytest.raises(ConfigError, match="'power' parameter of reduction 'pca-whiten' must "
+                                          "be between 0 and 1"):
         make_reducer("pca-whiten:8:2")
+    for bad in ("pca:0", "knn-smooth:-2", "umap:0"):
+        with pytest.raises(ConfigError, match="must be"):
+            make_reducer(bad)
     for bad in ("pca:8:0.5", "pca-whiten:8:0.2:1"):
         with pytest.raises(ConfigError, match="takes at most"):
             make_reducer(bad)

@@ -63,9 +63,13 @@ def test_sketch_index_search_and_evaluation(shapes, cache_dir, capsys):
                           cache_dir=cache_dir)
     res = api.build_index(ws, sketch=True, cache_dir=cache_dir)
     assert res["domain"] == "sketch" and res["n"] == 36 and res["embedded"] == 36
-    assert res["dim"] == 2 * 1280  # photo domain beside line domain
+    assert res["dim"] == 1280  # the photos, in the fitted map's space
+    assert res["map"]["n_photos"] == 36 and res["map"]["sketch_shift"] == "shipped"
+    assert (Path(res["path"]) / "arrays.npz").is_file()  # the map is kept with the index
     again = api.build_index(ws, sketch=True, cache_dir=cache_dir)
     assert again["embedded"] == 0  # line maps are embedded once
+    runs = api.runs(ws, kind="index")
+    assert runs[-1]["params"]["map"]["n_photos"] == 36  # the fit is recorded in the run
     hits = api.search_sketch(ws, [root / "pairs" / "sketch" / "circle" / "circle0-0.png"],
                              k=5, cache_dir=cache_dir)[0]["results"]
     assert len(hits) == 5 and {"id", "score", "path", "label"} <= set(hits[0])
@@ -74,6 +78,12 @@ def test_sketch_index_search_and_evaluation(shapes, cache_dir, capsys):
                 "bytes_per_image"):
         assert key in ev
     assert ev["n_queries"] == 12 and ev["map"] > 0.45  # chance is about 0.36
+    assert ev["expand"] == 5 and ev["source_photos_excluded"] == 0
+    # each sketch k-j.png draws photo k.jpg: left out, it is neither ranked nor relevant
+    alone = api.evaluate_sketch(ws, root / "pairs" / "sketch", cache_dir=cache_dir,
+                                exclude_source=True, expand=False)
+    assert alone["source_photos_excluded"] == 12 and alone["expand"] == 0
+    assert alone["map"] > 0.4
     assert main(["evaluate-sketch", "-w", str(ws), str(root / "pairs" / "sketch"),
                  "--cache-dir", str(cache_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_queries"] == 12
@@ -129,8 +139,22 @@ def test_train_sketch_adapter_and_use_it(shapes, cache_dir, capsys):
     with pytest.raises(ConfigError, match="built with"):  # and the other way round
         api.search_sketch(ws, [root / "pairs" / "sketch" / "square" / "square0-0.png"],
                           cache_dir=cache_dir)
+    assert api.build_index(ws, sketch=True, adapter=folder, cache_dir=cache_dir)["dim"] \
+        == 2 * 1280  # the map's photo space beside the adapter's
     with pytest.raises(ConfigError, match="not a sketch adapter"):
         api.build_index(ws, sketch=True, adapter=root, cache_dir=cache_dir)
+
+
+def test_an_index_without_its_map_asks_to_be_rebuilt(shapes, cache_dir):
+    root, ws = shapes
+    res = api.build_index(ws, sketch=True, cache_dir=cache_dir)
+    (Path(res["path"]) / "arrays.npz").unlink()  # as an index built before the map existed
+    with pytest.raises(ConfigError, match="older imgatlas"):
+        api.search_sketch(ws, [root / "pairs" / "sketch" / "circle" / "circle0-0.png"],
+                          cache_dir=cache_dir)
+    api.build_index(ws, sketch=True, cache_dir=cache_dir)
+    assert api.search_sketch(ws, [root / "pairs" / "sketch" / "circle" / "circle0-0.png"],
+                             cache_dir=cache_dir)[0]["results"]
 
 
 def test_real_dev_sketches_find_their_class(tmp_path, cache_dir):
@@ -152,3 +176,24 @@ def test_real_dev_sketches_find_their_class(tmp_path, cache_dir):
             os.symlink(f, sketches / c / f.name)
     ev = api.evaluate_sketch(ws, sketches, cache_dir=cache_dir)
     assert ev["n_queries"] == 15 and ev["map"] > 0.5  # chance with 3 classes is about 0.35
+
+
+def test_the_web_app_draws_through_the_same_fitted_index(shapes, cache_dir):
+    pytest.importorskip("fastapi")
+    from io import BytesIO
+
+    from fastapi.testclient import TestClient
+
+    from imgatlas.serve import create_app
+
+    root, ws = shapes
+    api.build_index(ws, sketch=True, cache_dir=cache_dir)
+    drawing = (root / "pairs" / "sketch" / "square" / "square0-0.png").read_bytes()
+    client = TestClient(create_app(ws, cache_dir=cache_dir))
+    r = client.post("/api/search/sketch", files={"image": ("d.png", drawing, "image/png")},
+                    data={"k": "5"})
+    assert r.status_code == 200 and r.json()["index"] == "sketch index"
+    web = [h["id"] for h in r.json()["results"]]
+    cli = [h["id"] for h in api.search_sketch(ws, [BytesIO(drawing).getvalue()], k=5,
+                                              cache_dir=cache_dir)[0]["results"]]
+    assert web == cli

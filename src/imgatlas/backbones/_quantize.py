@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas.backbones._base import Backbone
 from imgatlas.errors import ConfigError
 
 RECIPE = "qdq-minmax-float-quarter-v1"
 FLOAT_ABOVE = 0.25  # convolutions with an output side >= this share of the input stay float
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = defaults.PRECISIONS
 CALIBRATION_IMAGES = 128
 
 

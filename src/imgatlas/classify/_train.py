@@ -32,7 +32,7 @@ from imgatlas.evaluate.classification import (
 )
 from imgatlas.store import Workspace, fingerprint
 
-MODES = ("head", "finetune", "cnn-small")
+MODES = defaults.TRAIN_MODES
 MIN_PROBABILITY = 0.5  # abstain below this calibrated top probability (tunable at predict)
 SIMILARITY_QUANTILE = 0.01  # abstain when less like the training images than 99 % of val
 SUSPECTS = 50  # suspected label errors kept in the model

@@ -23,14 +23,15 @@ CLUSTERERS = Registry("clustering method")
 
 _metric = Param("metric", str, "euclidean", "distance", METRICS)
 _max_samples = Param("max_samples", int, 10_000,
-                     "fit on a seeded sample of this many images above it (quadratic memory)")
+                     "fit on a seeded sample of this many images above it (quadratic memory)",
+                     low=2)
 
 
 @CLUSTERERS.register(
     "kmeans", takes_k=True,
     help="k-means++ (scikit-learn; faiss above 200k points), best of n_init starts",
-    params=(Param("n_init", int, 10, "restarts"),
-            Param("max_iter", int, 300, "Lloyd iterations per start")))
+    params=(Param("n_init", int, 10, "restarts", low=1, high=1000),
+            Param("max_iter", int, 300, "Lloyd iterations per start", low=1, high=100_000)))
 def kmeans(k: int, seed: int, **options: Any) -> BaseEstimator:
     return KMeansClusterer(k, random_state=seed, **options)
 
@@ -39,7 +40,7 @@ def kmeans(k: int, seed: int, **options: Any) -> BaseEstimator:
     "gmm", takes_k=True, help="Gaussian mixture (scikit-learn); BIC is recorded",
     params=(Param("covariance_type", str, "full", "GMM covariance",
                   ("full", "tied", "diag", "spherical"), cli="covariance"),
-            Param("n_init", int, 1, "restarts")))
+            Param("n_init", int, 1, "restarts", low=1, high=1000)))
 def gmm(k: int, seed: int, **options: Any) -> BaseEstimator:
     return GMMClusterer(k, random_state=seed, **options)
 
@@ -47,16 +48,18 @@ def gmm(k: int, seed: int, **options: Any) -> BaseEstimator:
 @CLUSTERERS.register(
     "dbscan", help="DBSCAN: density-based, finds k itself, marks noise; eps from the "
                    "k-distance knee when not given",
-    params=(Param("eps", float, None, "neighbourhood radius (default: k-distance knee)"),
-            Param("min_samples", int, 10, "neighbours that make a core point"), _metric))
+    params=(Param("eps", float, None, "neighbourhood radius (default: k-distance knee)",
+                  low=0, low_open=True),
+            Param("min_samples", int, 10, "neighbours that make a core point", low=1),
+            _metric))
 def dbscan(k: int | None, seed: int, **options: Any) -> BaseEstimator:
     return DBSCANClusterer(**options)
 
 
 @CLUSTERERS.register(
     "hdbscan", help="HDBSCAN (scikit-learn): density-based over all scales, marks noise",
-    params=(Param("min_cluster_size", int, 15, "smallest cluster"),
-            Param("min_samples", int, None, "neighbours that make a core point")))
+    params=(Param("min_cluster_size", int, 15, "smallest cluster", low=2),
+            Param("min_samples", int, None, "neighbours that make a core point", low=1)))
 def hdbscan(k: int | None, seed: int, **options: Any) -> BaseEstimator:
     return HDBSCANClusterer(**options)
 
@@ -74,7 +77,8 @@ def kmedoids(k: int, seed: int, **options: Any) -> BaseEstimator:
     help="hierarchical clustering (scipy linkage), cut by k or by a distance",
     params=(Param("linkage", str, "ward", "linkage method", LINKAGES), _metric,
             Param("distance_threshold", float, None, "cut the tree at this height instead "
-                                                     "of into k clusters"), _max_samples))
+                                                     "of into k clusters", low=0,
+                  low_open=True), _max_samples))
 def agglomerative(k: int | None, seed: int, **options: Any) -> BaseEstimator:
     if options.get("distance_threshold") is not None:
         k = None
@@ -85,9 +89,9 @@ def agglomerative(k: int | None, seed: int, **options: Any) -> BaseEstimator:
     "scan", takes_k=True, needs="train",
     help="SCAN's cluster head trained on kNN pairs (PyTorch; assumes clusters of similar "
          "size)",
-    params=(Param("n_neighbors", int, 20, "neighbours each image is paired with"),
-            Param("entropy_weight", float, 5.0, "weight of the equal-size prior"),
-            Param("epochs", int, 100, "passes over the data")))
+    params=(Param("n_neighbors", int, 20, "neighbours each image is paired with", low=1),
+            Param("entropy_weight", float, 5.0, "weight of the equal-size prior", low=0),
+            Param("epochs", int, 100, "passes over the data", low=1, high=100_000)))
 def scan(k: int, seed: int, **options: Any) -> BaseEstimator:
     return SCANClusterer(k, random_state=seed, **options)
 
@@ -96,11 +100,13 @@ def scan(k: int, seed: int, **options: Any) -> BaseEstimator:
     "turtle", takes_k=True, needs="train",
     help="TURTLE's margin-seeking head: the labelling a linear classifier would reproduce "
          "best (PyTorch), with a cluster-size prior from k-means (safe on imbalance)",
-    params=(Param("gamma", float, 10.0, "weight of the cluster-size prior"),
+    params=(Param("gamma", float, 10.0, "weight of the cluster-size prior", low=0),
             Param("prior", str, "kmeans", "target cluster sizes", ("kmeans", "uniform")),
-            Param("n_iter", int, 1500, "outer iterations"),
-            Param("learning_rate", float, 1e-3, "task encoder step size (Adam)"),
-            Param("inner_lr", float, 1e-3, "inner learner step size (Adam)")))
+            Param("n_iter", int, 1500, "outer iterations", low=1, high=1_000_000),
+            Param("learning_rate", float, 1e-3, "task encoder step size (Adam)", low=0,
+                  low_open=True),
+            Param("inner_lr", float, 1e-3, "inner learner step size (Adam)", low=0,
+                  low_open=True)))
 def turtle(k: int, seed: int, **options: Any) -> BaseEstimator:
     from imgatlas.cluster._turtle import TURTLEClusterer
 

@@ -25,8 +25,8 @@ from imgatlas.evaluate.internal import internal_validation
 from imgatlas.reduce import make_reducer
 from imgatlas.store import FeatureStore, Workspace, fingerprint, plain_params
 
-SAMPLE_SIZE = 100_000
-SHARD_SIZE = 65_536
+SAMPLE_SIZE = defaults.RAY_SAMPLE_SIZE
+SHARD_SIZE = defaults.SHARD_SIZE
 
 
 def sample_rows(n: int, sample_size: int, seed: int) -> np.ndarray:

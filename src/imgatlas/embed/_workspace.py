@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas._progress import progress_bar
 from imgatlas.backbones._base import Backbone
 from imgatlas.embed._embedder import Embedder
@@ -16,7 +17,7 @@ from imgatlas.inspect import STATS_VERSION, pixel_stats
 from imgatlas.names import ensure_tags
 from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
 
-DTYPES = ("float32", "float16")
+DTYPES = defaults.DTYPES
 
 
 def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:

@@ -16,11 +16,12 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from imgatlas import defaults
 from imgatlas.errors import ConfigError, WorkspaceError
 from imgatlas.export._plan import Placement
 
 MANIFEST = "manifest.csv"
-MODES = ("link", "hardlink", "copy")
+MODES = defaults.EXPORT_MODES
 COLUMNS = ["id", "source_path", "target_path", "cluster", "cluster_name", "cluster_name_kind",
            "flags", "near_duplicate_group", "near_duplicate_role", "sha256", "width", "height"]
 

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-EF_SEARCH = 128  # graph search breadth (float and binary HNSW)
-NPROBE = 16  # IVF lists probed per query
+from imgatlas import defaults
+
+EF_SEARCH = defaults.EF_SEARCH
+NPROBE = defaults.NPROBE
 REFINE_FACTOR = 8  # +rerank: the PQ search returns k * this candidates for exact re-scoring
 # IVF indexes train their lists (and residual PQ) on at most this many vectors: 64 per list
 # at 1M images (4,000 lists; faiss asks for >= 39). At 1M this cut the ivfpq:64 build from

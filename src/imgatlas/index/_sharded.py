@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas._shards import StoreFile, map_shards, sample_rows, split
 from imgatlas.errors import ConfigError
 from imgatlas.index._codes import CodeIndex, _family, _unit
 from imgatlas.index._faiss_util import TRAIN_SAMPLE, set_search_params
 from imgatlas.index._spec import Spec, parse_spec
 
-SHARD_SIZE = 65_536  # 320 MB of 1280-d float32 per shard in flight
+SHARD_SIZE = defaults.SHARD_SIZE
 
 
 def check_shardable(spec: Spec) -> None:

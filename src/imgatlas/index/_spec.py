@@ -79,6 +79,10 @@ def parse_spec(text: str) -> Spec:
         size = entry.extra["default_size"]
     if size is not None and entry.extra.get("default_size") is None:
         raise ConfigError(f"{family} codes take no size. Got {text!r} instead.")
+    if size is not None and int(size) < 1:
+        raise ConfigError(f"A code size must be at least 1. Got {text!r} instead.")
+    if size is not None and int(size) > 65_536:
+        raise ConfigError(f"A code size must be at most 65536. Got {text!r} instead.")
     if entry.extra.get("bits") and int(size) % 8:
         raise ConfigError(f"Binary codes need a multiple of 8 bits. Got {size} instead.")
     if fit_size is not None and int(fit_size) < 10:

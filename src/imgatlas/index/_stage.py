@@ -35,13 +35,16 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
                 seed: int = defaults.SEED, *, domain: str = "photo",
                 transform: Any = None, extra_meta: dict[str, Any] | None = None,
                 shards: dict[str, Any] | None = None,
-                exclude: set[int] | None = None) -> dict[str, Any]:
+                exclude: set[int] | None = None,
+                arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Fit a :class:`CodeIndex` on the store's vectors (through ``transform``, e.g. a sketch
     adapter, when given) and swap it in atomically.
 
     ``shards`` (``engine``, ``shard_size``, ``address``, ``num_workers``) builds an IVF-PQ
     index shard by shard instead (see :mod:`imgatlas.index._sharded`): the vectors are
     never all in memory, and the index is the same. ``exclude``: image ids left out.
+    ``arrays``: what queries need besides the codes (the sketch index's fitted map), saved
+    beside them as ``arrays.npz`` (:func:`index_arrays` reads them).
 
     Each build goes to a fresh folder ``index/<slug>@<time>``; the symlink
     ``index/<slug>`` is then replaced in one ``rename``, so a reader (or a crash) sees the old
@@ -84,13 +87,13 @@ def build_index(ws: Workspace, store: FeatureStore, codes: str | None = None,
             from imgatlas.index._sharded import describe
 
             meta = describe(meta, shards["shard_size"], shards["engine"])
-        path = _swap_in(ws, ci, ids, meta, domain)
+        path = _swap_in(ws, ci, ids, meta, domain, arrays)
         run.results = meta
     return {**meta, "path": str(path)}
 
 
 def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any],
-             domain: str = "photo") -> Path:
+             domain: str = "photo", arrays: dict[str, np.ndarray] | None = None) -> Path:
     root = index_dir(ws, domain)
     root.mkdir(exist_ok=True)
     slug = _slug(meta["codes"])
@@ -101,6 +104,8 @@ def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any]
             tmp.mkdir()
             ci.save(tmp)
             np.save(tmp / "ids.npy", ids)
+            if arrays:
+                np.savez(tmp / "arrays.npz", **arrays)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
             os.replace(tmp, final)
         finally:
@@ -160,7 +165,20 @@ def load_index(ws: Workspace, codes: str | None = None, *, ef_search: int | None
         raise WorkspaceError(f"Search index {folder} is damaged ({str(e).splitlines()[0]}); "
                              "rebuild it with 'imgatlas index'.") from e
     ci.set_search(ef_search, nprobe)
+    meta["path"] = str(folder)
     return ci, ids, meta
+
+
+def index_arrays(meta: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The arrays saved with an index (``build_index(arrays=...)``), None when it has none."""
+    path = Path(meta["path"]) / "arrays.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise WorkspaceError(f"Search index {path.parent} is damaged ({e}); rebuild it.") from e
 
 
 def index_store(ws: Workspace, meta: dict[str, Any]) -> FeatureStore:

@@ -64,12 +64,13 @@ def _pct(x: float) -> str:
 @check("blurry", "out of focus or motion-blurred: its sharpest edges are spread wide for "
                  "its size (a plain picture with no edges is not judged)",
        (Param("blur_width", float, 2.0, "edge spread (sigma, px at 256 px) from which a "
-                                        "picture is out of focus"),
+                                        "picture is out of focus", low=0, low_open=True),
         Param("blur_relative", float, 1.75, "... or this many times the collection's typical "
-                                           "spread, whichever is larger"),
+                                           "spread, whichever is larger", low=0, low_open=True),
         Param("blur_copy_ratio", float, 1.25, "a near-duplicate of the same size this many "
-                                              "times sharper makes a softer copy blurry ..."),
-        Param("blur_copy_width", float, 1.35, "... when its own spread is at least this")))
+                                              "times sharper makes a softer copy blurry ...",
+              low=1),
+        Param("blur_copy_width", float, 1.35, "... when its own spread is at least this", low=0)))
 def blurry(m: Measures, blur_width: float, blur_relative: float, blur_copy_ratio: float,
            blur_copy_width: float) -> Flagged:
     w = m.stats["edge_width"]
@@ -93,7 +94,8 @@ def blurry(m: Measures, blur_width: float, blur_relative: float, blur_copy_ratio
 
 
 @check("dark", "nearly black: almost every pixel is dark",
-       (Param("dark_p99", float, 0.25, "99 % of the pixels darker than this (0..1)"),))
+       (Param("dark_p99", float, 0.25, "99 % of the pixels darker than this (0..1)", low=0,
+              high=1),))
 def dark(m: Measures, dark_p99: float) -> Flagged:
     p99 = m.stats["p99"]
     return [(int(r), float(1 - p99[r]),
@@ -102,7 +104,8 @@ def dark(m: Measures, dark_p99: float) -> Flagged:
 
 
 @check("bright", "washed out, nearly white: almost every pixel is bright",
-       (Param("bright_p01", float, 0.85, "99 % of the pixels brighter than this (0..1)"),))
+       (Param("bright_p01", float, 0.85, "99 % of the pixels brighter than this (0..1)",
+              low=0, high=1),))
 def bright(m: Measures, bright_p01: float) -> Flagged:
     p01 = m.stats["p01"]
     return [(int(r), float(p01[r]), f"99 % of its pixels are above {_pct(p01[r])} brightness")
@@ -111,7 +114,7 @@ def bright(m: Measures, bright_p01: float) -> Flagged:
 
 @check("low_information", "nearly uniform: almost nothing to see (neither dark nor bright)",
        (Param("min_std", float, 0.03, "luminance standard deviation below which a picture "
-                                      "is uniform (0..1)"),))
+                                      "is uniform (0..1)", low=0, high=1),))
 def low_information(m: Measures, min_std: float) -> Flagged:
     # not the histogram's entropy: an apple on a black cloth has little, and is a photo
     s = m.stats
@@ -124,8 +127,8 @@ def low_information(m: Measures, min_std: float) -> Flagged:
 
 @check("tiny", "far smaller than the collection's typical picture",
        (Param("tiny_share", float, 0.25, "shorter side below this share of the typical "
-                                         "shorter side"),
-        Param("tiny_px", int, 16, "... or below this many pixels")))
+                                         "shorter side", low=0, high=1),
+        Param("tiny_px", int, 16, "... or below this many pixels", low=0)))
 def tiny(m: Measures, tiny_share: float, tiny_px: int) -> Flagged:
     short = np.minimum(m.width, m.height).astype(np.float64)
     typical = float(np.median(short)) if len(short) else 0.0
@@ -136,7 +139,7 @@ def tiny(m: Measures, tiny_share: float, tiny_px: int) -> Flagged:
 
 
 @check("odd_aspect", "much wider or taller than the collection's typical picture",
-       (Param("aspect_ratio", float, 2.5, "how many times more elongated than typical"),))
+       (Param("aspect_ratio", float, 2.5, "how many times more elongated than typical", low=1),))
 def odd_aspect(m: Measures, aspect_ratio: float) -> Flagged:
     log_aspect = np.log(np.maximum(m.width, 1) / np.maximum(m.height, 1))
     typical = float(np.median(log_aspect)) if len(log_aspect) else 0.0
@@ -149,9 +152,9 @@ def odd_aspect(m: Measures, aspect_ratio: float) -> Flagged:
 
 @check("grayscale", "no colour, in a collection of colour pictures",
        (Param("max_chroma", float, 0.03, "colour spread (max - min channel, 0..1) below "
-                                         "which a picture is grey"),
+                                         "which a picture is grey", low=0, high=1),
         Param("grey_majority", float, 0.5, "not flagged when this share of the collection "
-                                           "is grey (it is a grey collection)")))
+                                           "is grey (it is a grey collection)", low=0, high=1)))
 def grayscale(m: Measures, max_chroma: float, grey_majority: float) -> Flagged:
     grey = m.stats["chroma"] <= max_chroma
     if not len(grey) or grey.mean() >= grey_majority:
@@ -165,8 +168,10 @@ def grayscale(m: Measures, max_chroma: float, grey_majority: float) -> Flagged:
 @check("outlier", "far from everything else in feature space: its nearest images are much "
                   "less alike than anyone else's",
        (Param("outlier_spread", float, 5.0, "how many robust spreads (MAD) below the "
-                                            "typical nearest-neighbour similarity"),
-        Param("outlier_min_images", int, 50, "no outliers in collections smaller than this")))
+                                            "typical nearest-neighbour similarity", low=0,
+              low_open=True),
+        Param("outlier_min_images", int, 50, "no outliers in collections smaller than this",
+              low=2)))
 def outlier(m: Measures, outlier_spread: float, outlier_min_images: int) -> Flagged:
     s = m.neighbour_similarity
     ok = ~np.isnan(s)

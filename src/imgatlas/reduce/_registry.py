@@ -29,7 +29,8 @@ def l2(random_state: int | None) -> BaseEstimator:
 
 @REDUCERS.register(
     "knn-smooth", help="average each vector with its nearest neighbours (cosine), ITER times",
-    params=(Param("k", int, 10, "neighbours"), Param("iter", int, 2, "rounds")))
+    params=(Param("k", int, 10, "neighbours", low=1),
+            Param("iter", int, 2, "rounds", low=0, high=100)))
 def knn_smooth(random_state: int | None, k: int = 10, iter: int = 2) -> BaseEstimator:
     return KNNSmoother(k, iter)
 
@@ -40,7 +41,8 @@ def _components(value: Any) -> int | float:
 
 
 _COMPONENTS = Param("n", _components, 0.95,
-                    "components (an int), or the explained-variance fraction to keep (< 1)")
+                    "components (an int), or the explained-variance fraction to keep (< 1)",
+                    low=0, low_open=True)
 
 
 @REDUCERS.register("pca", help="principal components", params=(_COMPONENTS,))
@@ -51,17 +53,16 @@ def pca(random_state: int | None, n: int | float = 0.95) -> BaseEstimator:
 @REDUCERS.register(
     "pca-whiten", help="principal components, each divided by its variance to POWER "
                        "(0.5 = full whitening; smaller powers whiten partially)",
-    params=(_COMPONENTS, Param("power", float, 0.5, "whitening power in [0, 1]")))
+    params=(_COMPONENTS, Param("power", float, 0.5, "whitening power in [0, 1]", low=0,
+                               high=1)))
 def pca_whiten(random_state: int | None, n: int | float = 0.95, power: float = 0.5
                ) -> BaseEstimator:
-    if not 0 <= power <= 1:
-        raise ConfigError(f"pca-whiten's power must be in [0, 1]. Got {power} instead.")
     return PCAReducer(n, whiten=True, whiten_power=power, random_state=random_state)
 
 
 @REDUCERS.register(
     "umap", help="UMAP embedding (umap-learn; its numba kernels compile on the first fit)",
-    params=(Param("n", int, 10, "dimensions"),
+    params=(Param("n", int, 10, "dimensions", low=1),
             Param("metric", str, "cosine", "distance",
                   ("euclidean", "cosine", "manhattan", "correlation", "chebyshev"))))
 def umap(random_state: int | None, n: int = 10, metric: str = "cosine") -> BaseEstimator:

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas.errors import ConfigError
 from imgatlas.reduce import make_reducer
 from imgatlas.store import Workspace
 
-MAP_METHODS = ("auto", "umap", "pca")
+MAP_METHODS = defaults.MAP_METHODS
 UMAP_MAP_MAX = 100_000  # above, UMAP's 2-D layout takes minutes on 2 cores: PCA instead
 MAP_PREPCA = 50  # UMAP runs on a 50-d PCA of the features: same picture, faster kNN
 MAP_NEIGHBORS = 15

@@ -8,7 +8,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imgatlas.errors import ConfigError, DecodeError, ImgatlasError, WorkspaceLocked
+from imgatlas.errors import (
+    ConfigError,
+    DecodeError,
+    ImgatlasError,
+    WorkspaceLocked,
+    as_user_error,
+)
 from imgatlas.serve._api import plain_int
 from imgatlas.serve._security import (
     CSRF_COOKIE,
@@ -102,6 +108,13 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
     @app.exception_handler(ImgatlasError)
     async def failed(request: Request, e: ImgatlasError) -> Any:
         return error(500 if not isinstance(e, DecodeError) else 415, str(e))
+
+    @app.exception_handler(ValueError)
+    async def library_refused(request: Request, e: ValueError) -> Any:
+        user = as_user_error(e)
+        if user is None:
+            raise e
+        return error(400, str(user))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> Any:

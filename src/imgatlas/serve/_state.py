@@ -183,7 +183,8 @@ class AppState:
             from imgatlas.sketch._stage import search_sketch
 
             with self.read() as ws:
-                out = search_sketch(ws, [data], k=k, cache_dir=self.cache_dir)[0]["results"]
+                out = search_sketch(ws, [data], k=k, cache_dir=self.cache_dir,
+                                    as_built=True)[0]["results"]
                 self.annotate(ws, out)
             return out, "sketch index"
         size = self.embedder().backbone.cfg.input_size[0]

@@ -1,8 +1,11 @@
 """Query by sketch: a shared line domain (drawings and the photos' model-free line maps,
-normalised alike), an optional adapter trained on sketch-photo pairs of other classes, and
-the search, index and evaluation stages over it."""
+normalised alike), a line->photo map fitted on the collection's own photos (each photo's
+line map taught to land where the photo does), an optional adapter trained on sketch-photo
+pairs of other classes, and the search, index and evaluation stages over them."""
 
 from imgatlas.sketch._drawing import BlankDrawing, load_drawing, normalise_lines
 from imgatlas.sketch._lines import LINE_DETECTORS, photo_lines
+from imgatlas.sketch._map import LineToPhotoMap
 
-__all__ = ["LINE_DETECTORS", "BlankDrawing", "load_drawing", "normalise_lines", "photo_lines"]
+__all__ = ["LINE_DETECTORS", "BlankDrawing", "LineToPhotoMap", "load_drawing",
+           "normalise_lines", "photo_lines"]
