@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from imgatlas.api import (  # noqa: E402
+from imgatlas._version import __version__
+from imgatlas.api import (
     algorithms,
     build_index,
     cluster,
@@ -33,8 +32,8 @@ from imgatlas.api import (  # noqa: E402
     train_autoencoder,
     train_sketch,
 )
-from imgatlas.backbones import create_backbone, list_backbones  # noqa: E402
-from imgatlas.store import Workspace  # noqa: E402
+from imgatlas.backbones import create_backbone, list_backbones
+from imgatlas.store import Workspace
 
 __all__ = [
     "__version__",

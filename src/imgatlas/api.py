@@ -64,7 +64,7 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
     actors each holding one ONNX Runtime session; the same features as ``"local"``.
     """
     from imgatlas._shards import check_engine
-    from imgatlas.embed._int8 import with_precision
+    from imgatlas.embed import with_precision
 
     check_engine(engine)
 
@@ -74,7 +74,7 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
         bb = with_precision(ws, bb, precision)
         if engine == "ray":
-            from imgatlas.embed._ray import embed_workspace_ray
+            from imgatlas.embed import embed_workspace_ray
 
             res = embed_workspace_ray(ws, bb, address=address, num_workers=num_workers,
                                       threads=threads, batch_size=batch_size,
@@ -190,9 +190,11 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     sample (default 100,000) and assigns every image shard by shard (as Ray tasks on
     ``"ray"``): the vectors are never all in memory.
     """
-    from imgatlas.cluster._stage import cluster_workspace
+    from imgatlas.cluster import cluster_workspace
     from imgatlas.inspect import parse_exclude
 
+    if isinstance(k, int) and not isinstance(k, bool) and k < 2:
+        raise ConfigError(f"k is the number of groups: at least 2. Got {k}.")
     if from_run is not None:
         if not isinstance(k, int):
             raise ConfigError("--from-run takes a number of groups: --k N.")
@@ -205,7 +207,7 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     flags = parse_exclude([e for e in exclude or [] if isinstance(e, str)])
     exclude = [e for e in exclude or [] if not isinstance(e, str)]
     if engine != "local" or sample_size is not None or shard_size is not None:
-        from imgatlas.cluster._sharded import SAMPLE_SIZE, SHARD_SIZE, cluster_sharded
+        from imgatlas.cluster import SAMPLE_SIZE, SHARD_SIZE, cluster_sharded
 
         if within is not None or exclude or flags or reuse:
             raise ConfigError("--within, --exclude and --reuse work on the local engine "
@@ -277,7 +279,7 @@ def undo(workspace: PathLike, *, run: int | None = None, wait: float = 0.0
 
 def evaluate(workspace: PathLike, run: int | None = None, wait: float = 0.0) -> dict[str, Any]:
     """Score a clustering run against folder labels (latest run by default)."""
-    from imgatlas.evaluate._workspace import evaluate_run
+    from imgatlas.cluster import evaluate_run
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate") as ws:
         return evaluate_run(ws, run)
@@ -385,7 +387,7 @@ def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
     ``tune_blocks`` and ``views`` (finetune): how many of the backbone's last blocks train,
     and how many augmented views of each training image. ``exclude``: leave out what the
     latest inspection puts under these names (``"duplicates,blurry"``)."""
-    from imgatlas.classify._train import train_workspace
+    from imgatlas.classify import train_workspace
     from imgatlas.inspect import parse_exclude
 
     note = None
@@ -430,8 +432,7 @@ def predict(model: PathLike, images: list[PathLike], *, k: int = 3,
             cache_dir: PathLike | None = None) -> list[dict[str, Any]]:
     """Top-k classes with calibrated probabilities for each image, ``"unknown"`` when the
     model should not say (see the model's abstain rule), and the nearest training images."""
-    from imgatlas.classify import open_model
-    from imgatlas.classify._predict import predict_files
+    from imgatlas.classify import open_model, predict_files
 
     if not images:
         raise ConfigError("Give at least one image to predict.")
@@ -443,8 +444,7 @@ def evaluate_model(model: PathLike, data: PathLike, *, cache_dir: PathLike | Non
                    ) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, confusion matrix and ECE
     of a model on DATA (a folder of class folders, or a workspace with labels)."""
-    from imgatlas.classify import open_model
-    from imgatlas.classify._predict import score_model
+    from imgatlas.classify import open_model, score_model
 
     out = score_model(open_model(model, cache_dir_or_default(cache_dir)), data)
     out.pop("_images")
@@ -455,8 +455,7 @@ def compare_models(model_a: PathLike, model_b: PathLike, data: PathLike, *,
                    method: str = "auto", cache_dir: PathLike | None = None
                    ) -> dict[str, Any]:
     """McNemar's test of two models scored on the same images of DATA."""
-    from imgatlas.classify import open_model
-    from imgatlas.classify._predict import compare
+    from imgatlas.classify import compare, open_model
 
     cache = cache_dir_or_default(cache_dir)
     return compare(open_model(model_a, cache), open_model(model_b, cache), data, method)
@@ -468,7 +467,7 @@ def label_propagate(workspace: PathLike, *, labels: str = "user", out: PathLike 
     """Spread a few labels per class over the kNN graph of the features; report how accurate
     that is as a function of labels per class (labels held back); ``out`` gets every image's
     label and confidence (CSV); ``apply`` stores them in the workspace."""
-    from imgatlas.classify._label_stage import propagate_workspace
+    from imgatlas.classify import propagate_workspace
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="label-propagate") as ws:
         return propagate_workspace(ws, labels=labels, out=Path(out) if out else None,
@@ -480,7 +479,7 @@ def suggest_labels(workspace: PathLike, *, n: int = 20, labels: str = "user",
                    ) -> list[dict[str, Any]]:
     """The ``n`` images worth labelling next: uncertain for the current labels, and spread
     over the collection."""
-    from imgatlas.classify._label_stage import suggest_workspace
+    from imgatlas.classify import suggest_workspace
 
     with Workspace.open(workspace) as ws:
         return suggest_workspace(ws, n=n, labels=labels, features=features, seed=seed)
@@ -518,14 +517,14 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
     ``codes`` says otherwise) shard by shard: trained on a sample, codes added per shard (as
     Ray tasks on ``"ray"``), merged; never all the float vectors in memory.
     """
-    from imgatlas.index._stage import build_index as _build
+    from imgatlas.index import build_index as _build
     from imgatlas.inspect import excluded_ids, parse_exclude
 
     flags = parse_exclude(exclude)
     shards = None
     if engine != "local" or shard_size is not None:
         from imgatlas._shards import check_engine
-        from imgatlas.index._sharded import SHARD_SIZE
+        from imgatlas.index import SHARD_SIZE
 
         check_engine(engine)
         if sketch:
@@ -536,7 +535,7 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="index") as ws:
         if sketch:
-            from imgatlas.sketch._stage import build_sketch_index
+            from imgatlas.sketch import build_sketch_index
 
             if flags:
                 raise ConfigError("--exclude goes with photo indexes, not --sketch.")
@@ -558,7 +557,7 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
     (an ImageNet class or a WordNet group: "golden retriever", "dog", "vehicle"; ranked by
     its probability in each image's tags). ``ef_search`` (graph indexes) and ``nprobe``
     (IVF-PQ) widen the search for recall at some speed."""
-    from imgatlas.index._search import search_files, search_ids
+    from imgatlas.index import search_files, search_ids
 
     if not images and not ids and text is None:
         raise ConfigError("Give query images, --id or --text.")
@@ -586,7 +585,7 @@ def search_sketch(workspace: PathLike, drawings: list[PathLike | bytes], *, k: i
     is background), through the sketch index (``build_index(sketch=True)``): the drawing
     mapped to the photo space by the map fitted on this collection, then expanded with the
     photos it lands nearest (``expand=False``: one search, no expansion)."""
-    from imgatlas.sketch._stage import search_sketch as _search
+    from imgatlas.sketch import search_sketch as _search
 
     if not drawings:
         raise ConfigError("Give a drawing to search with.")
@@ -605,7 +604,7 @@ def evaluate_sketch(workspace: PathLike, sketch_dir: PathLike, *,
     (relevance: same label): mAP, MRR, P@10, PR curve, latency, bytes per image.
     ``exclude_source``: each sketch's own source photo (``NAME-K.png`` draws ``NAME.*``)
     is left out of its ranking, so only other photos of its class count."""
-    from imgatlas.sketch._stage import evaluate_sketch as _evaluate
+    from imgatlas.sketch import evaluate_sketch as _evaluate
 
     with Workspace.open(workspace) as ws:
         return _evaluate(ws, Path(sketch_dir), adapter=adapter, codes=codes,
@@ -621,7 +620,7 @@ def train_sketch(workspace: PathLike, pairs: PathLike, *, name: str | None = Non
     """Train a sketch adapter on sketch-photo pairs (the Sketchy layout: ``pairs/photo/
     <class>/<id>.jpg`` and ``pairs/sketch/<class>/<id>-<n>.png``), optionally only on
     ``classes``; saved as ``W/models/NAME/``, the folder ``adapter=`` takes."""
-    from imgatlas.sketch._train import train_sketch_workspace
+    from imgatlas.sketch import train_sketch_workspace
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="train-sketch") as ws:
         return train_sketch_workspace(ws, Path(pairs), name=name, classes=classes, seed=seed,
@@ -635,7 +634,7 @@ def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
                        holdout: float = 0.0, wait: float = 0.0) -> dict[str, Any]:
     """mAP, MRR, P@10, PR curve, latency, bytes per image for each code spec: leave-one-out,
     or with ``holdout`` a fraction of the images kept out of fitting as queries."""
-    from imgatlas.evaluate._retrieval_stage import evaluate_retrieval as _evaluate
+    from imgatlas.index import evaluate_retrieval as _evaluate
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="evaluate-retrieval") as ws:
         return _evaluate(ws, ws.pick_store(features), codes, n_queries=n_queries, seed=seed,

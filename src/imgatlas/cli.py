@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from inspect import signature
 from typing import Any
 
 import click
 
-from imgatlas import __version__, api, defaults
+from imgatlas import api, defaults
+from imgatlas._version import __version__
 from imgatlas.cluster import CLUSTERERS
-from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.errors import ConfigError, ImgatlasError, as_user_error
-from imgatlas.export import MODES
 from imgatlas.index import spec_help as codes_help
 from imgatlas.inspect import CHECKS, exclusion_names
 from imgatlas.reduce import spec_help as reduce_help
@@ -26,12 +26,29 @@ from imgatlas.registry import Registry
 
 _debug = False
 
+def api_default(func: Any, name: str) -> Any:
+    """The API's default for ``name``: the CLI shows it and never restates it."""
+    return signature(func).parameters[name].default
+
+
 workspace_opt = click.option(
     "--workspace", "-w", required=True, type=click.Path(file_okay=False),
     help="Workspace directory (catalog + features).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-wait_opt = click.option("--wait", type=float, default=0.0, show_default=True,
+wait_opt = click.option("--wait", type=click.FloatRange(min=0),
+                        default=api_default(api.scan, "wait"), show_default=True,
                         help="Seconds to wait for another process holding the workspace.")
+
+COUNT = click.IntRange(min=1)
+MAX_ID = 2**63 - 1  # SQLite's integers
+RUN = click.IntRange(1, MAX_ID)  # run and image ids start at 1
+IMAGE = RUN
+CLUSTER = click.IntRange(-1, MAX_ID)  # -1: noise (density methods)
+WORKERS = click.IntRange(1, 1024)
+BATCH = click.IntRange(1, 65_536)
+EPOCHS = click.IntRange(1, 100_000)
+seed_opt = click.option("--seed", type=click.IntRange(0, defaults.MAX_SEED),
+                        default=defaults.SEED, show_default=True)
 progress_opt = click.option("--progress/--no-progress", default=None,
                             help="Progress bar (default: when stderr is a terminal).")
 
@@ -90,9 +107,11 @@ def cli(debug: bool) -> None:
 @click.argument("directory", type=click.Path())
 @workspace_opt
 @click.option("--labels-from-folders", is_flag=True, help="Label = name of the parent folder.")
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+@click.option("--max-pixels", type=COUNT, default=api_default(api.scan, "max_pixels"),
+              show_default=True,
               help="Images with more pixels are refused as decompression bombs.")
-@click.option("--workers", type=int, default=4, show_default=True)
+@click.option("--workers", type=WORKERS,
+              default=api_default(api.scan, "workers"), show_default=True)
 @wait_opt
 @progress_opt
 @json_opt
@@ -121,7 +140,8 @@ def engine_opts(what: str) -> Any:
                          )(f)
         f = click.option("--address", default=None,
                          help="Ray cluster to join (default: RAY_ADDRESS, or a local one).")(f)
-        return click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+        return click.option("--engine", type=click.Choice(defaults.ENGINES),
+                            default=api_default(api.embed, "engine"),
                             show_default=True,
                             help=f"ray: {what} (pip install 'imgatlas[ray]').")(f)
     return wrap
@@ -132,15 +152,22 @@ def engine_opts(what: str) -> Any:
 @workspace_opt
 @click.option("--backbone", default=defaults.BACKBONE, show_default=True,
               help="Registered backbone name, or a path to an .onnx file with a .json spec.")
-@click.option("--batch-size", type=int, default=defaults.BATCH_SIZE, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto",
+@click.option("--batch-size", type=BATCH, default=api_default(api.embed, "batch_size"),
               show_default=True)
-@click.option("--threads", type=int, default=None, help="ONNX Runtime threads (default: cores).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Decode threads.")
+@click.option("--device", type=click.Choice(defaults.DEVICES),
+              default=api_default(api.embed, "device"),
+              show_default=True)
+@click.option("--threads", type=WORKERS,
+              default=None, help="ONNX Runtime threads (default: cores).")
+@click.option("--workers", type=WORKERS,
+              default=api_default(api.embed, "workers"), show_default=True,
+              help="Decode threads.")
 @click.option("--l2-normalize", is_flag=True, help="Store unit-length vectors.")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
+@click.option("--dtype", type=click.Choice(defaults.DTYPES),
+              default=api_default(api.embed, "dtype"),
               show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32",
+@click.option("--precision", type=click.Choice(defaults.PRECISIONS),
+              default=api_default(api.embed, "precision"),
               show_default=True,
               help="int8: a quantised copy of the backbone calibrated on this collection "
                    "(1.3-1.4x the model speed on 2 CPU cores; features at cosine ~0.996 to fp32).")
@@ -281,7 +308,10 @@ def _k_range(value: str) -> tuple[int, int]:
 def _run_clusters(value: str) -> tuple[int, list[int]]:
     try:
         run_id, clusters = value.split(":")
-        return int(run_id), [int(c) for c in clusters.split(",")]
+        run, cs = int(run_id), [int(c) for c in clusters.split(",")]
+        if not 1 <= run <= MAX_ID or not all(-1 <= c <= MAX_ID for c in cs):
+            raise ValueError
+        return run, cs
     except ValueError:
         raise click.BadParameter(f"expected RUN:C[,C...] such as 3:0,4, got {value!r}") from None
 
@@ -313,7 +343,7 @@ exclude_opt = click.option(
               help="LO:HI: the top-level sweep of --k auto [2:30]; groups are split further "
                    "where their parts are clearly separated.")
 @registry_options(CLUSTERERS)
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @click.option("--within", default=None,
               help="RUN:C[,C...]: re-cluster the members of those clusters of a run.")
 @click.option("--exclude", multiple=True,
@@ -324,8 +354,8 @@ exclude_opt = click.option(
               help="Fit on a seeded sample of this many images, then assign every image "
                    "shard by shard [100000 with --engine ray].")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
-              help="Images per shard when assigning [65536].")
-@click.option("--from-run", type=int, default=None,
+              help=f"Images per shard when assigning [{defaults.SHARD_SIZE}].")
+@click.option("--from-run", type=RUN, default=None,
               help="With --k N: N groups derived from that run without clustering again "
                    "(fewer: its merge tree is cut; more: its loosest clusters are split).")
 @wait_opt
@@ -385,7 +415,7 @@ def _to(value: str) -> int | str:
         raise click.BadParameter(f"expected a cluster id or 'new', got {value!r}") from None
 
 
-run_opt = click.option("--run", "run_id", type=int, default=None,
+run_opt = click.option("--run", "run_id", type=RUN, default=None,
                        help="The run to correct (default: the latest).")
 
 
@@ -393,7 +423,7 @@ run_opt = click.option("--run", "run_id", type=int, default=None,
 @workspace_opt
 @run_opt
 @click.option("--to", "to", required=True, help="A cluster id, or 'new' for a new cluster.")
-@click.argument("images", nargs=-1, type=int, required=True)
+@click.argument("images", nargs=-1, type=IMAGE, required=True)
 @wait_opt
 @json_opt
 def move_cmd(workspace, run_id, to, images, wait, as_json):
@@ -405,7 +435,7 @@ def move_cmd(workspace, run_id, to, images, wait, as_json):
 @cli.command("merge")
 @workspace_opt
 @run_opt
-@click.argument("clusters", nargs=-1, type=int, required=True)
+@click.argument("clusters", nargs=-1, type=CLUSTER, required=True)
 @wait_opt
 @json_opt
 def merge_cmd(workspace, run_id, clusters, wait, as_json):
@@ -417,8 +447,9 @@ def merge_cmd(workspace, run_id, clusters, wait, as_json):
 @cli.command("split")
 @workspace_opt
 @run_opt
-@click.argument("cluster_id", type=int)
-@click.option("--k", "k", type=click.IntRange(min=2), default=2, show_default=True,
+@click.argument("cluster_id", type=CLUSTER)
+@click.option("--k", "k", type=click.IntRange(min=2), default=api_default(api.split, "k"),
+              show_default=True,
               help="Parts to split it in.")
 @wait_opt
 @json_opt
@@ -431,7 +462,7 @@ def split_cmd(workspace, run_id, cluster_id, k, wait, as_json):
 @cli.command("set-aside")
 @workspace_opt
 @run_opt
-@click.argument("images", nargs=-1, type=int, required=True)
+@click.argument("images", nargs=-1, type=IMAGE, required=True)
 @wait_opt
 @json_opt
 def set_aside_cmd(workspace, run_id, images, wait, as_json):
@@ -442,7 +473,7 @@ def set_aside_cmd(workspace, run_id, images, wait, as_json):
 
 @cli.command("undo")
 @workspace_opt
-@click.option("--run", "run_id", type=int, default=None,
+@click.option("--run", "run_id", type=RUN, default=None,
               help="The correction to undo (default: the latest run).")
 @wait_opt
 @json_opt
@@ -455,7 +486,7 @@ def undo_cmd(workspace, run_id, wait, as_json):
 
 @cli.command("evaluate")
 @workspace_opt
-@click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
+@click.option("--run", "run_id", type=RUN, default=None, help="Run id (default: latest).")
 @json_opt
 def evaluate_cmd(workspace, run_id, as_json):
     """Score a clustering run against folder labels: ACC, NMI, ARI, purity."""
@@ -502,8 +533,8 @@ def runs_cmd(workspace, kind, as_json):
 
 @cli.command("name-cluster")
 @workspace_opt
-@click.option("--run", "run_id", type=int, required=True)
-@click.argument("cluster_id", type=int)
+@click.option("--run", "run_id", type=RUN, required=True)
+@click.argument("cluster_id", type=CLUSTER)
 @click.argument("name", required=False)
 @click.option("--accept", is_flag=True, help="Take the cluster's suggested name.")
 def name_cluster_cmd(workspace, run_id, cluster_id, name, accept):
@@ -514,7 +545,7 @@ def name_cluster_cmd(workspace, run_id, cluster_id, name, accept):
 
 @cli.command("clusters")
 @workspace_opt
-@click.option("--run", "run_id", type=int, default=None, help="Cluster run (default: latest).")
+@click.option("--run", "run_id", type=RUN, default=None, help="Cluster run (default: latest).")
 @click.option("--accept", is_flag=True,
               help="Give every unnamed cluster its suggested name first.")
 @json_opt
@@ -543,7 +574,7 @@ def clusters_cmd(workspace, run_id, accept, as_json):
 
 @cli.command("export-clusters")
 @workspace_opt
-@click.option("--run", "run_id", type=int, default=None)
+@click.option("--run", "run_id", type=RUN, default=None)
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="FILE.csv or FILE.parquet")
 @json_opt
@@ -558,9 +589,11 @@ def export_clusters_cmd(workspace, run_id, out, as_json):
 @click.option("--as-folders", "out", required=True, type=click.Path(file_okay=False),
               help="Folder to write: one folder per cluster, _near-duplicates/, "
                    "_review/<flag>/, manifest.csv.")
-@click.option("--run", "run_id", type=int, default=None,
+@click.option("--run", "run_id", type=RUN, default=None,
               help="Cluster run (default: the latest).")
-@click.option("--mode", type=click.Choice(MODES), default="link", show_default=True,
+@click.option("--mode", type=click.Choice(defaults.EXPORT_MODES),
+              default=api_default(api.export, "mode"),
+              show_default=True,
               help="link: symbolic links to the originals; hardlink: the same files under "
                    "a second name (one file system); copy: independent copies.")
 @wait_opt
@@ -581,17 +614,23 @@ def export_cmd(workspace, out, run_id, mode, wait, as_json):
 
 @cli.command("train-autoencoder")
 @workspace_opt
-@click.option("--preset", type=click.Choice(["default", "apparel", "fashion"]),
-              default="default", show_default=True,
+@click.option("--preset", type=click.Choice(defaults.AUTOENCODER_PRESETS),
+              default=api_default(api.train_autoencoder, "preset"), show_default=True,
               help="apparel: 240x320x3, 32-16-8; fashion: 28x28x1, 16-8-8; default: ours.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--val-split", type=float, default=0.1, show_default=True)
-@click.option("--patience", type=int, default=5, show_default=True,
+@click.option("--epochs", type=EPOCHS, default=api_default(api.train_autoencoder, "epochs"),
+              show_default=True)
+@click.option("--batch-size", type=BATCH, default=api_default(api.train_autoencoder, "batch_size"),
+              show_default=True)
+@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=api_default(api.train_autoencoder, "val_split"), show_default=True)
+@click.option("--patience", type=EPOCHS, default=api_default(api.train_autoencoder, "patience"),
+              show_default=True,
               help="Stop after this many epochs without a better validation loss.")
-@click.option("--max-images", type=int, default=20_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--max-images", type=COUNT, default=api_default(api.train_autoencoder, "max_images"),
+              show_default=True)
+@seed_opt
+@click.option("--device", type=click.Choice(defaults.AUTOENCODER_DEVICES),
+              default=api_default(api.train_autoencoder, "device"), show_default=True)
 @progress_opt
 @json_opt
 def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, patience,
@@ -615,26 +654,27 @@ def train_autoencoder_cmd(workspace, preset, epochs, batch_size, val_split, pati
 # -- classify ----------------------------------------------------------------------------------
 @cli.command("train")
 @workspace_opt
-@click.option("--labels", default="folders", show_default=True,
+@click.option("--labels", default=api_default(api.train, "labels"), show_default=True,
               help="folders (folder names), user (labels given in the workspace), run:ID "
                    "(the named clusters of a run), or a CSV file with path or sha256, label.")
-@click.option("--mode", type=click.Choice(["head", "finetune", "cnn-small"]), default="head",
+@click.option("--mode", type=click.Choice(defaults.TRAIN_MODES),
+              default=api_default(api.train, "mode"),
               show_default=True,
               help="head: logistic regression and an MLP on the cached features (NumPy); "
                    "finetune: then the backbone's last blocks with augmentation (PyTorch); "
                    "cnn-small: the studies' small CNN from scratch, a baseline (PyTorch).")
 @click.option("--name", default=None, help="Model folder name under W/models (default: "
                                            "MODE-rRUN).")
-@click.option("--folds", type=int, default=None,
+@click.option("--folds", type=click.IntRange(min=2), default=None,
               help="Stratified k-fold instead of the 70/30 split.")
 @click.option("--features", default=None, help="Feature store key or backbone name.")
-@click.option("--epochs", type=int, default=None,
+@click.option("--epochs", type=EPOCHS, default=None,
               help="finetune / cnn-small: maximum epochs (early stopping decides).")
 @click.option("--tune-blocks", type=click.IntRange(1, 8), default=None,
               help="finetune: how many of the backbone's last blocks train [4].")
 @click.option("--views", type=click.IntRange(0, 32), default=None,
               help="finetune: augmented views cached per training image [4].")
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @exclude_opt
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @wait_opt
@@ -681,10 +721,10 @@ def train_cmd(workspace, labels, mode, name, folds, features, epochs, tune_block
 @click.option("--model", "model", required=True, type=click.Path(file_okay=False),
               help="A model folder (W/models/NAME).")
 @click.argument("images", nargs=-1, type=click.Path())
-@click.option("--k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--min-probability", type=float, default=None,
+@click.option("--k", type=COUNT, default=api_default(api.predict, "k"), show_default=True)
+@click.option("--min-probability", type=click.FloatRange(0, 1), default=None,
               help="Say 'unknown' below this calibrated probability (default: the model's).")
-@click.option("--min-similarity", type=float, default=None,
+@click.option("--min-similarity", type=click.FloatRange(-1, 1), default=None,
               help="Say 'unknown' when less similar than this to every training image "
                    "(default: the model's).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
@@ -726,8 +766,8 @@ def evaluate_model_cmd(model, data, cache_dir, as_json):
 @click.option("--model", "models", required=True, multiple=True,
               type=click.Path(file_okay=False), help="Give it twice: A then B.")
 @click.argument("data", type=click.Path())
-@click.option("--method", type=click.Choice(["auto", "exact", "midp", "chi2"]),
-              default="auto", show_default=True,
+@click.option("--method", type=click.Choice(defaults.MCNEMAR_METHODS),
+              default=api_default(api.compare_models, "method"), show_default=True,
               help="auto: exact binomial when b + c < 25, chi-square with continuity "
                    "correction otherwise.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
@@ -753,13 +793,13 @@ def compare_models_cmd(models, data, method, cache_dir, as_json):
 
 @cli.command("label-propagate")
 @workspace_opt
-@click.option("--labels", default="user", show_default=True,
+@click.option("--labels", default=api_default(api.suggest_labels, "labels"), show_default=True,
               help="A CSV file (path or sha256, label), user, folders or run:ID.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="CSV of every image's label and confidence.")
 @click.option("--apply", is_flag=True, help="Store the spread labels in the workspace.")
 @click.option("--features", default=None)
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @wait_opt
 @json_opt
 def label_propagate_cmd(workspace, labels, out, apply, features, seed, wait, as_json):
@@ -782,11 +822,12 @@ def label_propagate_cmd(workspace, labels, out, apply, features, seed, wait, as_
 
 @cli.command("suggest-labels")
 @workspace_opt
-@click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--labels", default="user", show_default=True,
+@click.option("--n", "n", type=COUNT,
+              default=api_default(api.suggest_labels, "n"), show_default=True)
+@click.option("--labels", default=api_default(api.suggest_labels, "labels"), show_default=True,
               help="The labels given so far: user, folders, run:ID or a CSV file.")
 @click.option("--features", default=None)
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @json_opt
 def suggest_labels_cmd(workspace, n, labels, features, seed, as_json):
     """Which images to label next: uncertain ones, spread over the collection."""
@@ -809,7 +850,7 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @workspace_opt
 @click.option("--codes", default=None, help=CODES_HELP)
 @click.option("--features", default=None, help="Feature store key or backbone name.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_opt
 @click.option("--sketch", is_flag=True,
               help="The sketch index, for search --sketch: embeds the photos' line maps "
                    "and fits the line->photo map on this collection's photos.")
@@ -819,7 +860,7 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @engine_opts("an IVF-PQ index trained on a sample, codes added per shard in parallel")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
               help="Build an IVF-PQ index in shards of this many vectors (memory: one shard "
-                   "of floats per worker) [65536 with --engine ray].")
+                   f"of floats per worker) [{defaults.SHARD_SIZE} with --engine ray].")
 @exclude_opt
 @wait_opt
 @progress_opt
@@ -846,17 +887,19 @@ def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engi
 @cli.command("search")
 @workspace_opt
 @click.argument("images", nargs=-1, type=click.Path())
-@click.option("--id", "ids", type=int, multiple=True, help="Query by image id (repeatable).")
+@click.option("--id", "ids", type=IMAGE, multiple=True, help="Query by image id (repeatable).")
 @click.option("--text", default=None,
               help="Query by a word: an ImageNet class or a WordNet group ('golden "
                    "retriever', 'dog', 'vehicle'), ranked by the images' tags.")
-@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--k", type=COUNT, default=api_default(api.search, "k"), show_default=True)
 @click.option("--codes", default=None, help="Which index (default: the latest built).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--ef-search", type=click.IntRange(min=1), default=None,
-              help="Graph indexes (hnsw, hnswpq): search breadth, more for recall [128].")
+              help="Graph indexes (hnsw, hnswpq): search breadth, more for recall "
+                   f"[{defaults.EF_SEARCH}].")
 @click.option("--nprobe", type=click.IntRange(min=1), default=None,
-              help="ivfpq indexes: inverted lists scanned per query, more for recall [16].")
+              help="ivfpq indexes: inverted lists scanned per query, more for recall "
+                   f"[{defaults.NPROBE}].")
 @click.option("--sketch", "sketches", multiple=True, type=click.Path(dir_okay=False),
               help="A drawing (PNG, transparency = background): find photos of what it "
                    "shows (repeatable; needs index --sketch).")
@@ -897,12 +940,14 @@ def search_cmd(workspace, images, ids, text, k, codes, cache_dir, ef_search, npr
 @workspace_opt
 @click.option("--codes", multiple=True, help=CODES_HELP + "; repeat to compare.")
 @click.option("--features", default=None)
-@click.option("--queries", type=int, default=1000, show_default=True,
+@click.option("--queries", type=COUNT, default=api_default(api.evaluate_retrieval, "n_queries"),
+              show_default=True,
               help="Queries (a seeded sample when there are more).")
-@click.option("--holdout", type=float, default=0.0, show_default=True,
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True),
+              default=api_default(api.evaluate_retrieval, "holdout"), show_default=True,
               help="Keep this fraction of the images out of fitting and query with them "
                    "(0 = leave-one-out over every image).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_opt
 @wait_opt
 @json_opt
 def evaluate_retrieval_cmd(workspace, codes, features, queries, holdout, seed, wait, as_json):
@@ -953,7 +998,7 @@ def algorithms_cmd(as_json):
 @click.option("--codes", default=None, help="Which sketch index (default: the latest).")
 @click.option("--tta", is_flag=True,
               help="Average each drawing over 3 margins and their mirror images.")
-@click.option("--max-queries", type=int, default=None)
+@click.option("--max-queries", type=COUNT, default=None)
 @click.option("--no-expand", is_flag=True,
               help="One search per drawing, without query expansion.")
 @click.option("--exclude-source-photo", is_flag=True,
@@ -979,7 +1024,7 @@ def evaluate_sketch_cmd(workspace, sketch_dir, adapter, codes, tta, max_queries,
               help="A folder with photo/<class>/<id>.jpg and sketch/<class>/<id>-<n>.png.")
 @click.option("--name", default=None, help="Model folder name under W/models.")
 @click.option("--classes", default=None, help="Train on these classes only (comma list).")
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @wait_opt
 @progress_opt
@@ -999,10 +1044,11 @@ def train_sketch_cmd(workspace, pairs, name, classes, seed, cache_dir, wait, pro
 # -- serve -------------------------------------------------------------------------------------
 @cli.command("serve")
 @workspace_opt
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default=defaults.SERVE_HOST, show_default=True,
               help="Address to bind; anything but localhost needs a token.")
-@click.option("--port", type=int, default=8765, show_default=True)
-@click.option("--run", "run_id", type=int, default=None,
+@click.option("--port", type=click.IntRange(1, 65535), default=defaults.SERVE_PORT,
+              show_default=True)
+@click.option("--run", "run_id", type=RUN, default=None,
               help="Cluster run to show (default: the latest).")
 @click.option("--model", type=click.Path(file_okay=False), default=None,
               help="A model folder: predictions on the image and search pages.")
@@ -1011,15 +1057,15 @@ def train_sketch_cmd(workspace, pairs, name, classes, seed, cache_dir, wait, pro
 @click.option("--token", default=None,
               help="Require this token (generated and printed when binding a non-local "
                    "address without one).")
-@click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=20, show_default=True)
+@click.option("--max-upload-mb", type=click.IntRange(1, 1024), default=defaults.MAX_UPLOAD_MB,
+              show_default=True)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 def serve_cmd(workspace, host, port, run_id, model, allow_edits, token, max_upload_mb,
               cache_dir):
     """A web app over the workspace: browse clusters, search by image or by drawing, see
     what a new image is."""
     from imgatlas._optional import require
-    from imgatlas.serve import create_app
-    from imgatlas.serve._security import is_loopback, new_token
+    from imgatlas.serve import create_app, is_loopback, new_token
 
     uvicorn = require("uvicorn", "serve", "the web app")
     if token is None and not is_loopback(host):
@@ -1035,14 +1081,15 @@ def serve_cmd(workspace, host, port, run_id, model, allow_edits, token, max_uplo
 # -- report ------------------------------------------------------------------------------------
 @cli.command()
 @workspace_opt
-@click.option("--run", "run_id", type=int, default=None,
+@click.option("--run", "run_id", type=RUN, default=None,
               help="Cluster run to report (default: the latest).")
-@click.option("--compare", nargs=2, type=int, default=None, metavar="RUN_A RUN_B",
+@click.option("--compare", nargs=2, type=RUN, default=None, metavar="RUN_A RUN_B",
               help="Put two runs side by side instead.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")
-@click.option("--map", "map_method", type=click.Choice(["auto", "umap", "pca"]),
-              default="auto", show_default=True, help="2-D projection for the map.")
+@click.option("--map", "map_method", type=click.Choice(defaults.MAP_METHODS),
+              default=api_default(api.report, "map"), show_default=True,
+              help="2-D projection for the map.")
 @progress_opt
 @json_opt
 def report(workspace, run_id, compare, out, map_method, progress, as_json):
@@ -1065,7 +1112,7 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--k-range", default=None,
               help="LO:HI: the top-level sweep of --k auto [2:30]; groups are split further "
                    "where their parts are clearly separated.")
-@click.option("--seed", type=int, default=defaults.SEED, show_default=True)
+@seed_opt
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder (default: WORKSPACE/report).")
 @click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")

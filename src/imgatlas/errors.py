@@ -59,7 +59,8 @@ class MissingExtra(ImgatlasError):
 def as_user_error(e: BaseException) -> ImgatlasError | None:
     """The one place where errors raised *inside* the libraries on a user's bad value become
     imgatlas errors (the CLI and the web app both ask): scikit-learn's own parameter checks
-    (``InvalidParameterError``: ``n_clusters`` must be >= 1 ...) and NumPy's seed range.
+    (``InvalidParameterError``: ``n_clusters`` must be >= 1 ...), NumPy's seed range and
+    SQLite's integer range.
     None: not a user's error (a bug, which the faces report as one)."""
     from sklearn.utils._param_validation import InvalidParameterError
 
@@ -68,4 +69,6 @@ def as_user_error(e: BaseException) -> ImgatlasError | None:
         return ConfigError(f"Invalid value: {text}")
     if isinstance(e, ValueError) and "Seed must be between" in str(e):
         return ConfigError("--seed must be between 0 and 2**32 - 1.")
+    if isinstance(e, OverflowError) and "SQLite INTEGER" in str(e):
+        return ConfigError("An id is too large (ids are at most 2**63 - 1).")
     return None

@@ -51,7 +51,7 @@ def clustered():
                                   "itq:32+learn", "itq:32+dsh", "pq:8+rerank", "ivfpq:8+rerank",
                                   "hnswpq:8+rerank", "umap:4", "umap:4@120"])
 def test_every_family_retrieves_its_class(clustered, spec):
-    from imgatlas.evaluate._retrieval_stage import retrieval_scores
+    from imgatlas.index import retrieval_scores
 
     X, y = clustered
     ci = CodeIndex(spec).fit(X)
@@ -169,7 +169,7 @@ def test_learned_codes_are_compact_and_consistent(clustered):
 def test_learned_map_beats_raw_itq_on_new_queries():
     """On queries never fitted, the learned map + expansion must do better than plain ITQ
     of the same size (the reason +learn exists); both see the same held-out split."""
-    from imgatlas.evaluate._retrieval_stage import retrieval_scores
+    from imgatlas.index import retrieval_scores
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(8, 64)).astype(np.float32)

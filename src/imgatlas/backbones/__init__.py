@@ -1,5 +1,6 @@
 """Backbones: a registry of feature extractors, all run through ONNX Runtime."""
 
+from imgatlas._lazy import lazy_exports
 from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny  # noqa: F401  (registers)
 from imgatlas.backbones._base import Backbone, run_features
 from imgatlas.backbones._cfg import BackboneCfg
@@ -10,12 +11,39 @@ from imgatlas.backbones._registry import (
     register_backbone,
 )
 
+# Heavier or training-only pieces load on first use (onnx, the graph builder, PyTorch export).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["BN_EPS", "VARIANTS", "LiteVariant", "block_plan", "build_graph",
+                     "same_pads"], "._efficientnet_graph"),
+    **dict.fromkeys(["export_onnx", "pixel_input_wrapper", "save_graph"], "._export"),
+    **dict.fromkeys(["UnreadableCheckpoint", "load_state_dict"], "._torch_file"),
+    **dict.fromkeys(["CALIBRATION_IMAGES", "PRECISIONS", "calibration_fingerprint",
+                     "int8_backbone", "int8_model_name", "quantize_onnx"], "._quantize"),
+})
+
 __all__ = [
+    "BN_EPS",
+    "CALIBRATION_IMAGES",
+    "PRECISIONS",
+    "VARIANTS",
     "Backbone",
     "BackboneCfg",
+    "LiteVariant",
+    "UnreadableCheckpoint",
+    "block_plan",
+    "build_graph",
+    "calibration_fingerprint",
     "create_backbone",
     "describe_backbones",
+    "export_onnx",
+    "int8_backbone",
+    "int8_model_name",
     "list_backbones",
+    "load_state_dict",
+    "pixel_input_wrapper",
+    "quantize_onnx",
     "register_backbone",
     "run_features",
+    "same_pads",
+    "save_graph",
 ]

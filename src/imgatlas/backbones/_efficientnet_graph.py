@@ -74,7 +74,7 @@ def block_plan(variant: LiteVariant) -> list[tuple[int, int, int, int, int]]:
     return plan
 
 
-def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+def same_pads(size: int, k: int, s: int) -> tuple[int, int]:
     out = math.ceil(size / s)
     total = max((out - 1) * s + k - size, 0)
     return total // 2, total - total // 2
@@ -115,7 +115,7 @@ class _Graph:
         Wf = (W * scale[:, None, None, None]).astype(np.float32)
         bf = (beta - mean * scale).astype(np.float32)
         k = W.shape[-1]
-        lo, hi = _same_pads(size, k, stride)
+        lo, hi = same_pads(size, k, stride)
         y = self.node("Conv", [x, self.const("w", Wf), self.const("b", bf)],
                       kernel_shape=[k, k], strides=[stride, stride], group=groups,
                       pads=[lo, lo, hi, hi])

@@ -1,21 +1,39 @@
-"""Backbone registry in the style of timm: ``@register_backbone`` on a factory function."""
+"""Backbone registry in the style of timm: ``@register_backbone`` on a factory function; the
+factory's module holds its ``default_cfgs``, read at registration (the registry never imports
+its members, so a new backbone is one new module)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from imgatlas.backbones._base import Backbone
+from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.errors import UnknownBackbone
 
 _factories: dict[str, Callable[..., Backbone]] = {}
+_cfgs: dict[str, BackboneCfg] = {}
+# "<registered name><marker><suffix>" -> builder(base, suffix, cache_dir) or None if not its own
+_variants: dict[str, Callable[[str, str, Path | None], Backbone | None]] = {}
 
 
 def register_backbone(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-    """Register ``fn`` under its own name; it returns a :class:`Backbone`."""
+    """Register ``fn`` under its own name; it returns a :class:`Backbone`. Its cfg is the
+    entry of the same name in its module's ``default_cfgs`` (as timm does)."""
     _factories[fn.__name__] = fn
+    cfg = getattr(sys.modules.get(fn.__module__), "default_cfgs", {}).get(fn.__name__)
+    if cfg is not None:
+        _cfgs[fn.__name__] = cfg
     return fn
+
+
+def register_variant(marker: str,
+                     build: Callable[[str, str, Path | None], Backbone | None]) -> None:
+    """Names such as ``efficientnet_lite0@block5``: ``build(base, suffix, cache_dir)`` makes
+    the backbone, or returns None when the suffix is not one it knows."""
+    _variants[marker] = build
 
 
 def list_backbones() -> list[str]:
@@ -33,13 +51,12 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
         from imgatlas.backbones.onnx_file import onnx_file
 
         return onnx_file(Path(name), **kwargs)
-    if "@block" in name:  # an EfficientNet-Lite's features after one of its blocks
-        from imgatlas.backbones.efficientnet_lite import block_backbone
-
-        base, _, block = name.partition("@block")
-        if base in _factories and block.isascii() and block.isdigit():
-            return block_backbone(base, int(block),
-                                  cache_dir=Path(cache_dir) if cache_dir else None)
+    for marker, build in _variants.items():
+        base, found, suffix = name.partition(marker)
+        if found and base in _factories:
+            made = build(base, suffix, Path(cache_dir) if cache_dir else None)
+            if made is not None:
+                return made
     try:
         factory = _factories[name]
     except KeyError:
@@ -53,12 +70,9 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
 def describe_backbones() -> list[dict[str, Any]]:
     """Name, input size, dimension, weights and help of every registered backbone (read from
     the cfgs: nothing is built or loaded)."""
-    from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny
-
-    cfgs = {**efficientnet_lite.default_cfgs, **raw_pixels.default_cfgs, **tiny.default_cfgs}
     out = []
     for name in list_backbones():
-        cfg = cfgs.get(name)
+        cfg = _cfgs.get(name)
         doc = (_factories[name].__doc__ or "").strip().splitlines()
         out.append({"name": name, "help": doc[0] if doc else (cfg.weights if cfg else ""),
                     "input_size": list(cfg.input_size) if cfg else None,

@@ -19,7 +19,7 @@ from imgatlas._hashing import sha256_file
 from imgatlas._paths import cache_dir_or_default
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
-from imgatlas.backbones._registry import register_backbone
+from imgatlas.backbones._registry import register_backbone, register_variant
 from imgatlas.errors import MissingWeights
 
 # v2: the graph is written from the weights without PyTorch (v1 was torch.onnx.export; the
@@ -144,3 +144,14 @@ def block_backbone(name: str, block: int, cache_dir: Path | None = None) -> Back
     cache = cache_dir_or_default(cache_dir)
     return Backbone(cfg, cache / "backbones" / f"{name}-{tag}.onnx",
                     _build(name, weights, block), identity=tag)
+
+
+def _block_variant(base: str, suffix: str, cache_dir: Path | None) -> Backbone | None:
+    from imgatlas.backbones._efficientnet_graph import VARIANTS
+
+    if base in VARIANTS and suffix.isascii() and suffix.isdigit():
+        return block_backbone(base, int(suffix), cache_dir=cache_dir)
+    return None
+
+
+register_variant("@block", _block_variant)

@@ -2,7 +2,29 @@
 a small CNN baseline), predict with calibrated probabilities and an honest "unknown",
 score, compare (McNemar), and spread a few labels over the collection."""
 
+from imgatlas._lazy import lazy_exports
 from imgatlas.classify._heads import LogisticHead, MLPHead, TemperatureScaler
-from imgatlas.classify._model import Model, open_model
+from imgatlas.classify._model import Model, open_model, write_model_folder
 
-__all__ = ["LogisticHead", "MLPHead", "Model", "TemperatureScaler", "open_model"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["estimate_workspace", "propagate_workspace", "suggest_workspace"],
+                     "._label_stage"),
+    **dict.fromkeys(["compare", "predict_files", "score_model"], "._predict"),
+    **dict.fromkeys(["train_workspace"], "._train"),
+})
+
+__all__ = [
+    "LogisticHead",
+    "MLPHead",
+    "Model",
+    "TemperatureScaler",
+    "compare",
+    "estimate_workspace",
+    "open_model",
+    "predict_files",
+    "propagate_workspace",
+    "score_model",
+    "suggest_workspace",
+    "train_workspace",
+    "write_model_folder",
+]

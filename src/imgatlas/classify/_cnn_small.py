@@ -52,7 +52,7 @@ def train_cnn_small(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str],
                     *, seed: int, epochs: int | None, progress: bool, workdir: Path
                     ) -> dict[str, Any]:
     torch = import_torch("the small CNN (--mode cnn-small)")
-    from imgatlas.backbones._export import export_onnx
+    from imgatlas.backbones import export_onnx
     from imgatlas.decode import decode_rgb
 
     t0 = time.perf_counter()

@@ -48,8 +48,7 @@ def finetune(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str], split:
              cache_dir: Path | None, workdir: Path, tune_blocks: int = TUNE_BLOCKS,
              views: int = VIEWS) -> dict[str, Any]:
     torch = import_torch("fine-tuning (--mode finetune)")
-    from imgatlas.backbones._efficientnet_graph import VARIANTS, block_plan, build_graph
-    from imgatlas.backbones._torch_file import load_state_dict
+    from imgatlas.backbones import VARIANTS, block_plan, build_graph, load_state_dict
     from imgatlas.backbones.efficientnet_lite import default_cfgs, weights_file
     from imgatlas.classify._heads import LogisticHead
     from imgatlas.classify._lite_torch import build_tail

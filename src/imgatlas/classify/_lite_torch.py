@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas.backbones._efficientnet_graph import BN_EPS, LiteVariant, _same_pads, block_plan
+from imgatlas.backbones import BN_EPS, LiteVariant, block_plan, same_pads
 
 
 def build_tail(torch: Any, weights: dict[str, np.ndarray], variant: LiteVariant, start: int,
@@ -34,7 +34,7 @@ def build_tail(torch: Any, weights: dict[str, np.ndarray], variant: LiteVariant,
                           ("running_mean", "running_mean"), ("running_var", "running_var")):
             getattr(norm, attr).data = torch.from_numpy(
                 weights[f"{bn}.{key}"].astype(np.float32))
-        pads = _same_pads(size, k, stride)
+        pads = same_pads(size, k, stride)
         return _ConvBN(conv, norm, pads, name, bn)
 
     class _ConvBN(nn.Module):

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import normalize
 
-from imgatlas import __version__, defaults
+from imgatlas import defaults
 from imgatlas._progress import progress_bar
+from imgatlas._version import __version__
 from imgatlas.classify._heads import LogisticHead, MLPHead, TemperatureScaler, softmax
 from imgatlas.classify._labels import Labels, resolve_labels
 from imgatlas.classify._model import write_model_folder

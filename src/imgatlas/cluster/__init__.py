@@ -1,5 +1,6 @@
 """Clustering estimators (scikit-learn style), their registry, and the k sweep."""
 
+from imgatlas._lazy import lazy_exports
 from imgatlas.cluster._methods import (
     Agglomerative,
     DBSCANClusterer,
@@ -14,8 +15,17 @@ from imgatlas.cluster._scan_head import SCANClusterer
 from imgatlas.cluster._select import sweep_k
 from imgatlas.cluster._turtle import TURTLEClusterer
 
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["cluster_workspace"], "._stage"),
+    **dict.fromkeys(["SAMPLE_SIZE", "SHARD_SIZE", "cluster_sharded"], "._sharded"),
+    **dict.fromkeys(["cophenetic_table", "tree_and_cut"], "._hierarchy"),
+    **dict.fromkeys(["evaluate_run", "score_run"], "._evaluate_stage"),
+})
+
 __all__ = [
     "CLUSTERERS",
+    "SAMPLE_SIZE",
+    "SHARD_SIZE",
     "Agglomerative",
     "DBSCANClusterer",
     "GMMClusterer",
@@ -25,6 +35,12 @@ __all__ = [
     "SCANClusterer",
     "TURTLEClusterer",
     "build_method",
+    "cluster_sharded",
+    "cluster_workspace",
+    "cophenetic_table",
+    "evaluate_run",
     "knee_eps",
+    "score_run",
     "sweep_k",
+    "tree_and_cut",
 ]

@@ -52,9 +52,12 @@ def fit_on_sample(Xs: np.ndarray, *, reduce: str, method: str, k: int | str | No
         raise ConfigError(f"Method {method!r} cannot place new points, so it cannot cluster "
                           "in shards; use one that predicts (kmeans, gmm, ...).")
     labels = np.asarray(est.labels_)
+    # k-means on many identical points can leave a centre no sample point is labelled with,
+    # while predict still gives it to others: every centre gets a row (NaN distances)
+    n_centres = max(int(labels.max()) + 1, int(getattr(est, "n_clusters", 0) or 0))
     centres = np.stack([Zs[labels == c].mean(0) if (labels == c).any()
                         else np.full(Zs.shape[1], np.nan)
-                        for c in range(int(labels.max()) + 1)])
+                        for c in range(n_centres)])
     return reducer, est, centres, sweep
 
 

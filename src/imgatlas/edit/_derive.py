@@ -31,7 +31,7 @@ def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: n
     centre distances, silhouettes and merge tree are computed in the parent's clustering
     space."""
     from imgatlas.edit._tree import merge_tree
-    from imgatlas.report._layout import clustering_space
+    from imgatlas.report import clustering_space
 
     t0 = time.perf_counter()
     labels = np.asarray(labels, dtype=np.int64)

@@ -95,7 +95,7 @@ def _split_labels(ws: Workspace, run: dict[str, Any], ids: np.ndarray, labels: n
                   cluster: int, k: int) -> tuple[np.ndarray, list[int]]:
     from imgatlas.cluster import build_method
     from imgatlas.reduce import make_reducer
-    from imgatlas.report._layout import clustering_space
+    from imgatlas.report import clustering_space
 
     rows = np.flatnonzero(labels == cluster)
     if k < 2 or k > len(rows):
@@ -137,7 +137,7 @@ def regroup(ws: Workspace, k: int, run_id: int | None = None) -> dict[str, Any]:
         labels = np.array([joins.get(int(c), int(c)) for c in labels], dtype=np.int64)
         edit = {"op": "regroup", "k": int(k), "from": n}
         return derive_run(ws, run, ids, labels, edit, names)
-    from imgatlas.report._layout import clustering_space
+    from imgatlas.report import clustering_space
 
     _, Z = clustering_space(ws, run, ids)
     for _ in range(k - n):
@@ -150,7 +150,7 @@ def regroup(ws: Workspace, k: int, run_id: int | None = None) -> dict[str, Any]:
 def _tree_of(ws: Workspace, run: dict[str, Any], ids: np.ndarray, labels: np.ndarray
              ) -> dict[str, Any]:
     from imgatlas.edit._tree import merge_tree
-    from imgatlas.report._layout import clustering_space
+    from imgatlas.report import clustering_space
 
     _, Z = clustering_space(ws, run, ids)
     tree = merge_tree(Z, labels)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from imgatlas._text import printable
-from imgatlas.backbones._base import Backbone, run_features
+from imgatlas.backbones import Backbone, run_features
 from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, load_rgb, read_file, resize_rgb
 from imgatlas.errors import DecodeError
 
@@ -171,12 +171,12 @@ class MultiEmbedder:
     def features(self, pixels: np.ndarray) -> np.ndarray:
         from sklearn.preprocessing import normalize
 
-        from imgatlas.decode._image import _INTERPOLATION, _resize
+        from imgatlas.decode import INTERPOLATION, resize_for_model
 
         parts = []
         for e in self.embedders:
             cfg = e.backbone.cfg
-            small = np.stack([_resize(p, cfg.input_size, cfg.resize,
-                                      _INTERPOLATION[cfg.interpolation]) for p in pixels])
+            small = np.stack([resize_for_model(p, cfg.input_size, cfg.resize,
+                                      INTERPOLATION[cfg.interpolation]) for p in pixels])
             parts.append(normalize(e.features(small)))
         return np.hstack(parts).astype(np.float32)

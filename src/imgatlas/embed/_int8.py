@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from imgatlas.backbones._base import Backbone
-from imgatlas.backbones._quantize import (
+from imgatlas.backbones import (
     CALIBRATION_IMAGES,
     PRECISIONS,
+    Backbone,
     calibration_fingerprint,
     int8_backbone,
     int8_model_name,

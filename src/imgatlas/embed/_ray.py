@@ -22,7 +22,7 @@ import numpy as np
 
 from imgatlas._progress import progress_bar
 from imgatlas._shards import connect_ray, one_line, require_ray
-from imgatlas.backbones._base import Backbone
+from imgatlas.backbones import Backbone
 from imgatlas.embed._workspace import Plan, plan, summary
 from imgatlas.errors import ConfigError, ImgatlasError
 from imgatlas.store import Workspace, fingerprint

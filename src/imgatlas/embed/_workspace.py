@@ -10,7 +10,7 @@ import numpy as np
 
 from imgatlas import defaults
 from imgatlas._progress import progress_bar
-from imgatlas.backbones._base import Backbone
+from imgatlas.backbones import Backbone
 from imgatlas.embed._embedder import Embedder
 from imgatlas.errors import ConfigError
 from imgatlas.inspect import STATS_VERSION, pixel_stats

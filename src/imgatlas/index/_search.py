@@ -30,7 +30,7 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
     except UnknownBackbone:  # a user's ONNX file: its path is the record's 'weights'
         bb = create_backbone(record["weights"], cache_dir=cache_dir)
     if record.get("precision") == "int8":
-        from imgatlas.embed._int8 import reopen_int8
+        from imgatlas.embed import reopen_int8
 
         bb = reopen_int8(store.ws.path, bb, record["calibration"])
     key = store_key(bb, store.cfg.get("l2_normalize", False), str(store.dtype))

@@ -1,5 +1,19 @@
 """The report stage: a recorded clustering run -> a self-contained HTML folder."""
 
+from imgatlas._lazy import lazy_exports
 from imgatlas.report._report import write_comparison, write_report
 
-__all__ = ["write_comparison", "write_report"]
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["clustering_space", "map_coordinates"], "._layout"),
+    **dict.fromkeys(["make_thumbnail", "thumb_dir", "thumb_name"], "._thumbs"),
+})
+
+__all__ = [
+    "clustering_space",
+    "make_thumbnail",
+    "map_coordinates",
+    "thumb_dir",
+    "thumb_name",
+    "write_comparison",
+    "write_report",
+]

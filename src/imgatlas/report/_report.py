@@ -24,11 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas import __version__
 from imgatlas._text import printable
-from imgatlas.cluster._hierarchy import cophenetic_table, tree_and_cut
+from imgatlas._version import __version__
+from imgatlas.cluster import cophenetic_table, score_run, tree_and_cut
 from imgatlas.errors import ConfigError
-from imgatlas.evaluate._workspace import score_run
 from imgatlas.evaluate.internal import centre_distances
 from imgatlas.names import cluster_names
 from imgatlas.report import _figures

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from imgatlas._hashing import hash_and_read
-from imgatlas.decode import TooLarge, open_image, to_rgb, upright_size
-from imgatlas.decode._image import _reason
+from imgatlas.decode import TooLarge, error_reason, open_image, to_rgb, upright_size
 from imgatlas.errors import DecodeError
 from imgatlas.store.catalog import Status
 
@@ -41,14 +40,14 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
     try:
         st = os.stat(path)
     except OSError as e:
-        return ProbeResult(Status.UNREADABLE, _reason(e))
+        return ProbeResult(Status.UNREADABLE, error_reason(e))
     base = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if st.st_size == 0:
         return ProbeResult(Status.EMPTY, "zero-byte file", **base)
     try:
         digest, data = hash_and_read(path, _READ_WHOLE + 1)
     except OSError as e:
-        return ProbeResult(Status.UNREADABLE, e.strerror or _reason(e), **base)
+        return ProbeResult(Status.UNREADABLE, e.strerror or error_reason(e), **base)
     base["sha256"] = digest
     src = io.BytesIO(data) if data is not None else path
     try:
@@ -59,7 +58,7 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
         return ProbeResult(Status.NOT_IMAGE, "not an image (content is no known image format)",
                            **base)
     except OSError as e:
-        return ProbeResult(Status.UNREADABLE, _reason(e), **base)
+        return ProbeResult(Status.UNREADABLE, error_reason(e), **base)
     with img:
         fmt, mode = img.format, img.mode
         try:
@@ -70,10 +69,10 @@ def probe(path: bytes, max_pixels: int | None) -> ProbeResult:
             img.load()
             to_rgb(img)
         except OSError as e:
-            msg = _reason(e)
+            msg = error_reason(e)
             status = Status.TRUNCATED if "truncat" in msg.lower() else Status.CORRUPT
             return ProbeResult(status, msg, **base, format=fmt, mode=mode)
         except (SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-            return ProbeResult(Status.CORRUPT, _reason(e), **base, format=fmt, mode=mode)
+            return ProbeResult(Status.CORRUPT, error_reason(e), **base, format=fmt, mode=mode)
     return ProbeResult(Status.OK, None, **base, width=w, height=h, format=fmt, mode=mode)
 

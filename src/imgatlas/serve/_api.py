@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -11,33 +10,18 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from imgatlas.errors import ConfigError
-from imgatlas.inspect import about_image
 from imgatlas.serve._security import csrf_ok
 from imgatlas.serve._state import PER_PAGE, AppState, image_file
+from imgatlas.serve._views import (
+    image_details,
+    inspection_page,
+    members_page,
+    parse_id,
+    plain_int,
+    state,
+)
 
 router = APIRouter(prefix="/api")
-
-
-def state(request: Request) -> AppState:
-    return request.app.state.imgatlas
-
-
-_PLAIN_INT = re.compile(r"-?[0-9]{1,12}")
-
-
-def plain_int(raw: str | None) -> int | None:
-    """``raw`` as an int when it is plain ASCII digits (an optional minus), else None.
-    Not ``str.isdigit``: "²" and "٣" are digits to it, and ``int`` then fails or accepts."""
-    return int(raw) if raw is not None and _PLAIN_INT.fullmatch(raw) else None
-
-
-def parse_id(raw: str) -> int:
-    """Image and cluster ids arrive as text: anything but a plain non-negative number is a
-    404 (a path, ``..``, an encoded traversal), never a file-system lookup."""
-    i = plain_int(raw)
-    if i is None or i < 0:
-        raise HTTPException(404, "no such image")
-    return i
 
 
 async def read_upload(request: Request, upload: UploadFile) -> bytes:
@@ -168,8 +152,6 @@ def cluster_members(request: Request, cluster: str, page: int = 1) -> dict[str, 
     c = plain_int(cluster)
     if c is None:
         raise HTTPException(404, "no such cluster")
-    from imgatlas.serve._pages import members_page
-
     with st.read() as ws:
         run = st.run_id(ws)
         if run is None or c not in ws.cluster_sizes(run):
@@ -294,44 +276,13 @@ def search_text(request: Request, q: str = Query(max_length=200), k: int = Query
 
 @router.get("/images/{image_id}")
 def image(request: Request, image_id: str) -> dict[str, Any]:
-    st = state(request)
-    i = parse_id(image_id)
-    with st.read() as ws:
-        row = ws.image(i)
-        if row is None:
-            raise HTTPException(404, "no such image")
-        run = st.run_id(ws)
-        user = ws.user_labels().get(i)
-        cluster = ws.image_clusters(i).get(run) if run is not None else None
-        inspected = about_image(ws, i)
-        tags = _image_tags(ws, i) if row.status == "ok" else []
-    return {"id": row.id, "path": row.display, "status": row.status, "reason": row.reason,
-            "width": row.width, "height": row.height, "format": row.format,
-            "size": row.size, "sha256": row.sha256, "folder_label": row.label,
-            "label": user if user is not None else row.label, "cluster": cluster,
-            "flags": inspected["flags"], "near_duplicates": inspected["near_duplicates"],
-            "tags": tags}
-
-
-def _image_tags(ws: Any, image_id: int) -> list[dict[str, Any]]:
-    """The image's top ImageNet classes (none when the features have no classes)."""
-    import numpy as np
-
-    from imgatlas.names import class_head, describe, image_tags
-
-    store = ws.pick_store()
-    if class_head(store) is None:
-        return []
-    ids, classes, probs = image_tags(ws, store, np.array([image_id]))
-    return describe(classes[0], probs[0]) if len(ids) else []
+    return image_details(state(request), image_id)
 
 
 @router.get("/inspection")
 def inspection(request: Request, page: int = 1, per_page: int = 50) -> dict[str, Any]:
     """What the latest inspection found: counts, near-duplicate groups and flagged images
     (one page of each)."""
-    from imgatlas.serve._pages import inspection_page
-
     st = state(request)
     with st.read() as ws:
         return inspection_page(ws, max(1, page), max(1, min(per_page, 200)))
@@ -344,7 +295,7 @@ def neighbours(request: Request, image_id: str, k: int = 12) -> dict[str, Any]:
 
 @router.get("/images/{image_id}/thumbnail")
 def thumbnail(request: Request, image_id: str) -> FileResponse:
-    from imgatlas.report._thumbs import make_thumbnail, thumb_dir, thumb_name
+    from imgatlas.report import make_thumbnail, thumb_dir, thumb_name
 
     st = state(request)
     with st.read() as ws:
@@ -380,7 +331,7 @@ def original(request: Request, image_id: str) -> FileResponse:
 def map_points(request: Request) -> dict[str, Any]:
     """The 2-D map of the run (the report's layout, cached per run): PCA unless a UMAP
     layout is already cached (computing UMAP takes a minute; the report makes it)."""
-    from imgatlas.report._layout import clustering_space, map_coordinates
+    from imgatlas.report import clustering_space, map_coordinates
 
     st = state(request)
     with st.read() as ws:
@@ -419,7 +370,7 @@ def labels_estimate(request: Request) -> dict[str, Any]:
     """How much of the collection the labels given so far would get right once spread
     (estimated on the labels themselves, each fold held out in turn); null until two
     classes have two labels each."""
-    from imgatlas.classify._label_stage import estimate_workspace
+    from imgatlas.classify import estimate_workspace
 
     st = state(request)
     with st.read() as ws:
@@ -428,7 +379,7 @@ def labels_estimate(request: Request) -> dict[str, Any]:
 
 @router.get("/suggestions")
 def suggestions(request: Request, n: int = 12) -> dict[str, Any]:
-    from imgatlas.classify._label_stage import suggest_workspace
+    from imgatlas.classify import suggest_workspace
 
     st = state(request)
     with st.read() as ws:

@@ -15,7 +15,6 @@ from imgatlas.errors import (
     WorkspaceLocked,
     as_user_error,
 )
-from imgatlas.serve._api import plain_int
 from imgatlas.serve._security import (
     CSRF_COOKIE,
     HEADERS,
@@ -24,6 +23,7 @@ from imgatlas.serve._security import (
     token_ok,
 )
 from imgatlas.serve._state import AppState, Settings
+from imgatlas.serve._views import plain_int
 
 
 def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
@@ -137,7 +137,7 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
 
 
 def _version() -> str:
-    from imgatlas import __version__
+    from imgatlas._version import __version__
 
     return __version__
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas import defaults
 from imgatlas._paths import cache_dir_or_default
 from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_bytes
 from imgatlas.errors import ConfigError, WorkspaceError
@@ -29,7 +30,7 @@ class Settings:
     model: Path | None = None
     allow_edits: bool = False
     token: str | None = None
-    max_upload: int = 20 * 2**20
+    max_upload: int = defaults.MAX_UPLOAD_MB * 2**20
     max_pixels: int = DEFAULT_MAX_PIXELS
     cache_dir: Path | None = None
     csrf_secret: str = field(default_factory=lambda: os.urandom(24).hex())
@@ -83,7 +84,7 @@ class AppState:
         with self._lock:
             if self._embedder is None:
                 from imgatlas.embed import Embedder
-                from imgatlas.index._search import store_backbone
+                from imgatlas.index import store_backbone
 
                 with self.read() as ws:
                     store = ws.pick_store()
@@ -98,8 +99,7 @@ class AppState:
         """The photo search index, or (no index built) an exact one made in memory."""
         with self._lock:
             if self._index is None:
-                from imgatlas.index import CodeIndex
-                from imgatlas.index._stage import load_index
+                from imgatlas.index import CodeIndex, load_index
 
                 with self.read() as ws:
                     try:
@@ -140,7 +140,7 @@ class AppState:
         (``data``) first, marked exact, as ``imgatlas search`` does."""
         import hashlib
 
-        from imgatlas.index._search import results
+        from imgatlas.index import results
 
         with self._infer:
             X = self.embedder().features(pixels[None])
@@ -157,7 +157,7 @@ class AppState:
         return out
 
     def neighbours(self, image_id: int, k: int = 12) -> list[dict[str, Any]]:
-        from imgatlas.index._search import results
+        from imgatlas.index import results
 
         ci, ids, _ = self.index()
         with self.read() as ws:
@@ -173,14 +173,14 @@ class AppState:
     def sketch_search(self, data: bytes, k: int) -> tuple[list[dict[str, Any]], str]:
         """Photos for a drawing: through the sketch index when one is built, else the
         drawing's normalised line image searched as a photo (and the answer says which)."""
-        from imgatlas.sketch._drawing import sketch_pixels
+        from imgatlas.sketch import sketch_pixels
 
         with self.read() as ws:
-            from imgatlas.index._stage import index_dir
+            from imgatlas.index import index_dir
 
             has_sketch_index = index_dir(ws, "sketch").exists()
         if has_sketch_index:
-            from imgatlas.sketch._stage import search_sketch
+            from imgatlas.sketch import search_sketch
 
             with self.read() as ws:
                 out = search_sketch(ws, [data], k=k, cache_dir=self.cache_dir,

@@ -115,7 +115,7 @@ def build_sketch_index(ws: Workspace, *, codes: str | None = None,
     map on the collection's photos (:mod:`imgatlas.sketch._map`), and index the photos in
     the map's photo space (beside the adapter's photo side when one is given). The map is
     stored with the index, so each rebuild refits it on the collection as it is then."""
-    from imgatlas.index._stage import build_index
+    from imgatlas.index import build_index
 
     photos = ws.pick_store(features)
     base = _base_backbone(ws, features)
@@ -177,8 +177,7 @@ def _query_side(ws: Workspace, meta: dict[str, Any], adapter: Any, cache_dir: Pa
                 ) -> _QuerySide:
     """The query side of a sketch index, checked against what the index was built with."""
     from imgatlas.embed import Embedder
-    from imgatlas.index._search import store_backbone
-    from imgatlas.index._stage import index_arrays
+    from imgatlas.index import index_arrays, store_backbone
 
     a = _adapter_or_none(adapter, meta.get("backbone", ""))
     if (a.identity if a else None) != meta.get("adapter"):
@@ -206,8 +205,7 @@ def search_sketch(ws: Workspace, drawings: list[bytes | str | os.PathLike[str]],
                   expand: bool = True, as_built: bool = False) -> list[dict[str, Any]]:
     """Photos for each drawing (a file path or PNG bytes, e.g. from a canvas). ``as_built``:
     with the adapter the index was built with, if any (the web app's way)."""
-    from imgatlas.index._search import results
-    from imgatlas.index._stage import load_index
+    from imgatlas.index import load_index, results
 
     if k < 1:
         raise ConfigError(f"--k must be at least 1. Got {k} instead.")
@@ -247,7 +245,7 @@ def evaluate_sketch(ws: Workspace, sketch_dir: Path, *, adapter: str | None = No
         precision_at,
         reciprocal_rank,
     )
-    from imgatlas.index._stage import load_index
+    from imgatlas.index import load_index
 
     queries = _sketch_files(sketch_dir)
     if max_queries and len(queries) > max_queries:

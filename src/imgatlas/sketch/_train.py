@@ -51,7 +51,7 @@ def train_sketch_workspace(ws: Workspace, pairs: Path, *, name: str | None = Non
                            seed: int = defaults.SEED, cache_dir: Path | None = None,
                            progress: bool = False) -> dict[str, Any]:
     from imgatlas.backbones import create_backbone
-    from imgatlas.classify._model import write_model_folder
+    from imgatlas.classify import write_model_folder
     from imgatlas.embed import Embedder
     from imgatlas.sketch._adapter import train_adapter
 

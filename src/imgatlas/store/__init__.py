@@ -5,10 +5,11 @@ stages read both and add their own runs. All SQL lives in this package.
 """
 
 from imgatlas.store._images import KnownFile, ScannedFile
+from imgatlas.store._io import io_errors
 from imgatlas.store._runs import RunRecord, fingerprint, plain_params
 from imgatlas.store.catalog import SCHEMA_VERSION, ImageRow, Status
 from imgatlas.store.features import FeatureStore
-from imgatlas.store.workspace import Workspace, io_errors
+from imgatlas.store.workspace import Workspace
 
 __all__ = ["SCHEMA_VERSION", "FeatureStore", "ImageRow", "KnownFile", "RunRecord",
            "ScannedFile", "Status", "Workspace", "fingerprint", "io_errors", "plain_params"]

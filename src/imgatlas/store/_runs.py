@@ -87,7 +87,7 @@ class RunsMixin:
                   seed: int | None = None, inputs: str | None = None
                   ) -> Iterator[RunRecord]:
         """Record one run of ``kind`` around the block (see the module docstring)."""
-        from imgatlas import __version__
+        from imgatlas._version import __version__
 
         full = {**params, "seed": seed, "inputs": inputs}
         with self.transaction("recording a run"):

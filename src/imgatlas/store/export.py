@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas.store.workspace import io_errors
+from imgatlas.store._io import io_errors
 
 
 def _atomic(path: Path, write) -> None:

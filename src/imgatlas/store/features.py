@@ -13,12 +13,15 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgatlas.errors import WorkspaceError
-from imgatlas.store.workspace import Workspace, io_errors
+from imgatlas.store._io import io_errors
+
+if TYPE_CHECKING:
+    from imgatlas.store.workspace import Workspace
 
 
 class FeatureStore:

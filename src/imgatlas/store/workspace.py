@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import sqlite3
@@ -16,6 +15,7 @@ from imgatlas.errors import ConfigError, WorkspaceError, WorkspaceLocked
 from imgatlas.store._clusters import ClustersMixin
 from imgatlas.store._images import ImagesMixin
 from imgatlas.store._inspect import InspectMixin
+from imgatlas.store._io import io_errors
 from imgatlas.store._runs import RunsMixin
 from imgatlas.store._tags import TagsMixin
 from imgatlas.store.catalog import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, connect
@@ -25,21 +25,6 @@ if TYPE_CHECKING:
 
 CATALOG = "catalog.sqlite"
 LOCK = "lock"
-
-
-@contextlib.contextmanager
-def io_errors(what: str) -> Iterator[None]:
-    """Turn disk-full and damaged-database errors into one-line WorkspaceErrors."""
-    try:
-        yield
-    except sqlite3.DatabaseError as e:
-        if "full" in str(e):
-            raise WorkspaceError(f"Disk full while {what}; free some space and run again.") from e
-        raise WorkspaceError(f"Workspace catalog error while {what}: {e}.") from e
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise WorkspaceError(f"Disk full while {what}; free some space and run again.") from e
-        raise
 
 
 class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin):
@@ -109,7 +94,7 @@ class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin):
         if not has_meta:
             if not create and self._con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise WorkspaceError(f"{self.path / CATALOG} is not an imgatlas catalog.")
-            from imgatlas import __version__
+            from imgatlas._version import __version__
 
             self._con.executescript(SCHEMA)
             self._con.execute(

@@ -27,7 +27,7 @@ import numpy as np
 
 from imgatlas._optional import import_torch
 from imgatlas._progress import progress_bar
-from imgatlas.backbones._export import export_onnx
+from imgatlas.backbones import export_onnx
 from imgatlas.decode import decode_rgb
 from imgatlas.errors import ConfigError, DecodeError
 
