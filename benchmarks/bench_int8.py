@@ -36,8 +36,7 @@ from imgatlas.cluster import KMeansClusterer
 from imgatlas.defaults import REDUCE
 from imgatlas.embed import Embedder
 from imgatlas.evaluate import cluster_accuracy
-from imgatlas.index import retrieval_scores
-from imgatlas.index import CodeIndex
+from imgatlas.index import CodeIndex, retrieval_scores
 from imgatlas.reduce import make_reducer
 from imgatlas.store import Workspace
 

@@ -136,3 +136,25 @@ def test_these_are_refused(argv, ws, capsys):
     code = main([argv[0], "-w", str(ws[0]), *argv[1:]])
     err = capsys.readouterr().err
     assert code != 0 and err.startswith("Error") and "Internal error" not in err, err
+
+
+def test_cli_defaults_are_the_apis():
+    """An option the API function of the same command also takes shows the API's default
+    (None: the API decides)."""
+    import inspect
+
+    checked = 0
+    for name, cmd in cli.commands.items():
+        func = getattr(api, name.replace("-", "_"), None)
+        if func is None or not callable(func):
+            continue
+        sig = inspect.signature(func).parameters
+        for p in cmd.params:
+            given = p.default is not None and type(p.default).__name__ != "Sentinel"
+            if isinstance(p, click.Option) and p.name in sig and given and not p.is_flag \
+                    and sig[p.name].default is not inspect.Parameter.empty:
+                want = sig[p.name].default
+                got = p.default if not isinstance(want, str) else str(p.default)
+                assert got == want, (name, p.name, p.default, want)
+                checked += 1
+    assert checked >= 25

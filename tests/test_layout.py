@@ -34,7 +34,7 @@ def test_no_module_imports_another_packages_private_modules():
     found = []
     for path in SRC.rglob("*.py"):
         own = _package(path)
-        for module, names, line in _imports(path):
+        for module, _names, line in _imports(path):
             parts = module.split(".")
             if parts[0] != "imgatlas" or len(parts) < 3:
                 continue
@@ -92,3 +92,12 @@ def test_reduce_registry_defaults_are_the_factories():
             assert sig[p.name].default == p.default, (entry.name, p.name)
             checked += 1
     assert checked >= 5
+
+
+def test_the_development_guide_names_every_package_and_module():
+    text = (Path(__file__).parents[1] / "docs" / "development.md").read_text()
+    layout = text[text.index("src/imgatlas/"):]
+    names = [p.name + "/" for p in SRC.iterdir() if (p / "__init__.py").exists()]
+    names += [p.name for p in SRC.glob("*.py")]
+    missing = [n for n in names if n not in layout]
+    assert not missing, missing

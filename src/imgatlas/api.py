@@ -169,7 +169,7 @@ def cluster(workspace: PathLike, *, features: str | None = None,
             options: dict[str, Any] | None = None, seed: int = defaults.SEED,
             within: Selection | tuple[int, int] | None = None,
             exclude: list[Selection | str] | None = None, reuse: bool = False,
-            engine: str = "local", sample_size: int | None = None,
+            grow: bool = False, engine: str = "local", sample_size: int | None = None,
             shard_size: int | None = None, address: str | None = None,
             num_workers: int | None = None, from_run: int | None = None,
             wait: float = 0.0) -> dict[str, Any]:
@@ -184,7 +184,9 @@ def cluster(workspace: PathLike, *, features: str | None = None,
     leaves clusters out, and ``exclude=["duplicates", "blurry"]`` what the latest
     inspection puts under those names (near-duplicate copies, flags; both may be mixed).
     ``reuse=True`` returns an identical earlier run (same parameters, same images) instead
-    of clustering again.
+    of clustering again; ``grow=True`` too, when at most ``defaults.REFIT_GROWTH`` of the
+    images are new or gone since such a run, derives a run from it with the new images in
+    their nearest neighbours' clusters.
 
     ``engine="ray"`` or a ``sample_size`` fits the reduction and the clusterer on a seeded
     sample (default 100,000) and assigns every image shard by shard (as Ray tasks on
@@ -225,7 +227,7 @@ def cluster(workspace: PathLike, *, features: str | None = None,
         return cluster_workspace(ws, ws.pick_store(features), reduce=reduce, method=method,
                                  k=k, k_range=k_range, options=options, seed=seed,
                                  within=within, exclude=exclude, exclude_flags=flags,
-                                 reuse=reuse)
+                                 reuse=reuse, grow=grow)
 
 
 # -- corrections: each a derived run, undoable -----------------------------------------------
@@ -697,12 +699,14 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
         seed: int = defaults.SEED,
         report_dir: PathLike | None = None, make_report: bool = True,
         make_inspection: bool = True, cache_dir: PathLike | None = None,
-        progress: bool = False) -> dict[str, Any]:
+        refit: bool = False, progress: bool = False) -> dict[str, Any]:
     """The main job: scan -> embed -> inspect -> cluster (default pipeline) -> evaluate ->
     report.
 
     Reuses whatever the workspace holds: unchanged files are not re-read, embedded images
-    not re-embedded, and an identical clustering run is not repeated.
+    not re-embedded, and an identical clustering run is not repeated. A collection that
+    changed by at most ``defaults.REFIT_GROWTH`` of its images keeps its clusters (the new
+    images join their nearest neighbours'), unless ``refit``.
     """
     import time
 
@@ -724,7 +728,7 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
         steps["inspect"] = time.perf_counter() - t
     t = time.perf_counter()
     cluster_res = cluster(workspace, features=embed_res["store"], k=k, k_range=k_range,
-                          seed=seed, reuse=True)
+                          seed=seed, reuse=True, grow=not refit)
     steps["cluster"] = time.perf_counter() - t
     st = status(workspace)
     eval_res = None

@@ -403,6 +403,9 @@ def _edit_text(edit: dict[str, Any]) -> str:
         return f"cluster {edit['cluster']} split into {', '.join(map(str, edit['into']))}"
     if op == "regroup":
         return f"{edit['from']} clusters regrouped into {edit['k']}"
+    if op == "grow":
+        return (f"{edit['added']} new image(s) placed in their nearest neighbours' clusters, "
+                f"{edit['removed']} gone; 'run --refit' clusters everything again")
     return str(op)
 
 
@@ -747,6 +750,9 @@ def _print_scores(r: dict[str, Any]) -> None:
     click.echo(f"{r['model']} on {r['data']}: accuracy {r['accuracy']:.3f}, balanced "
                f"{r['balanced_accuracy']:.3f}, ECE {r['ece']:.3f} ({r['n_images']} images; "
                f"{r['n_excluded_training']} left out as training images)")
+    if r.get("n_unknown_class"):
+        click.echo(f"  left out: {r['n_unknown_class']} images of classes the model does not "
+                   f"know ({', '.join(r['unknown_classes'])})")
     for c, s in r["per_class"].items():
         click.echo(f"  {c:<20} precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
                    f"F1 {s['f1']:.3f}  ({s['support']})")
@@ -1118,10 +1124,14 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")
 @click.option("--no-inspect", is_flag=True,
               help="Skip the inspection (near-duplicates, blurry, dark ... images).")
+@click.option("--refit", is_flag=True,
+              help=f"Cluster everything again even when at most "
+                   f"{defaults.REFIT_GROWTH:.0%} of the images are new or gone since the last "
+                   "run (otherwise the new ones join their nearest neighbours' clusters).")
 @progress_opt
 @json_opt
 def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, report_dir,
-        no_report, no_inspect, progress, as_json):
+        no_report, no_inspect, refit, progress, as_json):
     """The main job: scan, embed, cluster (default pipeline), evaluate, report.
 
     Reuses whatever the workspace already holds: a second run only does new work.
@@ -1130,7 +1140,7 @@ def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, r
                   backbone=backbone, k=_k_option(k),
                   k_range=_k_range(k_range) if k_range else None, seed=seed,
                   report_dir=report_dir, make_report=not no_report,
-                  make_inspection=not no_inspect, progress=_progress(progress))
+                  make_inspection=not no_inspect, refit=refit, progress=_progress(progress))
 
     def human(r):
         _print_scan(r["scan"])

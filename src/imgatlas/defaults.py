@@ -19,6 +19,7 @@ RAY_SAMPLE_SIZE = 100_000  # cluster --engine ray fits on a seeded sample of thi
 EF_SEARCH = 128  # graph index search breadth (float and binary HNSW)
 NPROBE = 16  # IVF lists probed per query
 MAX_SEED = 2**32 - 1  # NumPy's seed range
+REFIT_GROWTH = 0.10  # run: a collection changed by more than this share is clustered again
 SERVE_HOST = "127.0.0.1"  # loopback: other hosts need --host and a token
 SERVE_PORT = 8765
 MAX_UPLOAD_MB = 20  # web app uploads (images to search or classify)

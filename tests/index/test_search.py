@@ -325,3 +325,12 @@ def test_quantisers_train_on_a_seeded_sample_of_a_large_collection(clustered, mo
     np.testing.assert_array_equal(CodeIndex("ivfpq:8").fit(X).search(X[:40], 10)[1], top)
     CodeIndex("hnswpq:8").fit(X)
     assert seen == [200, 200]  # the second ivfpq fit; hnswpq trained on all 300
+
+
+def test_a_damaged_pickled_index_file_is_a_one_line_workspace_error():
+    from imgatlas.errors import WorkspaceError
+    from imgatlas.index._faiss_util import from_pickle
+
+    for junk in (b"", b"garbage", b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K"):
+        with pytest.raises(WorkspaceError, match="umap.pkl is damaged"):
+            from_pickle(junk, "umap.pkl")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._early_stop import train_with_early_stopping
 from imgatlas._optional import import_torch
-from imgatlas._progress import progress_bar
 from imgatlas.classify._augment import random_resized_crop
 from imgatlas.classify._heads import TemperatureScaler, softmax
 from imgatlas.classify._split import Split
@@ -75,9 +75,7 @@ def train_cnn_small(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str],
 
     x_val, y_val = tensor(clean[split.val]), torch.from_numpy(yi[split.val])
     max_epochs = epochs or MAX_EPOCHS
-    best, best_state, bad, history = np.inf, None, 0, []
-    bar = progress_bar(total=max_epochs, desc="train cnn-small", unit="epoch", enable=progress)
-    for epoch in range(1, max_epochs + 1):
+    def epoch_of_training(epoch: int) -> dict[str, Any]:
         net.train()
         order = rng.permutation(split.train)
         total = correct = 0.0
@@ -100,21 +98,13 @@ def train_cnn_small(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str],
             zv, _ = net(x_val)
             val_loss = float(F.cross_entropy(zv, y_val, weight=weight))
             val_acc = float((zv.argmax(1) == y_val).float().mean())
-        row = {"epoch": epoch, "train_loss": round(total / len(order), 5),
-               "train_acc": round(correct / len(order), 5), "val_loss": round(val_loss, 5),
-               "val_acc": round(val_acc, 5)}
-        history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-        bar.update(1)
-        if val_loss < best - 1e-4:
-            best, bad = val_loss, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= PATIENCE:
-                break
-    bar.close()
-    net.load_state_dict(best_state)
+        return {"epoch": epoch, "train_loss": round(total / len(order), 5),
+                "train_acc": round(correct / len(order), 5), "val_loss": round(val_loss, 5),
+                "val_acc": round(val_acc, 5)}
+
+    history, _ = train_with_early_stopping(net, epoch_of_training, max_epochs=max_epochs,
+                                           patience=PATIENCE, min_delta=1e-4,
+                                           desc="train cnn-small", progress=progress)
     net.eval()
     with torch.no_grad():
         logits = {p: net(tensor(clean[getattr(split, p)]))[0].numpy() for p in ("val", "test")}

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._early_stop import train_with_early_stopping
 from imgatlas._optional import import_torch
 from imgatlas._progress import progress_bar
 from imgatlas.classify._augment import augment
@@ -206,9 +207,7 @@ def _train(torch: Any, tail: Any, acts: dict[str, np.ndarray], yi: np.ndarray, s
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = np.random.default_rng(seed + 7)
     yv = torch.from_numpy(yi[split.val])
-    best, best_state, bad, history = np.inf, None, 0, []
-    bar = progress_bar(total=max_epochs, desc="fine-tune", unit="epoch", enable=progress)
-    for epoch in range(1, max_epochs + 1):
+    def epoch_of_training(epoch: int) -> dict[str, Any]:
         tail.train()
         order = gen.permutation(len(flat))
         total = correct = 0.0
@@ -230,21 +229,13 @@ def _train(torch: Any, tail: Any, acts: dict[str, np.ndarray], yi: np.ndarray, s
             zt = torch.from_numpy(zv)
             val_loss = float(F.cross_entropy(zt, yv, weight=weight))
             val_acc = float((zt.argmax(1) == yv).float().mean())
-        row = {"epoch": epoch, "train_loss": round(total / len(flat), 5),
-               "train_acc": round(correct / len(flat), 5), "val_loss": round(val_loss, 5),
-               "val_acc": round(val_acc, 5)}
-        history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
-        bar.update(1)
-        if val_loss < best - 1e-4:
-            best, bad = val_loss, 0
-            best_state = {k: t_.detach().clone() for k, t_ in tail.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= PATIENCE:
-                break
-    bar.close()
-    tail.load_state_dict(best_state)
+        return {"epoch": epoch, "train_loss": round(total / len(flat), 5),
+                "train_acc": round(correct / len(flat), 5), "val_loss": round(val_loss, 5),
+                "val_acc": round(val_acc, 5)}
+
+    history, _ = train_with_early_stopping(tail, epoch_of_training, max_epochs=max_epochs,
+                                           patience=PATIENCE, min_delta=1e-4,
+                                           desc="fine-tune", progress=progress)
     return history
 
 

@@ -45,7 +45,7 @@ def _run(model: Model, paths: list[str | bytes]
     emb = model.embedder()
     L, F, names = [], [], []
     failures = []
-    for keys, pixels, bad in _pixel_batches(emb, paths):
+    for keys, pixels, bad, _ in emb.iter_pixels(enumerate(paths)):
         failures += [(printable(paths[i]), reason) for i, reason in bad]
         if len(keys):
             logits, feats = model.logits_and_features(pixels)
@@ -56,24 +56,6 @@ def _run(model: Model, paths: list[str | bytes]
     logits = np.concatenate(L) if L else np.empty((0, n_classes), np.float32)
     feats = np.concatenate(F) if F else np.empty((0, 1), np.float32)
     return logits, feats, names, failures
-
-
-def _pixel_batches(emb: Any, paths: list[str | bytes]):
-    """Decoded pixel batches (the embedder's threads), without running its backbone."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max(1, emb.workers)) as pool:
-        for start in range(0, len(paths), emb.batch_size):
-            idx = list(range(start, min(start + emb.batch_size, len(paths))))
-            futures = [(i, pool.submit(emb.decode, paths[i])) for i in idx]
-            keys, arrays, bad = [], [], []
-            for i, fut in futures:
-                try:
-                    arrays.append(fut.result())
-                    keys.append(i)
-                except DecodeError as e:
-                    bad.append((i, str(e)))
-            yield keys, (np.stack(arrays) if arrays else None), bad
 
 
 # -- scoring on labelled data ----------------------------------------------------------------
@@ -111,8 +93,10 @@ def labelled_data(data: PathLike) -> tuple[list[str | bytes], list[str], list[st
 
 def score_model(model: Model, data: PathLike) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class P/R/F1, confusion matrix, ECE on DATA. Images
-    the model learned from (same content hash) are left out and counted; classes the model
-    does not know count as errors. Returns the per-image outcomes too (``_images``)."""
+    the model learned from (same content hash) are left out and counted, and so are images
+    of classes the model does not know (it cannot be right on them: scoring them would
+    measure the data, not the model); DATA with none of its classes is refused. Returns the
+    per-image outcomes too (``_images``)."""
     from imgatlas._hashing import sha256_file
 
     files, labels, shas, kind = labelled_data(data)
@@ -125,6 +109,16 @@ def score_model(model: Model, data: PathLike) -> dict[str, Any]:
             continue
         keep.append(n)
     excluded = len(files) - len(keep)
+    classes = list(model.classes)
+    unknown: dict[str, int] = {}
+    for n in keep:
+        if labels[n] not in classes:
+            unknown[labels[n]] = unknown.get(labels[n], 0) + 1
+    if keep and len(unknown) and all(labels[n] in unknown for n in keep):
+        raise ConfigError(
+            f"None of the classes of {printable(data)} ({_some(sorted(unknown))}) is one the "
+            f"model {model.name} knows ({_some(classes)}).")
+    keep = [n for n in keep if labels[n] not in unknown]
     files = [files[n] for n in keep]
     labels = [labels[n] for n in keep]
     if not files:
@@ -134,21 +128,23 @@ def score_model(model: Model, data: PathLike) -> dict[str, Any]:
     unreadable = {a for a, _ in failures}
     ok = [n for n, f in enumerate(files) if printable(f) not in unreadable]
     y_names = [labels[n] for n in ok]
-    classes = list(model.classes)
-    unknown = sorted(set(y_names) - set(classes))
-    all_classes = classes + unknown
-    y = np.array([all_classes.index(c) for c in y_names])
+    y = np.array([classes.index(c) for c in y_names])
     P = model.probabilities(logits)
-    P_all = np.hstack([P, np.zeros((len(P), len(unknown)))])
-    pred = P_all.argmax(1)
-    out = classification_scores(y, pred, all_classes, P_all)
+    pred = P.argmax(1)
+    out = classification_scores(y, pred, classes, P)
     out.update({"model": model.name, "data": printable(data), "data_kind": kind,
                 "n_excluded_training": excluded, "n_unreadable": len(failures),
-                "unknown_classes": unknown})
+                "unknown_classes": sorted(unknown),
+                "n_unknown_class": int(sum(unknown.values()))})
     out["_images"] = {"names": names, "correct": (pred == y).tolist(),
-                      "labels": y_names, "predicted": [all_classes[j] for j in pred],
-                      "probability": P_all.max(1).tolist()}
+                      "labels": y_names, "predicted": [classes[j] for j in pred],
+                      "probability": P.max(1).tolist()}
     return out
+
+
+def _some(names: list[str], n: int = 5) -> str:
+    shown = ", ".join(printable(x) for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _taught(model: Model) -> list[str]:
@@ -168,8 +164,12 @@ def _safe_sha(fn: Any, path: str | bytes) -> str | None:
 def compare(model_a: Model, model_b: Model, data: PathLike, method: str = "auto"
             ) -> dict[str, Any]:
     """McNemar's test of two models on the same images of DATA."""
+    from imgatlas import defaults
     from imgatlas.evaluate.mcnemar import accuracy_difference, contingency, mcnemar
 
+    if method not in defaults.MCNEMAR_METHODS:
+        raise ConfigError(f"method must be one of {', '.join(defaults.MCNEMAR_METHODS)}. "
+                          f"Got {method!r} instead.")
     a, b = score_model(model_a, data), score_model(model_b, data)
     ia, ib = a["_images"], b["_images"]
     if ia["names"] != ib["names"]:

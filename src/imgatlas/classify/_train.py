@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,32 +55,10 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
     ``W/models/NAME/``; record the run. See the module docstring for the modes.
     ``exclude``: leave out what the latest inspection puts under these names
     (``duplicates``, ``blurry`` ...)."""
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be one of {', '.join(MODES)}. Got {mode!r} instead.")
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
-        raise ConfigError(f"--name must be letters, digits, '.', '_' or '-' (at most 64). "
-                          f"Got {name!r} instead.")
-    if folds is not None and folds < 2:
-        raise ConfigError(f"--folds must be at least 2. Got {folds} instead.")
-    stores = [ws.pick_store(f.strip()) for f in features.split(",")] if features else \
-        [ws.pick_store()]
-    if mode != "head" and len(stores) > 1:
-        raise ConfigError(f"--mode {mode} trains on one backbone; give one --features.")
-    store = stores[0]
-    lab = resolve_labels(ws, labels)
-    have, X = read_features(stores, np.asarray(lab.ids))
-    if exclude:
-        from imgatlas.inspect import excluded_ids
-
-        keep = ~np.isin(have, list(excluded_ids(ws, exclude)))
-        have, X = have[keep], X[keep]
-    lab = _restrict(lab, have)
-    y = np.asarray(lab.labels)
-    order = np.argsort(np.asarray(lab.ids))  # id order, as the store returned X
-    ids = np.asarray(lab.ids)[order]
-    y = y[order]
-    classes = sorted(set(y.tolist()))
-    keys = ",".join(s.key for s in stores)
+    _check_options(mode, name, folds, features)
+    data = _training_set(ws, labels, features, exclude)
+    ids, classes, lab = data.ids, data.classes, data.lab
+    keys = ",".join(s.key for s in data.stores)
     params = {"labels": lab.source, "mode": mode, "name": name, "folds": folds,
               "features": keys, "epochs": epochs, "n_labelled": int(len(ids)),
               "tune_blocks": tune_blocks, "views": views}
@@ -91,98 +70,30 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
         meta: dict[str, Any] = {
             "name": name, "kind": "head", "mode": mode, "classes": classes,
             "version": __version__, "labels": lab.source, "label_notes": lab.notes,
-            "backbone": _backbone_record(store), "store": keys, "seed": seed,
-            "backbones": [_backbone_record(s) for s in stores], "run_id": run.id,
+            "backbone": _backbone_record(data.stores[0]), "store": keys, "seed": seed,
+            "backbones": [_backbone_record(s) for s in data.stores], "run_id": run.id,
         }
-        onnx = None
         if mode == "head":
-            sel = select_head(X, y, classes, folds, seed, progress)
-            chosen = "mlp" if sel["chosen"] == "mlp" else "logistic"
-            every = np.arange(len(ids))
-            test_rows, taught = every, every
-            meta.update({
-                "head": chosen, "selection": sel["chosen"], "temperature": sel["temperature"],
-                "metrics": sel["metrics"] or {}, "heads": sel["summary"],
-                "protocol": _cv_protocol(sel, len(ids)),
-                "split": {"folds": [{"taught_sha256": _taught_sha(ws, ids)}],
-                          "n_folds": sel["folds"]}})
-            if sel["metrics"] is None:
-                lab.notes.append("too few labels to estimate the accuracy (at least 2 of "
-                                 "every class are needed): the head is fitted on all of them")
-            arrays, epochs_log = sel["final"].arrays(), sel["history"]
-            test_probs = sel["oof_probs"]
-            abstain_cut = sel["similarity_cut"]
+            fit = _fit_head(ws, data, folds, seed, progress, meta)
         else:
-            splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
-                [holdout_split(y.tolist(), seed=seed)]
-            heads = _head_mode(X, y, classes, splits, seed, progress)
-            chosen = heads["chosen"]
-            test_rows = splits[-1].test
-            taught = np.concatenate([splits[-1].train, splits[-1].val])
-            meta.update({
-                "head": chosen,
-                "protocol": (f"stratified {folds}-fold, 20 % of each training part for "
-                             "validation" if folds else
-                             "stratified 70 % train / 30 % test, 20 % of train for "
-                             "validation"),
-                "split": _split_record(ws, ids, splits[-1]) if not folds else
-                {"folds": [_split_record(ws, ids, s) for s in splits]},
-                "temperature": heads["temperature"], "metrics": heads["metrics"],
-                "heads": heads["summary"]})
-            arrays = heads["final"].arrays()
-            epochs_log = heads["history"]
-            test_probs = heads["test_probs"]
-            abstain_cut = None
+            fit = _fit_on_split(ws, data, folds, seed, progress, meta)
+        workdir = models_dir(ws) / f".work-{name}"
         if mode == "finetune":
-            from imgatlas.classify._finetune import finetune
-
-            ft = finetune(ws, ids, y, classes, splits[-1], store, heads["logistic"],
-                          seed=seed, epochs=epochs, progress=progress, cache_dir=cache_dir,
-                          workdir=models_dir(ws) / f".work-{name}",
-                          **{k: v for k, v in (("tune_blocks", tune_blocks), ("views", views))
-                             if v is not None})
-            meta["heads"]["finetune"] = {k: ft["scores"][k] for k in (
-                "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
-            head_val = meta["heads"][chosen]["val_accuracy"]
-            if keep_finetune(ft["scores"]["val_accuracy"], head_val):
-                meta.update(ft["meta"])
-                test_probs = ft["test_probs"]
-                onnx, epochs_log = ft["onnx"], ft["history"]
-            else:  # fine-tuning did not beat the linear probe where it can be judged
-                ft["onnx"].unlink(missing_ok=True)
-                lab.notes.append(
-                    f"fine-tuning reached validation accuracy {ft['scores']['val_accuracy']:.3f}"
-                    f", not above the {chosen} head's {head_val:.3f}: the head is kept")
-                meta["finetune_not_kept"] = ft["meta"]["finetune"]
+            _finetune_step(ws, data, fit, meta, seed=seed, epochs=epochs, progress=progress,
+                           cache_dir=cache_dir, workdir=workdir, tune_blocks=tune_blocks,
+                           views=views)
         elif mode == "cnn-small":
-            from imgatlas.classify._cnn_small import train_cnn_small
-
-            cnn = train_cnn_small(ws, ids, y, classes, splits[-1], seed=seed, epochs=epochs,
-                                  progress=progress, workdir=models_dir(ws) / f".work-{name}")
-            meta.update(cnn["meta"])
-            test_probs = cnn["test_probs"]
-            meta["heads"]["cnn-small"] = {k: cnn["scores"][k] for k in (
-                "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
-            onnx, epochs_log = cnn["onnx"], cnn["history"]
-        evidence_X = meta.pop("_evidence_features", X)
-        meta["abstain"] = (_abstain_rule(evidence_X, splits[-1]) if abstain_cut is None
-                           else _abstain_cut(abstain_cut))
-        meta["suspected_label_errors"] = _suspects(ws, X, y, ids, classes, seed)
-        meta["confident_mistakes"] = (
-            _mistakes(ws, ids[test_rows], y[test_rows], test_probs, classes)
-            if test_probs is not None else [])
-        paths = ws.display_and_label()
-        evidence = {"features": normalize(evidence_X[taught]).astype(np.float16),
-                    "ids": ids[taught], "labels": y[taught].astype(str),
-                    "paths": np.array([paths[int(i)][0] for i in ids[taught]], dtype=str)}
+            _cnn_small_step(ws, data, fit, meta, seed=seed, epochs=epochs, progress=progress,
+                            workdir=workdir)
+        evidence = _checks_and_evidence(ws, data, fit, meta, seed)
         meta["seconds"] = round(time.perf_counter() - t0, 2)
         try:
             folder = write_model_folder(models_dir(ws) / name, meta,
-                                        head=arrays if onnx is None else None, onnx=onnx,
-                                        evidence=evidence, epochs=epochs_log)
+                                        head=fit.arrays if fit.onnx is None else None,
+                                        onnx=fit.onnx, evidence=evidence, epochs=fit.epochs_log)
         finally:
-            if onnx is not None:
-                onnx.unlink(missing_ok=True)
+            if fit.onnx is not None:
+                fit.onnx.unlink(missing_ok=True)
         run.results = {"model": str(folder), "name": name, "mode": mode,
                        "kind": meta["kind"],
                        "classes": classes, "n_images": int(len(ids)),
@@ -191,6 +102,159 @@ def train_workspace(ws: Workspace, *, labels: str = "folders", mode: str = "head
                        "temperature": meta["temperature"], "notes": lab.notes,
                        "seconds": meta["seconds"], "run_id": run.id}
     return run.results
+
+
+@dataclass
+class _TrainingSet:
+    stores: list[Any]
+    lab: Any  # the resolved labels, restricted to the images with features
+    ids: np.ndarray  # id order, as the stores return features
+    y: np.ndarray
+    X: np.ndarray
+    classes: list[str]
+
+
+@dataclass
+class _Fit:
+    """What a mode's fitting leaves for the model folder and the checks after it."""
+
+    arrays: dict[str, np.ndarray] | None
+    epochs_log: Any
+    test_probs: np.ndarray | None
+    test_rows: np.ndarray  # rows whose predictions score the model (out-of-fold for heads)
+    taught: np.ndarray  # rows the final model learnt from (the evidence shown with answers)
+    abstain_cut: float | None = None
+    split: Split | None = None  # the split fine-tuning and the small CNN train on
+    heads: dict[str, Any] | None = None
+    onnx: Path | None = None
+
+
+def _check_options(mode: str, name: str | None, folds: int | None, features: str | None
+                   ) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}. Got {mode!r} instead.")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise ConfigError(f"--name must be letters, digits, '.', '_' or '-' (at most 64). "
+                          f"Got {name!r} instead.")
+    if folds is not None and folds < 2:
+        raise ConfigError(f"--folds must be at least 2. Got {folds} instead.")
+    if mode != "head" and features and len(features.split(",")) > 1:
+        raise ConfigError(f"--mode {mode} trains on one backbone; give one --features.")
+
+
+def _training_set(ws: Workspace, labels: str, features: str | None,
+                  exclude: list[str] | None) -> _TrainingSet:
+    stores = [ws.pick_store(f.strip()) for f in features.split(",")] if features else \
+        [ws.pick_store()]
+    lab = resolve_labels(ws, labels)
+    have, X = read_features(stores, np.asarray(lab.ids))
+    if exclude:
+        from imgatlas.inspect import excluded_ids
+
+        keep = ~np.isin(have, list(excluded_ids(ws, exclude)))
+        have, X = have[keep], X[keep]
+    lab = _restrict(lab, have)
+    order = np.argsort(np.asarray(lab.ids))  # id order, as the store returned X
+    y = np.asarray(lab.labels)[order]
+    return _TrainingSet(stores, lab, np.asarray(lab.ids)[order], y, X,
+                        sorted(set(y.tolist())))
+
+
+def _fit_head(ws: Workspace, data: _TrainingSet, folds: int | None, seed: int,
+              progress: bool, meta: dict[str, Any]) -> _Fit:
+    """The head chosen and scored by cross-validation, then refitted on every label."""
+    sel = select_head(data.X, data.y, data.classes, folds, seed, progress)
+    every = np.arange(len(data.ids))
+    meta.update({
+        "head": "mlp" if sel["chosen"] == "mlp" else "logistic", "selection": sel["chosen"],
+        "temperature": sel["temperature"], "metrics": sel["metrics"] or {},
+        "heads": sel["summary"], "protocol": _cv_protocol(sel, len(data.ids)),
+        "split": {"folds": [{"taught_sha256": _taught_sha(ws, data.ids)}],
+                  "n_folds": sel["folds"]}})
+    if sel["metrics"] is None:
+        data.lab.notes.append("too few labels to estimate the accuracy (at least 2 of "
+                              "every class are needed): the head is fitted on all of them")
+    return _Fit(sel["final"].arrays(), sel["history"], sel["oof_probs"], every, every,
+                abstain_cut=sel["similarity_cut"])
+
+
+def _fit_on_split(ws: Workspace, data: _TrainingSet, folds: int | None, seed: int,
+                  progress: bool, meta: dict[str, Any]) -> _Fit:
+    """The linear probe that fine-tuning and the small CNN start from (and are judged
+    against), on a held-out split or k folds."""
+    y = data.y
+    splits = kfold_splits(y.tolist(), folds, seed=seed) if folds else \
+        [holdout_split(y.tolist(), seed=seed)]
+    heads = _head_mode(data.X, y, data.classes, splits, seed, progress)
+    meta.update({
+        "head": heads["chosen"],
+        "protocol": (f"stratified {folds}-fold, 20 % of each training part for validation"
+                     if folds else
+                     "stratified 70 % train / 30 % test, 20 % of train for validation"),
+        "split": _split_record(ws, data.ids, splits[-1]) if not folds else
+        {"folds": [_split_record(ws, data.ids, s) for s in splits]},
+        "temperature": heads["temperature"], "metrics": heads["metrics"],
+        "heads": heads["summary"]})
+    last = splits[-1]
+    return _Fit(heads["final"].arrays(), heads["history"], heads["test_probs"], last.test,
+                np.concatenate([last.train, last.val]), split=last, heads=heads)
+
+
+def _finetune_step(ws: Workspace, data: _TrainingSet, fit: _Fit, meta: dict[str, Any], *,
+                   seed: int, epochs: int | None, progress: bool, cache_dir: Path | None,
+                   workdir: Path, tune_blocks: int | None, views: int | None) -> None:
+    """Fine-tune the last blocks; kept only where it beats the head on validation."""
+    from imgatlas.classify._finetune import finetune
+
+    chosen = meta["head"]
+    ft = finetune(ws, data.ids, data.y, data.classes, fit.split, data.stores[0],
+                  fit.heads["logistic"], seed=seed, epochs=epochs, progress=progress,
+                  cache_dir=cache_dir, workdir=workdir,
+                  **{k: v for k, v in (("tune_blocks", tune_blocks), ("views", views))
+                     if v is not None})
+    meta["heads"]["finetune"] = {k: ft["scores"][k] for k in (
+        "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
+    head_val = meta["heads"][chosen]["val_accuracy"]
+    if keep_finetune(ft["scores"]["val_accuracy"], head_val):
+        meta.update(ft["meta"])
+        fit.test_probs, fit.onnx, fit.epochs_log = ft["test_probs"], ft["onnx"], ft["history"]
+    else:  # fine-tuning did not beat the linear probe where it can be judged
+        ft["onnx"].unlink(missing_ok=True)
+        data.lab.notes.append(
+            f"fine-tuning reached validation accuracy {ft['scores']['val_accuracy']:.3f}"
+            f", not above the {chosen} head's {head_val:.3f}: the head is kept")
+        meta["finetune_not_kept"] = ft["meta"]["finetune"]
+
+
+def _cnn_small_step(ws: Workspace, data: _TrainingSet, fit: _Fit, meta: dict[str, Any], *,
+                    seed: int, epochs: int | None, progress: bool, workdir: Path) -> None:
+    from imgatlas.classify._cnn_small import train_cnn_small
+
+    cnn = train_cnn_small(ws, data.ids, data.y, data.classes, fit.split, seed=seed,
+                          epochs=epochs, progress=progress, workdir=workdir)
+    meta.update(cnn["meta"])
+    meta["heads"]["cnn-small"] = {k: cnn["scores"][k] for k in (
+        "accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "val_accuracy")}
+    fit.test_probs, fit.onnx, fit.epochs_log = cnn["test_probs"], cnn["onnx"], cnn["history"]
+
+
+def _checks_and_evidence(ws: Workspace, data: _TrainingSet, fit: _Fit, meta: dict[str, Any],
+                         seed: int) -> dict[str, np.ndarray]:
+    """The abstain rule, suspected label errors and confident mistakes into ``meta``; the
+    evidence (taught images' features) the model shows beside its answers."""
+    ids, y, X = data.ids, data.y, data.X
+    evidence_X = meta.pop("_evidence_features", X)
+    meta["abstain"] = (_abstain_rule(evidence_X, fit.split) if fit.abstain_cut is None
+                       else _abstain_cut(fit.abstain_cut))
+    meta["suspected_label_errors"] = _suspects(ws, X, y, ids, data.classes, seed)
+    meta["confident_mistakes"] = (
+        _mistakes(ws, ids[fit.test_rows], y[fit.test_rows], fit.test_probs, data.classes)
+        if fit.test_probs is not None else [])
+    paths = ws.display_and_label()
+    taught = fit.taught
+    return {"features": normalize(evidence_X[taught]).astype(np.float16),
+            "ids": ids[taught], "labels": y[taught].astype(str),
+            "paths": np.array([paths[int(i)][0] for i in ids[taught]], dtype=str)}
 
 
 def keep_finetune(finetune_val: float, head_val: float) -> bool:

@@ -72,12 +72,15 @@ def cluster_workspace(
     exclude: list[Selection] | None = None,
     exclude_flags: list[str] | None = None,
     reuse: bool = False,
+    grow: bool = False,
 ) -> dict[str, Any]:
     """Reduce, cluster, validate and record one run; returns its summary.
 
     With ``reuse``, a finished run with the same parameters over the same images is
     returned (``"reused": True``) instead of clustering again: every step is seeded, so it
-    would give the same result.
+    would give the same result. With ``grow`` too, a collection that changed by at most
+    ``defaults.REFIT_GROWTH`` of its images since such a run keeps that run's clusters: the
+    new images join their nearest neighbours' (a derived run, ``edit.op == "grow"``).
     """
     entry = CLUSTERERS[method]
     options = entry.options(dict(options or {}))
@@ -103,6 +106,12 @@ def cluster_workspace(
         old = ws.find_done_run("cluster", {**params, "seed": seed, "inputs": inputs})
         if old is not None:  # with the corrections a person made to it since, if any
             return {**latest_correction(ws, old)["results"], "reused": True}
+        if grow and within is None and not exclude and not exclude_flags:
+            from imgatlas.cluster._grow import grown_run
+
+            grown = grown_run(ws, store, params, seed, ids)
+            if grown is not None:
+                return grown
     with ws.recording("cluster", params, seed=seed, inputs=inputs) as run:
         timings: dict[str, float] = {}
         # library warnings go into the run record, not the terminal

@@ -25,11 +25,12 @@ def current_run(ws: Workspace, run_id: int | None) -> dict[str, Any]:
 
 
 def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: np.ndarray,
-               edit: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
-    """Record a run with ``labels`` for ``ids`` (the parent's images), derived from
-    ``parent`` by ``edit`` (``{"op": ..., ...}``), the clusters keeping ``names``. Its
-    centre distances, silhouettes and merge tree are computed in the parent's clustering
-    space."""
+               edit: dict[str, Any], names: dict[int, str], inputs: str | None = None
+               ) -> dict[str, Any]:
+    """Record a run with ``labels`` for ``ids`` (the parent's images, or, with ``inputs``
+    their fingerprint, a grown set), derived from ``parent`` by ``edit`` (``{"op": ...,
+    ...}``), the clusters keeping ``names``. Its centre distances, silhouettes and merge
+    tree are computed in the parent's clustering space."""
     from imgatlas.edit._tree import merge_tree
     from imgatlas.report import clustering_space
 
@@ -39,11 +40,11 @@ def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: n
     internal, sil = internal_validation(Z, labels, parent["params"].get("seed") or 0)
     params = {k: v for k, v in parent["params"].items()
               if k not in ("estimators", "seed", "inputs")}
-    params.update({"derived_from": parent["id"], "edit": edit})
+    params.update({"derived_from": parent["id"], "edit": edit, "n_images": int(len(ids))})
     sizes = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True),
                                             strict=True)}
     with ws.recording("cluster", params, seed=parent["params"].get("seed"),
-                      inputs=parent["params"].get("inputs")) as run:
+                      inputs=inputs or parent["params"].get("inputs")) as run:
         ws.record_assignments(run.id, ids, labels, sil, centre_distances(Z, labels))
         for c, name in names.items():
             if c in sizes and c >= 0:

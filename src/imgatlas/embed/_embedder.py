@@ -96,39 +96,19 @@ class Embedder:
     def iter_batches(self, items: Iterable[Item]) -> Iterator[Batch]:
         """Yield a :class:`Batch` per ``batch_size`` items; a file that fails to decode is
         reported in ``failures`` as ``(key, reason)`` and the rest of its batch goes on."""
-        it = iter(items)
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            queue: deque[list[tuple[Hashable, Future[tuple[np.ndarray, Any]]]]] = deque()
+        for keys, pixels, failures, measures in self.iter_pixels(items):
+            X = (self.features(pixels) if pixels is not None
+                 else np.empty((0, self.backbone.cfg.dim), np.float32))
+            yield Batch(keys, X, failures, measures)
 
-            def submit_next() -> bool:
-                chunk = list(islice(it, self.batch_size))
-                if chunk:
-                    queue.append([(k, pool.submit(self._decode_and_measure, p))
-                                  for k, p in chunk])
-                return bool(chunk)
-
-            for _ in range(self.prefetch + 1):
-                if not submit_next():
-                    break
-            while queue:
-                batch = queue.popleft()
-                submit_next()
-                keys, arrays, measures, failures = [], [], [], []
-                for k, fut in batch:
-                    try:
-                        pixels, measured = fut.result()
-                    except DecodeError as e:
-                        failures.append((k, str(e)))
-                        continue
-                    except MemoryError:
-                        failures.append((k, "out of memory while decoding"))
-                        continue
-                    arrays.append(pixels)
-                    measures.append(measured)
-                    keys.append(k)
-                X = (self.features(np.stack(arrays)) if arrays
-                     else np.empty((0, self.backbone.cfg.dim), np.float32))
-                yield Batch(keys, X, failures, measures)
+    def iter_pixels(self, items: Iterable[Item]
+                    ) -> Iterator[tuple[list[Hashable], np.ndarray | None,
+                                        list[tuple[Hashable, str]], list[Any]]]:
+        """``(keys, pixels, failures, measures)`` per ``batch_size`` items, decoded by the
+        thread pool ``prefetch`` batches ahead (so decoding overlaps whatever the caller
+        runs on each batch); ``pixels`` is None when none of the batch decoded."""
+        return decoded_batches(self._decode_and_measure, items, self.batch_size, self.workers,
+                               self.prefetch)
 
     def embed_files(self, paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """Features of ``paths`` in order; raises :class:`DecodeError` naming a bad file."""
@@ -139,6 +119,44 @@ class Embedder:
                 raise DecodeError(f"Cannot read {printable(paths[k])}: {reason}.")
             out[keys] = X
         return out
+
+
+def decoded_batches(decode: Callable[[Any], tuple[np.ndarray, Any]], items: Iterable[Item],
+                batch_size: int, workers: int, prefetch: int
+                ) -> Iterator[tuple[list[Hashable], np.ndarray | None,
+                                    list[tuple[Hashable, str]], list[Any]]]:
+    """What :meth:`Embedder.iter_pixels` yields, for any ``decode(path) -> (pixels,
+    measured)``: a file that fails is a ``(key, reason)`` failure, the batch goes on."""
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        queue: deque[list[tuple[Hashable, Future[tuple[np.ndarray, Any]]]]] = deque()
+
+        def submit_next() -> bool:
+            chunk = list(islice(it, batch_size))
+            if chunk:
+                queue.append([(k, pool.submit(decode, p)) for k, p in chunk])
+            return bool(chunk)
+
+        for _ in range(prefetch + 1):
+            if not submit_next():
+                break
+        while queue:
+            batch = queue.popleft()
+            submit_next()
+            keys, arrays, measures, failures = [], [], [], []
+            for k, fut in batch:
+                try:
+                    pixels, measured = fut.result()
+                except DecodeError as e:
+                    failures.append((k, str(e)))
+                    continue
+                except MemoryError:
+                    failures.append((k, "out of memory while decoding"))
+                    continue
+                arrays.append(pixels)
+                measures.append(measured)
+                keys.append(k)
+            yield keys, (np.stack(arrays) if arrays else None), failures, measures
 
 
 def _cores() -> int:
@@ -167,6 +185,13 @@ class MultiEmbedder:
         from imgatlas.decode import decode_bytes
 
         return decode_bytes(data, self.size, max_pixels=self.max_pixels)
+
+    def iter_pixels(self, items: Iterable[Item]
+                    ) -> Iterator[tuple[list[Hashable], np.ndarray | None,
+                                        list[tuple[Hashable, str]], list[Any]]]:
+        """As :meth:`Embedder.iter_pixels`, at this embedder's decode size."""
+        return decoded_batches(lambda p: (self.decode(p), None), items, self.batch_size,
+                               self.workers, 1)
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         from sklearn.preprocessing import normalize

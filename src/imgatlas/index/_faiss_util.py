@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from imgatlas import defaults
+from imgatlas.errors import WorkspaceError
 
 EF_SEARCH = defaults.EF_SEARCH
 NPROBE = defaults.NPROBE
@@ -120,5 +121,6 @@ def to_pickle(obj: Any) -> bytes:
 def from_pickle(data: bytes, what: str) -> Any:
     try:  # the workspace's own file, written by save()
         return pickle.loads(data)  # noqa: S301
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-        raise ValueError(f"{what} cannot be read: {e}") from e
+    except Exception as e:  # a damaged pickle raises nearly anything (KeyError, IndexError...)
+        raise WorkspaceError(f"The index file {what} is damaged ({type(e).__name__}); "
+                             "build the index again with 'imgatlas index'.") from e

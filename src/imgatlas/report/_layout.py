@@ -41,9 +41,13 @@ def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray, reduce
     return X, np.ascontiguousarray(Z, dtype=np.float32)
 
 
-def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: str = "auto"
-                    ) -> tuple[np.ndarray, str]:
-    """2-D coordinates of every image of the run, scaled to [0, 1]; cached per run.
+def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: str = "auto",
+                    ids: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """2-D coordinates of every image of the run, scaled to [0, 1]; cached per run. A run
+    derived from another (a correction, new images placed) starts from its parent's map
+    when ``ids`` (the rows of ``X``) are given: the images they share keep their places,
+    new ones are put at the mean place of their nearest shared neighbours, so a person's map
+    does not move under them after a small change.
 
     The map projects the L2-normalised features, not the clustering space: a reduction such
     as kNN smoothing pulls each cluster into a tight ball, and UMAP then scatters those balls
@@ -62,6 +66,11 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
         xy = np.load(cache)
         if xy.shape == (len(Z), 2):
             return xy, method
+    if ids is not None:
+        xy = _from_parent_map(ws, run, ids, Z, method)
+        if xy is not None:
+            _save_atomic(cache, xy)
+            return xy, method
     seed = run["params"].get("seed", 0)
     if method == "pca" or len(Z) < 5:
         from sklearn.decomposition import PCA
@@ -74,6 +83,33 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
     xy = ((xy - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
     _save_atomic(cache, xy)
     return xy, method
+
+
+def _from_parent_map(ws: Workspace, run: dict[str, Any], ids: np.ndarray, Z: np.ndarray,
+                     method: str, neighbours: int = 5) -> np.ndarray | None:
+    parent = run["params"].get("derived_from")
+    cache = ws.path / "maps" / f"run-{parent}-{method}.npy"
+    if parent is None or not cache.exists():
+        return None
+    parent_ids = ws.assignments(int(parent))[0]
+    xy_parent = np.load(cache)
+    if xy_parent.shape != (len(parent_ids), 2):  # a part report's sample: not every image
+        return None
+    pos = np.searchsorted(parent_ids, ids)
+    pos = np.minimum(pos, len(parent_ids) - 1)
+    known = parent_ids[pos] == ids
+    if known.sum() < max(neighbours, len(ids) // 2):
+        return None
+    xy = np.empty((len(ids), 2), np.float32)
+    xy[known] = xy_parent[pos[known]]
+    if (~known).any():
+        import faiss
+
+        index = faiss.IndexFlatIP(Z.shape[1])
+        index.add(np.ascontiguousarray(Z[known], dtype=np.float32))
+        _, nn = index.search(np.ascontiguousarray(Z[~known], dtype=np.float32), neighbours)
+        xy[~known] = xy[known][nn].mean(1)
+    return xy
 
 
 def _umap_2d(Z: np.ndarray, seed: int) -> np.ndarray:

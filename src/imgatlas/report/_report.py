@@ -14,16 +14,18 @@ is ever inserted as markup. Every link and image is a relative path inside the f
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imgatlas._templates import template_env
 from imgatlas._text import printable
 from imgatlas._version import __version__
 from imgatlas.cluster import cophenetic_table, score_run, tree_and_cut
@@ -59,38 +61,9 @@ def color(c: int) -> str:
 
 
 def _env() -> Any:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("imgatlas.report", "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True)
-    env.filters["num"] = _num
+    env = template_env("imgatlas.report")
     env.filters["color"] = color
-    env.filters["tojson_safe"] = json_for_script
     return env
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return str(v)
-
-
-def json_for_script(obj: Any) -> str:
-    """JSON that is safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&``
-    survive, so no file name can close the script element."""
-    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    from markupsafe import Markup
-
-    return Markup(s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-                  .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def _relative_display(ws: Workspace, ids: np.ndarray) -> dict[int, str]:
@@ -146,17 +119,73 @@ def _check_out(out: Path, ws: Workspace) -> Path:
 
 def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_method: str = "auto",
                  per_page: int = PER_PAGE, progress: bool = False) -> dict[str, Any]:
-    """Write the report of cluster run ``run_id`` (default: the latest) into folder ``out``."""
+    """Write the report of cluster run ``run_id`` (default: the latest) into folder ``out``:
+    choose what to show, make its thumbnails (in the background while the map is laid
+    out), draw the figures, gather each page's data, render."""
     t0 = time.perf_counter()
     out = _check_out(out, ws)
     run = ws.get_run(run_id, "cluster")
     if run["status"] != "done":
         raise ConfigError(f"Run {run['id']} is {run['status']}, not done; nothing to report.")
-    res = run["results"]
+    sel = _choose(ws, run, per_page)
+    cleanup = cleanup_section(ws, sel.ids)
+    thumbed = np.unique(np.concatenate([sel.ids[sel.need], np.array(
+        (cleanup or {}).get("ids", []), dtype=np.int64)]))
+    rows = ws.images_by_id(thumbed.tolist())
+    display = _relative_display(ws, thumbed)
+    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in thumbed if int(i) in rows],
+                             progress=progress)
+    X, Zm = clustering_space(ws, run, sel.ids[sel.mapped],
+                             reduce=run["results"]["method"] == "agglomerative")
+    Z = Zm if sel.Z is None else sel.Z[sel.mapped]
+    xy, map_used = map_coordinates(ws, run, X, map_method, ids=sel.ids[sel.mapped])
+    assets = _copy_assets(out)
+    thumb_rel = _place_thumbs(thumb_job.result(), assets)
+    if cleanup is not None:  # its images as cards, like the clusters'
+        for c in [x for g in cleanup["groups"] for x in [g["keep_card"], *g["copies"]]] + [
+                x for v in cleanup["flags"].values() for x in v]:
+            c.update(thumb=thumb_rel.get(c["id"]), name=display.get(c["id"], str(c["id"])),
+                     label=None, silhouette=None)
+    has_labels = any(lab is not None for lab in sel.labels)
+    scores = score_run(ws, run["id"]) if has_labels else None
+    retrieval = _retrieval(ws)
+    figures = _all_figures(run, Z, sel, retrieval, assets)
+    ctx, card, pages = _page_data(ws, run, sel, xy, map_used, thumb_rel, display, scores,
+                                  figures, retrieval, cleanup, Z, per_page)
+    env = _env()
+    ctx["models"] = write_model_pages(ws, out, assets, env, ctx, _place_thumbs)
+    (out / "index.html").write_text(env.get_template("index.html.j2").render(**ctx),
+                                    encoding="utf-8")
+    _write_cluster_pages(env, out, ctx, sel.members_shown, card, pages, per_page)
+    return {"run_id": run["id"], "out": str(out), "index": str(out / "index.html"),
+            "n_images": int(len(sel.ids)),
+            "n_clusters": len([c for c in pages if c >= 0]),
+            "map": map_used, "bytes": _folder_bytes(out),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+@dataclass
+class _Selection:
+    """What the report shows of a run: which images, in which order, on which pages."""
+
+    ids: np.ndarray
+    clusters: np.ndarray
+    labels: list[str | None]
+    sil: np.ndarray
+    order: dict[int, np.ndarray]  # each cluster's rows, centre outwards
+    part: bool  # a large run: a sample on the map, the first pages of each cluster
+    mapped: np.ndarray  # rows on the map
+    shown: dict[int, int]  # members listed per cluster
+    members_shown: dict[int, np.ndarray]
+    lowest: np.ndarray  # the lowest silhouettes
+    noise: np.ndarray
+    randoms: dict[int, np.ndarray]  # a seeded sample beyond each cluster's montage
+    need: np.ndarray  # rows whose thumbnails some page shows
+    Z: np.ndarray | None  # the clustering space, when it had to be rebuilt
+
+
+def _choose(ws: Workspace, run: dict[str, Any], per_page: int) -> _Selection:
     ids, clusters, labels, sil = ws.assignments(run["id"])
-    named = cluster_names(ws, run["id"])
-    # a person's name, else the suggestion (marked as one); cluster-N stays the id alone
-    names = {c: n.display for c, n in named.items() if n.name or n.suggested}
     rng = np.random.default_rng(run["params"].get("seed", 0))
     dist = _centre_distances(ws, run["id"], ids)
     Z = None
@@ -178,35 +207,33 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     need = np.unique(np.concatenate([mapped, lowest, noise[:PER_PAGE], *members_shown.values(),
                                      *randoms.values(), *(m[:MONTAGE] for m in order.values())]
                                     ).astype(np.int64))
-    cleanup = cleanup_section(ws, ids)
-    thumbed = np.unique(np.concatenate([ids[need], np.array(
-        (cleanup or {}).get("ids", []), dtype=np.int64)]))
-    rows = ws.images_by_id(thumbed.tolist())
-    display = _relative_display(ws, thumbed)
-    thumb_job = ThumbnailJob(ws, [rows[int(i)] for i in thumbed if int(i) in rows],
-                             progress=progress)
-    X, Zm = clustering_space(ws, run, ids[mapped],
-                             reduce=run["results"]["method"] == "agglomerative")
-    Z = Zm if Z is None else Z[mapped]
-    xy, map_used = map_coordinates(ws, run, X, map_method)
-    thumbs = thumb_job.result()
-    assets = _copy_assets(out)
-    thumb_rel = _place_thumbs(thumbs, assets)
-    if cleanup is not None:  # its images as cards, like the clusters'
-        for c in [x for g in cleanup["groups"] for x in [g["keep_card"], *g["copies"]]] + [
-                x for v in cleanup["flags"].values() for x in v]:
-            c.update(thumb=thumb_rel.get(c["id"]), name=display.get(c["id"], str(c["id"])),
-                     label=None, silhouette=None)
+    return _Selection(ids, clusters, labels, sil, order, part, mapped, shown, members_shown,
+                      lowest, noise, randoms, need, Z)
 
-    has_labels = any(lab is not None for lab in labels)
-    scores = score_run(ws, run["id"]) if has_labels else None
-    figures = _draw_figures(run, Z, clusters[mapped], sil, assets)
-    retrieval = _retrieval(ws)
+
+def _all_figures(run: dict[str, Any], Z: np.ndarray, sel: _Selection,
+                 retrieval: dict[str, Any] | None, assets: Path) -> dict[str, str]:
+    figures = _draw_figures(run, Z, sel.clusters[sel.mapped], sel.sil, assets)
     curves = {k: v["pr_curve"] for k, v in (retrieval or {}).get("codes", {}).items()
               if "pr_curve" in v}
     if curves:
         _figures.pr_curves(curves, assets / "pr_curves.png")
         figures["pr_curves"] = "pr_curves.png"
+    return figures
+
+
+def _page_data(ws: Workspace, run: dict[str, Any], sel: _Selection, xy: np.ndarray,
+               map_used: str, thumb_rel: dict[int, str | None], display: dict[int, str],
+               scores: dict[str, Any] | None, figures: dict[str, str],
+               retrieval: dict[str, Any] | None, cleanup: dict[str, Any] | None,
+               Z: np.ndarray, per_page: int
+               ) -> tuple[dict[str, Any], Callable[[int], dict[str, Any]], dict[int, int]]:
+    """The pages' context (cluster cards, the map's data, the run's figures and scores),
+    the card of a row, and each cluster's number of pages."""
+    ids, clusters, labels, sil, res = sel.ids, sel.clusters, sel.labels, sel.sil, run["results"]
+    named = cluster_names(ws, run["id"])
+    # a person's name, else the suggestion (marked as one); cluster-N stays the id alone
+    names = {c: n.display for c, n in named.items() if n.name or n.suggested}
     cluster_ids = sorted(int(c) for c in np.unique(clusters))
 
     def card(r: int) -> dict[str, Any]:
@@ -215,25 +242,20 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
                 "cluster": int(clusters[r]),
                 "silhouette": None if np.isnan(sil[r]) else float(sil[r])}
 
-    pages = {c: max(1, -(-shown[c] // per_page)) for c in cluster_ids}
-    cluster_cards = []
-    for c in cluster_ids:
-        members = order[c]
-        sample = randoms[c]
-        cluster_cards.append({
-            "id": c, "name": names.get(c), "suggested": named[c].suggested,
-            "tags": named[c].suggestion.tags[:3] if named[c].suggestion else [],
-            "size": int(len(members)), "color": color(c),
-            "shown": int(shown[c]),
-            "silhouette": (res.get("internal", {}).get("silhouette_per_cluster") or {})
-            .get(str(c)),
-            "representatives": [card(r) for r in members[:MONTAGE]],
-            "random": [card(r) for r in sample], "pages": pages[c],
-            "composition": (scores or {}).get("composition", {}).get(str(c)),
-        })
-
+    pages = {c: max(1, -(-sel.shown[c] // per_page)) for c in cluster_ids}
+    cluster_cards = [{
+        "id": c, "name": names.get(c), "suggested": named[c].suggested,
+        "tags": named[c].suggestion.tags[:3] if named[c].suggestion else [],
+        "size": int(len(sel.order[c])), "color": color(c), "shown": int(sel.shown[c]),
+        "silhouette": (res.get("internal", {}).get("silhouette_per_cluster") or {})
+        .get(str(c)),
+        "representatives": [card(r) for r in sel.order[c][:MONTAGE]],
+        "random": [card(r) for r in sel.randoms[c]], "pages": pages[c],
+        "composition": (scores or {}).get("composition", {}).get(str(c)),
+    } for c in cluster_ids]
     label_names = sorted({lab for lab in labels if lab is not None})
     label_index = {lab: j for j, lab in enumerate(label_names)}
+    mapped = sel.mapped
     map_data = {
         "x": np.round(xy[:, 0], 4).tolist(), "y": np.round(xy[:, 1], 4).tolist(),
         "cluster": clusters[mapped].tolist(), "id": ids[mapped].tolist(),
@@ -246,27 +268,19 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
         "clusterNames": {str(c): n + (" (suggested)" if named[c].suggested else "")
                          for c, n in names.items()},
     }
-    summary = _summary(ws, run, map_used)
-    ctx = {
+    return {
         "title": f"imgatlas report: run {run['id']}", "version": __version__,
-        "run": run, "res": res, "summary": summary, "clusters": cluster_cards,
+        "run": run, "res": res, "summary": _summary(ws, run, map_used),
+        "clusters": cluster_cards,
         "max_size": max(c["size"] for c in cluster_cards), "scores": scores,
         "figures": figures, "map_json": map_data, "map_method": map_used,
-        "map_sample": int(len(mapped)) if part else None, "n_images": int(len(ids)),
-        "lowest": [card(r) for r in lowest], "noise": [card(r) for r in noise[:PER_PAGE]],
-        "n_noise": int(len(noise)), "cophenetic": _cophenetic_table(run, Z),
+        "map_sample": int(len(mapped)) if sel.part else None, "n_images": int(len(ids)),
+        "lowest": [card(r) for r in sel.lowest],
+        "noise": [card(r) for r in sel.noise[:PER_PAGE]],
+        "n_noise": int(len(sel.noise)), "cophenetic": _cophenetic_table(run, Z),
         "retrieval": retrieval, "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "root": "", "home": True, "cleanup": cleanup,
-    }
-    env = _env()
-    ctx["models"] = write_model_pages(ws, out, assets, env, ctx, _place_thumbs)
-    (out / "index.html").write_text(env.get_template("index.html.j2").render(**ctx),
-                                    encoding="utf-8")
-    _write_cluster_pages(env, out, ctx, members_shown, card, pages, per_page)
-    return {"run_id": run["id"], "out": str(out), "index": str(out / "index.html"),
-            "n_images": int(len(ids)), "n_clusters": len([c for c in cluster_ids if c >= 0]),
-            "map": map_used, "bytes": _folder_bytes(out),
-            "seconds": round(time.perf_counter() - t0, 3)}
+    }, card, pages
 
 
 def _shown(order: dict[int, np.ndarray], per_page: int) -> dict[int, int]:

@@ -341,8 +341,10 @@ def map_points(request: Request) -> dict[str, Any]:
         run = ws.get_run(run_id, "cluster")
         ids, clusters, labels, _ = ws.assignments(run_id)
         X, _ = clustering_space(ws, run, ids, reduce=False)
-        method = "umap" if (ws.path / "maps" / f"run-{run_id}-umap.npy").exists() else "pca"
-        xy, used = map_coordinates(ws, run, X, method)
+        maps = [run_id, run["params"].get("derived_from")]  # a correction keeps its parent's
+        method = "umap" if any((ws.path / "maps" / f"run-{r}-umap.npy").exists()
+                               for r in maps if r is not None) else "pca"
+        xy, used = map_coordinates(ws, run, X, method, ids=ids)
         info = ws.display_and_label()
     return {"run": run_id, "method": used, "x": xy[:, 0].round(4).tolist(),
             "y": xy[:, 1].round(4).tolist(), "id": ids.tolist(),

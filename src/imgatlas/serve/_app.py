@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from imgatlas._templates import template_env
 from imgatlas.errors import (
     ConfigError,
     DecodeError,
@@ -36,7 +37,6 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
     from imgatlas._optional import require
 
     fastapi = require("fastapi", "serve", "the web app")
-    import jinja2
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -59,10 +59,7 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
                                       "an imgatlas workspace.")
     app.state.imgatlas = st
     here = Path(__file__).parent
-    app.state.templates = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(here / "templates"), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    app.state.templates.filters["num"] = _num
+    app.state.templates = template_env("imgatlas.serve")
     app.mount("/static", StaticFiles(directory=here / "static"), name="static")
     app.include_router(_api.router)
     app.include_router(_pages.router)
@@ -140,15 +137,3 @@ def _version() -> str:
     from imgatlas._version import __version__
 
     return __version__
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return str(v)

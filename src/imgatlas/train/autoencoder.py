@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._early_stop import train_with_early_stopping
 from imgatlas._optional import import_torch
-from imgatlas._progress import progress_bar
 from imgatlas.backbones import export_onnx
 from imgatlas.decode import decode_rgb
 from imgatlas.errors import ConfigError, DecodeError
@@ -149,11 +149,9 @@ def train_autoencoder(
     model = build_autoencoder(preset).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x_val = _to_input(torch, pixels[val_idx], grey).to(device)
-    best, best_state, bad, history = float("inf"), None, 0, []
-    bar = progress_bar(total=epochs, desc=f"train {preset} autoencoder", unit="epoch",
-                       enable=progress)
     t0 = time.perf_counter()
-    for epoch in range(epochs):
+
+    def epoch_of_training(epoch: int) -> dict[str, Any]:
         model.train()
         perm = rng.permutation(tr_idx)
         total = 0.0
@@ -169,18 +167,11 @@ def train_autoencoder(
             val = float(sum(torch.nn.functional.mse_loss(model(x_val[i:i + 256]),
                                                          x_val[i:i + 256], reduction="sum")
                             for i in range(0, len(x_val), 256)) / x_val.numel())
-        history.append({"epoch": epoch + 1, "train_loss": total / len(tr_idx), "val_loss": val})
-        bar.set_postfix(train=f"{total / len(tr_idx):.4f}", val=f"{val:.4f}")
-        bar.update(1)
-        if val < best - 1e-6:
-            best, bad = val, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    bar.close()
-    model.load_state_dict(best_state)
+        return {"epoch": epoch, "train_loss": total / len(tr_idx), "val_loss": val}
+
+    history, best = train_with_early_stopping(
+        model, epoch_of_training, max_epochs=epochs, patience=patience, min_delta=1e-6,
+        desc=f"train {preset} autoencoder", progress=progress, show=("train_loss", "val_loss"))
     model.eval().cpu()
     return model, {"history": history, "best_val_loss": best, "epochs_run": len(history),
                    "stopped_early": len(history) < epochs, "n_train": int(len(tr_idx)),
