@@ -1,12 +1,20 @@
-"""The whole job: `imgatlas run` on 10,000 images from an empty workspace, step by step.
+"""The whole job against the model alone: `imgatlas run` from an empty workspace, stage by
+stage, next to the fp32 model's own time on the same number of images, in the same run.
 
-The images are the dev CIFAR-10 set (5,000 JPG, 32x32) plus 5,000 Fashion-MNIST PNGs
-(500 per class), copied into one folder tree (20 labelled folders). The run starts from an
-empty workspace and, with ``--cold-cache``, an empty model cache too (so the one-time ONNX
-export of the default backbone is counted). Then the report is opened in headless Chromium
-to time it to the ``load`` event, and its folder size is measured.
+The images are dev CIFAR-10 JPGs (32x32) and Fashion-MNIST PNGs (28x28), half each, copied
+into one folder tree (20 labelled folders). For each size (1,000 and 10,000 by default):
 
-    python benchmarks/bench_run.py [--n 10000] [--cold-cache]
+1. the model alone: the default backbone's fp32 graph (the one `embed` uses) on pre-decoded
+   224x224 tensors of the first ``--model-sample`` images, batch 32, timed before and after
+   the run (the mean of the two: the shared machine drifts), scaled to the size;
+2. `imgatlas run` in a fresh process (model cache warm), its stages as it reports them, the
+   wall time of the whole command and the process's peak memory;
+3. 100 new images added to the folder and `imgatlas run` again (what is new is scanned,
+   embedded, inspected and placed; the report rewritten).
+
+    python benchmarks/bench_run.py [--sizes 1000,10000] [--cold-cache]
+
+Writes "The whole job against the model alone" in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,21 +29,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, SHARED, class_balanced, preamble, write_section  # noqa: E402
 
 
-def build_folder(dst: Path, n: int) -> int:
-    half = n // 2
-    sets = [("cifar10", half, ""), ("fashion-mnist", n - half, "fmnist-")]
-    count = 0
-    for name, m, prefix in sets:
-        for p in class_balanced(SHARED / name, m):
-            d = dst / f"{prefix}{p.parent.name}"
+def build_folder(dst: Path, n: int, extra: Path, n_extra: int = 100) -> list[Path]:
+    """``n`` images under ``dst`` and ``n_extra`` more (the same sets, not among them) under
+    ``extra``; returns the first ones' paths."""
+    half, xhalf = n // 2, n_extra // 2
+    sets = [("cifar10", half, xhalf, ""), ("fashion-mnist", n - half, n_extra - xhalf,
+                                           "fmnist-")]
+    out = []
+    for name, m, x, prefix in sets:
+        picked = class_balanced(SHARED / name, m + x)
+        for k, p in enumerate(picked):
+            d = (dst if k < m else extra) / f"{prefix}{p.parent.name}"
             d.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(p, d / p.name)
-            count += 1
-    return count
+            if k < m:
+                out.append(d / p.name)
+    return out
+
+
+def model_only(paths: list[Path], cache: Path | None) -> float:
+    """Seconds per image of the default fp32 graph on pre-decoded tensors, batch 32."""
+    from imgatlas import create_backbone
+    from imgatlas.embed import Embedder
+
+    emb = Embedder(create_backbone("efficientnet_lite0", cache_dir=cache))
+    pixels = np.stack([emb.decode(str(p)) for p in paths])
+    emb.features(pixels[:32])  # warm-up: session creation, first-run allocations
+    t = time.perf_counter()
+    for s in range(0, len(pixels), 32):
+        emb.features(pixels[s:s + 32])
+    return (time.perf_counter() - t) / len(pixels)
 
 
 def time_report_open(index: Path) -> float | None:
@@ -61,65 +90,101 @@ def time_report_open(index: Path) -> float | None:
     return sorted(times)[1]
 
 
+def run_once(cmd: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
+    """``(result, wall seconds, peak RSS in GB)`` of one `imgatlas run` in a fresh process."""
+    code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], "
+            "capture_output=True, text=True); u = resource.getrusage(resource.RUSAGE_CHILDREN)"
+            "; print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr, "
+            "'rss': u.ru_maxrss}))")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *cmd], env=env, capture_output=True,
+                          text=True, check=True)
+    wall = time.perf_counter() - t
+    r = json.loads(proc.stdout)
+    if r["rc"]:
+        sys.exit(f"imgatlas run failed: {r['err'].strip()}")
+    return json.loads(r["out"]), wall, r["rss"] / 2**20
+
+
+def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: Path | None
+             ) -> dict:
+    root = tmp / f"n{n}"
+    paths = build_folder(root / "images", n, root / "extra")
+    sample = paths[:min(model_sample, n)]
+    per_image = [model_only(sample, cache)]
+    cmd = [str(Path(sys.executable).parent / "imgatlas"), "run", str(root / "images"),
+           "--workspace", str(root / "ws"), "--labels-from-folders", "--json",
+           "--no-progress"]
+    res, wall, rss = run_once(cmd, env)
+    open_s = time_report_open(Path(res["report"]["index"]))
+    per_image.append(model_only(sample, cache))
+    shutil.copytree(root / "extra", root / "images", dirs_exist_ok=True)
+    again, wall2, _ = run_once(cmd, env)
+    model_s = float(np.mean(per_image)) * n
+    return {"n": n, "steps": res["seconds"], "wall": wall, "rss_gb": rss, "model_s": model_s,
+            "model_spread": abs(per_image[0] - per_image[1]) / np.mean(per_image),
+            "ratio": wall / model_s, "rerun": wall2, "rerun_steps": again["seconds"],
+            "rerun_cluster": again["cluster"], "cluster": res["cluster"],
+            "acc": (res["evaluation"] or {}).get("acc"), "report": res["report"],
+            "open_s": open_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--model-sample", type=int, default=2000,
+                    help="images the model-only time is measured on (scaled to the size)")
     ap.add_argument("--cold-cache", action="store_true",
                     help="empty model cache: count the one-time ONNX export")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
     try:
-        n = build_folder(tmp / "images", args.n)
         env = dict(os.environ)
+        cache = None
         if args.cold_cache:
-            env["IMGATLAS_CACHE"] = str(tmp / "model-cache")
-        cmd = [str(Path(sys.executable).parent / "imgatlas"), "run", str(tmp / "images"),
-               "--workspace", str(tmp / "ws"), "--labels-from-folders", "--json",
-               "--no-progress"]
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        if proc.returncode:
-            sys.exit(f"imgatlas run failed: {proc.stderr.strip()}")
-        res = json.loads(proc.stdout)
-        index = Path(res["report"]["index"])
-        open_s = time_report_open(index)
-        size = res["report"]["bytes"]
-        # a second run on the same folder: everything is reused
-        t = time.perf_counter()
-        again = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall2 = time.perf_counter() - t
-        steps = res["seconds"]
-        cl = res["cluster"]
-        lines = preamble("onnxruntime", "faiss", "umap")
-        lines += [
-            f"{n:,} images (5,000 CIFAR-10 JPG 32x32 + 5,000 Fashion-MNIST PNG 28x28, 20 "
-            f"folders), empty workspace, {'empty' if args.cold_cache else 'warm'} model "
-            "cache. One run, alone on the machine.",
-            "",
-            "| step | seconds |",
-            "|---|---:|",
-            *[f"| {k} | {v:.1f} |" for k, v in steps.items()],
-            f"| **whole command (wall, incl. Python start-up)** | **{wall:.1f}** |",
-            "",
-            f"Cluster step: {cl['n_clusters']} clusters (k auto: "
-            f"{(cl.get('k_selection') or {}).get('reason', 'given')}); internal timings "
-            f"{cl['timings']}. Report step: {res['report']['seconds']:.1f} s including the "
-            f"2-D map ({res['report']['map']}) and 10,000 thumbnails.",
-            f"ACC against the 20 folder labels: {res['evaluation']['acc']:.3f}.",
-            f"Report folder: {size / 2**20:.1f} MB; opens (to the load event, map drawn) in "
-            + (f"{open_s:.2f} s in headless Chromium (median of 3)." if open_s is not None
-               else "not measured (no Chromium/Playwright)."),
-            f"Second `imgatlas run` on the same folder (everything reused, report rewritten): "
-            f"{wall2:.1f} s"
-            + ("" if again.returncode == 0 else f" (failed: {again.stderr.strip()})") + ".",
-        ]
+            cache = tmp / "model-cache"
+            env["IMGATLAS_CACHE"] = str(cache)
+        rows = [one_size(int(n), tmp, env, args.model_sample, cache)
+                for n in args.sizes.split(",")]
+        stages = ["scan", "embed", "inspect", "cluster", "evaluate", "report"]
+        lines = preamble("onnxruntime", "faiss", "umap") + [
+            "Images: dev CIFAR-10 JPG 32x32 and Fashion-MNIST PNG 28x28, half each, 20 "
+            f"folders; empty workspace, {'empty' if args.cold_cache else 'warm'} model cache; "
+            "`imgatlas run` in a fresh process (wall time includes Python start-up). *Model "
+            "alone*: the default fp32 graph on pre-decoded 224x224 tensors, batch 32, "
+            f"per-image time on {args.model_sample:,} images measured before and after the run "
+            "in the same process (their mean), times the number of images.", "",
+            "| images | " + " | ".join(stages) + " | whole job | model alone (fp32) | "
+            "**job / model** | peak RSS | +100 images, run again | rerun / first |",
+            "|---:|" + "---:|" * (len(stages) + 6)]
+        for r in rows:
+            cells = [f"{r['steps'].get(s, 0):.1f}" for s in stages]
+            lines.append(
+                f"| {r['n']:,} | " + " | ".join(cells) + f" | {r['wall']:.1f} | "
+                f"{r['model_s']:.1f} | **{r['ratio']:.2f}** | {r['rss_gb']:.2f} GB | "
+                f"{r['rerun']:.1f} | {r['rerun'] / r['wall']:.2f} |")
+        lines.append("")
+        for r in rows:
+            cl, rc = r["cluster"], r["rerun_cluster"]
+            lines.append(
+                f"- {r['n']:,} images: {cl['n_clusters']} clusters (k auto: "
+                f"{(cl.get('k_selection') or {}).get('reason', 'given')}); cluster timings "
+                f"{cl['timings']}; report {r['report']['seconds']:.1f} s ({r['report']['map']} "
+                f"map, {r['report']['bytes'] / 2**20:.1f} MB, opens to the map drawn in "
+                + (f"{r['open_s']:.2f} s in headless Chromium" if r["open_s"] is not None
+                   else "(not measured: no Chromium)")
+                + f"); ACC against the folders {r['acc']:.3f}; the model-only time moved "
+                f"{100 * r['model_spread']:.0f} % between before and after. Rerun with 100 new "
+                f"images: stages {r['rerun_steps']}; "
+                + (f"the clusters kept, run {rc['run_id']} derived from run "
+                   f"{rc.get('derived_from')} ({rc['edit']['added']} images placed)"
+                   if rc.get("derived_from") else "clustered again") + ".")
         body = "\n".join(lines)
         print(body)
         if not args.no_write:
-            write_section(ROOT / "benchmarks" / "RESULTS.md", "The whole job on 10,000 images",
-                          body)
+            write_section(ROOT / "benchmarks" / "RESULTS.md",
+                          "The whole job against the model alone", body)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

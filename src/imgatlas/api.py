@@ -503,17 +503,20 @@ def set_labels(workspace: PathLike, labels: dict[int, str | None], *, source: st
 # -- search ---------------------------------------------------------------------------------
 def build_index(workspace: PathLike, *, codes: str | None = None,
                 features: str | None = None, seed: int = defaults.SEED,
-                sketch: bool = False, adapter: PathLike | None = None,
-                cache_dir: PathLike | None = None, engine: str = "local",
-                shard_size: int | None = None, address: str | None = None,
-                num_workers: int | None = None, exclude: str | list[str] | None = None,
-                progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+                sketch: bool = False, adapter: PathLike | None = None, adapt: bool = False,
+                refit: bool = False, cache_dir: PathLike | None = None,
+                engine: str = "local", shard_size: int | None = None,
+                address: str | None = None, num_workers: int | None = None,
+                exclude: str | list[str] | None = None, progress: bool = False,
+                wait: float = 0.0) -> dict[str, Any]:
     """Build a search index over the workspace's features (swapped in atomically),
     leaving out what the latest inspection puts under ``exclude`` (``"duplicates"`` ...). With
     ``sketch``, the index ``search_sketch`` uses: the photos' line maps are embedded where
     missing, a line->photo map is fitted on this collection's photos (kept with the index,
     refitted at each build), and the photos are indexed in its space (beside the photo side
-    of ``adapter`` when given).
+    of ``adapter`` when given). ``adapt`` first distils the line branch's last blocks on the
+    collection's photos (PyTorch; minutes per 1,000 photos; reused until the collection
+    changes by more than ``defaults.REFIT_GROWTH``, or ``refit``).
 
     ``engine="ray"`` or a ``shard_size`` builds an IVF-PQ index (``ivfpq:64`` unless
     ``codes`` says otherwise) shard by shard: trained on a sample, codes added per shard (as
@@ -543,9 +546,9 @@ def build_index(workspace: PathLike, *, codes: str | None = None,
                 raise ConfigError("--exclude goes with photo indexes, not --sketch.")
             return build_sketch_index(ws, codes=codes, adapter=adapter, features=features,
                                       cache_dir=cache_dir_or_default(cache_dir), seed=seed,
-                                      progress=progress)
-        if adapter is not None:
-            raise ConfigError("--adapter goes with --sketch.")
+                                      progress=progress, adapt=adapt, refit=refit)
+        if adapter is not None or adapt:
+            raise ConfigError("--adapter and --adapt go with --sketch.")
         extra = {"exclude": flags} if flags else None
         return _build(ws, ws.pick_store(features), codes, seed, shards=shards,
                       exclude=excluded_ids(ws, flags), extra_meta=extra)

@@ -862,6 +862,12 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
                    "and fits the line->photo map on this collection's photos.")
 @click.option("--adapter", type=click.Path(file_okay=False), default=None,
               help="With --sketch: a sketch adapter folder (train-sketch).")
+@click.option("--adapt", is_flag=True,
+              help="With --sketch: first distil the line branch's last blocks on this "
+                   "collection's photos (PyTorch, minutes per 1,000 photos; reused until the "
+                   "collection changes by more than "
+                   f"{defaults.REFIT_GROWTH:.0%}).")
+@click.option("--refit", is_flag=True, help="With --adapt: distil again even so.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None)
 @engine_opts("an IVF-PQ index trained on a sample, codes added per shard in parallel")
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
@@ -871,14 +877,21 @@ CODES_HELP = codes_help() + " (default: itq:512+dsh, fewer bits below 1,024 imag
 @wait_opt
 @progress_opt
 @json_opt
-def index_cmd(workspace, codes, features, seed, sketch, adapter, cache_dir, engine, address,
-              num_workers, shard_size, exclude, wait, progress, as_json):
+def index_cmd(workspace, codes, features, seed, sketch, adapter, adapt, refit, cache_dir,
+              engine, address, num_workers, shard_size, exclude, wait, progress, as_json):
     """Build a search index over the features (replaces the old one atomically)."""
     res = api.build_index(workspace, codes=codes, features=features, seed=seed, sketch=sketch,
-                          adapter=adapter, cache_dir=cache_dir, engine=engine,
+                          adapter=adapter, adapt=adapt, refit=refit, cache_dir=cache_dir,
+                          engine=engine,
                           shard_size=shard_size, address=address, num_workers=num_workers,
                           exclude=exclude, progress=_progress(progress), wait=wait)
     def human(r):
+        d = r.get("distilled")
+        if d:
+            click.echo(("reused the line branch distilled" if d.get("reused") else
+                        "distilled the line branch") + f" on {d['photos']} photos "
+                       f"(held-out loss {d['val_loss_before']:.3f} -> {d['val_loss']:.3f}, "
+                       f"{d['epochs_run']} epochs, {d['seconds']:.0f}s)")
         if "map" in r:
             m = r["map"]
             click.echo(f"fitted the line->photo map on {m['n_photos']} photos in "

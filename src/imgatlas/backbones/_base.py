@@ -22,6 +22,8 @@ class Backbone:
     precision: str = "fp32"
     #: the int8 graph's calibration set, by fingerprint
     calibration: str | None = None
+    #: a network tuned on a workspace's collection: {"kind", "fingerprint", "base"}
+    derived: dict[str, str] | None = None
 
     def __init__(self, cfg: BackboneCfg, onnx_path: Path,
                  build: Callable[[Path], None] | None = None, identity: str | None = None,
@@ -87,6 +89,8 @@ class Backbone:
         rec = {"name": self.cfg.name, "fingerprint": self.cfg.fingerprint(), **asdict(self.cfg)}
         if self.precision != "fp32":
             rec.update(precision=self.precision, calibration=self.calibration)
+        if self.derived is not None:
+            rec["derived"] = dict(self.derived)
         return rec
 
 

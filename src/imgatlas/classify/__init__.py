@@ -11,6 +11,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
                      "._label_stage"),
     **dict.fromkeys(["compare", "predict_files", "score_model"], "._predict"),
     **dict.fromkeys(["train_workspace"], "._train"),
+    **dict.fromkeys(["build_tail"], "._lite_torch"),
 })
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "MLPHead",
     "Model",
     "TemperatureScaler",
+    "build_tail",
     "compare",
     "estimate_workspace",
     "open_model",

@@ -26,14 +26,23 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
 
     record = store.cfg["backbone"]
     try:
-        bb = create_backbone(record["name"], cache_dir=cache_dir)
+        bb = None if record.get("derived") else create_backbone(record["name"],
+                                                                cache_dir=cache_dir)
     except UnknownBackbone:  # a user's ONNX file: its path is the record's 'weights'
         bb = create_backbone(record["weights"], cache_dir=cache_dir)
+    if record.get("derived"):  # tuned on this collection: its graph lives in the workspace
+        from imgatlas.backbones import reopen_derived
+
+        d = record["derived"]
+        bb = reopen_derived(store.ws.path, create_backbone(d["base"], cache_dir=cache_dir),
+                            d["kind"], d["fingerprint"])
     if record.get("precision") == "int8":
         from imgatlas.embed import reopen_int8
 
         bb = reopen_int8(store.ws.path, bb, record["calibration"])
-    key = store_key(bb, store.cfg.get("l2_normalize", False), str(store.dtype))
+    view = store.cfg.get("view")  # another picture of each image (lines-canny): same network
+    key = store_key(bb, store.cfg.get("l2_normalize", False), str(store.dtype)) + (
+        f"-{view}" if view else "")
     if key != store.key:
         raise ConfigError(f"Backbone mismatch: the workspace holds {store.key} features but "
                           f"{record['name']} now gives {key}; embed and index again.")

@@ -113,6 +113,8 @@ def _swap_in(ws: Workspace, ci: CodeIndex, ids: np.ndarray, meta: dict[str, Any]
         link = root / slug
         tmp_link = root / f".tmp-link-{slug}-{os.getpid()}"
         os.symlink(final.name, tmp_link)
+        if link.is_dir() and not link.is_symlink():  # a workspace copied with links followed
+            shutil.rmtree(link)
         os.replace(tmp_link, link)
     for old in root.glob(f"{slug}@*"):  # superseded builds
         if old.name != final.name:

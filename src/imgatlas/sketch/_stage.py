@@ -44,14 +44,18 @@ def line_store(ws: Workspace, *, detector: str = F.DETECTOR, block: int | None =
 
 def embed_lines(ws: Workspace, *, detector: str = F.DETECTOR, block: int | None = F.BLOCK,
                 features: str | None = None, cache_dir: Path | None = None,
-                progress: bool = False, batch_size: int = defaults.BATCH_SIZE
-                ) -> dict[str, Any]:
-    """Embed every usable photo's line map (resumable, as embed is) into its own store."""
+                progress: bool = False, batch_size: int = defaults.BATCH_SIZE,
+                backbone: Any = None) -> dict[str, Any]:
+    """Embed every usable photo's line map (resumable, as embed is) into its own store;
+    ``backbone``: the network to embed them with (default: the photos' own, at ``block``),
+    e.g. the line branch distilled on this collection."""
     from imgatlas.backbones import create_backbone
     from imgatlas.embed import embed_workspace
 
-    name = F.line_backbone_name(_base_backbone(ws, features), block)
-    bb = create_backbone(name, cache_dir=cache_dir)
+    bb = backbone
+    if bb is None:
+        name = F.line_backbone_name(_base_backbone(ws, features), block)
+        bb = create_backbone(name, cache_dir=cache_dir)
     return embed_workspace(ws, bb, batch_size=batch_size, progress=progress,
                            view=F.view_name(detector),
                            decoder=F.photo_decoder(detector, bb.cfg.input_size[0]))
@@ -109,19 +113,34 @@ def build_sketch_index(ws: Workspace, *, codes: str | None = None,
                        detector: str = F.DETECTOR, block: int | None = F.BLOCK,
                        features: str | None = None, cache_dir: Path | None = None,
                        seed: int = defaults.SEED, progress: bool = False,
-                       alpha: float = ALPHA, shift: np.ndarray | None = None
-                       ) -> dict[str, Any]:
+                       alpha: float = ALPHA, shift: np.ndarray | None = None,
+                       adapt: bool = False, refit: bool = False) -> dict[str, Any]:
     """``imgatlas index --sketch``: embed the line maps still missing, fit the line->photo
     map on the collection's photos (:mod:`imgatlas.sketch._map`), and index the photos in
     the map's photo space (beside the adapter's photo side when one is given). The map is
-    stored with the index, so each rebuild refits it on the collection as it is then."""
+    stored with the index, so each rebuild refits it on the collection as it is then.
+
+    ``adapt``: first distil the line branch's last blocks on the collection's photos
+    (:mod:`imgatlas.sketch._distill`; minutes per 1,000 photos, PyTorch), reused until the
+    collection changes by more than ``defaults.REFIT_GROWTH`` or ``refit``; the line maps
+    and every drawing are then embedded by the distilled network."""
     from imgatlas.index import build_index
 
     photos = ws.pick_store(features)
     base = _base_backbone(ws, features)
     a = _adapter_or_none(adapter, base)
+    line_bb, distilled = None, None
+    if adapt:
+        from imgatlas.index import store_backbone
+        from imgatlas.sketch._distill import distilled_backbone
+
+        if block is not None:
+            raise ConfigError("--adapt distils the network's last blocks; it takes no block.")
+        line_bb, distilled = distilled_backbone(
+            ws, photos, store_backbone(photos, cache_dir), detector=detector, seed=seed,
+            refit=refit, progress=progress)
     emb = embed_lines(ws, detector=detector, block=block, features=features,
-                      cache_dir=cache_dir, progress=progress)
+                      cache_dir=cache_dir, progress=progress, backbone=line_bb)
     lines = ws.feature_store(emb["store"])
     t = time.perf_counter()
     fitted, source = fit_line_map(photos, lines, base, detector, alpha=alpha, shift=shift,
@@ -134,7 +153,10 @@ def build_sketch_index(ws: Workspace, *, codes: str | None = None,
              "photo_store": photos.key, "line_store": lines.key, "backbone": base,
              "map": {"kind": "ridge", "alpha": alpha, "n_photos": int(fitted.n_photos_),
                      "sketch_shift": source, "detector": detector,
-                     "fit_seconds": round(fit_seconds, 3)}}
+                     "fit_seconds": round(fit_seconds, 3)},
+             "line_backbone": lines.cfg["backbone"]["name"],
+             "distilled": ({k: v for k, v in distilled.items() if k != "history"}
+                           if distilled else None)}
     res = build_index(ws, gallery, codes or ("float" if n < 20_000 else None), seed,
                       domain="sketch", extra_meta=extra, arrays=fitted.arrays())
     return {**res, "embedded": emb["embedded"], "line_store": lines.key}
@@ -193,8 +215,13 @@ def _query_side(ws: Workspace, meta: dict[str, Any], adapter: Any, cache_dir: Pa
     if photos is None:
         raise ConfigError("The photo features the sketch index was built on are gone; "
                           "build it again with 'imgatlas index --sketch'.")
+    lines = ws.feature_store(meta.get("line_store", ""))
+    if lines is None:
+        raise ConfigError("The line-map features the sketch index was built on are gone; "
+                          "build it again with 'imgatlas index --sketch'.")
     fitted = LineToPhotoMap.from_arrays(arrays, alpha=meta["map"]["alpha"])
-    return _QuerySide(Embedder(store_backbone(photos, cache_dir)), fitted, a,
+    # drawings are embedded by the network that embedded the photos' line maps
+    return _QuerySide(Embedder(store_backbone(lines, cache_dir)), fitted, a,
                       _Gallery(photos, fitted, a))
 
 
