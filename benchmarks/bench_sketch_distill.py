@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=4)
     ap.add_argument("--views", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch = import_torch("the distillation benchmark")
     torch.manual_seed(0)
@@ -209,8 +210,9 @@ def main() -> None:
               f"s of training per split on {n_fit} photos), against "
               "0.25 s for the fitted map on 750 photos. Whole benchmark "
               f"{time.perf_counter() - t_all:.0f} s."]
-    write_section(ROOT / "benchmarks" / "RESULTS.md",
-                  "Query by sketch: distillation (dev Sketchy)", "\n".join(lines))
+    if not args.no_write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md",
+                      "Query by sketch: distillation (dev Sketchy)", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -41,6 +41,7 @@ def test_distil_index_search_and_reuse(shapes, cache_dir, capsys):
     res = api.build_index(ws, sketch=True, adapt=True, cache_dir=cache_dir)
     d = res["distilled"]
     assert d["photos"] == 42 and d["held_out"] == 20 and d["epochs_run"] >= 1
+    assert res["map"]["sketch_shift"] == "none (distilled lines)"
     assert d["val_loss"] < d["val_loss_before"]  # the line maps moved towards the photos
     assert res["line_backbone"] == "efficientnet_lite0-lines"
     models = list((ws / "backbones").glob("efficientnet_lite0-lines-*.onnx"))
