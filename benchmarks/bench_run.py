@@ -36,13 +36,12 @@ from _common import ROOT, SHARED, class_balanced, preamble, write_section  # noq
 
 
 def build_folder(dst: Path, n: int, extra: Path, n_extra: int = 100) -> list[Path]:
-    """``n`` images under ``dst`` and ``n_extra`` more (the same sets, not among them) under
-    ``extra``; returns the first ones' paths."""
-    half, xhalf = n // 2, n_extra // 2
-    sets = [("cifar10", half, xhalf, ""), ("fashion-mnist", n - half, n_extra - xhalf,
-                                           "fmnist-")]
+    """``n`` images under ``dst`` (half CIFAR-10, half Fashion-MNIST) and ``n_extra`` more
+    Fashion-MNIST ones, not among them, under ``extra``; returns the first ones' paths."""
+    half = n // 2
     out = []
-    for name, m, x, prefix in sets:
+    for name, m, x, prefix in (("cifar10", half, 0, ""),
+                               ("fashion-mnist", n - half, n_extra, "fmnist-")):
         picked = class_balanced(SHARED / name, m + x)
         for k, p in enumerate(picked):
             d = (dst if k < m else extra) / f"{prefix}{p.parent.name}"
@@ -53,12 +52,19 @@ def build_folder(dst: Path, n: int, extra: Path, n_extra: int = 100) -> list[Pat
     return out
 
 
-def model_only(paths: list[Path], cache: Path | None) -> float:
-    """Seconds per image of the default fp32 graph on pre-decoded tensors, batch 32."""
+def model_only(paths: list[Path], cache: Path | None, int8_from: Path | None = None) -> float:
+    """Seconds per image of the default fp32 graph (or the int8 graph a workspace made) on
+    pre-decoded tensors, batch 32."""
     from imgatlas import create_backbone
     from imgatlas.embed import Embedder
 
-    emb = Embedder(create_backbone("efficientnet_lite0", cache_dir=cache))
+    bb = create_backbone("efficientnet_lite0", cache_dir=cache)
+    if int8_from is not None:
+        from imgatlas.backbones import int8_backbone
+
+        graph = next((int8_from / "backbones").glob("*int8*.onnx"))
+        bb = int8_backbone(bb, graph, graph.stem.rsplit("-int8-", 1)[1])
+    emb = Embedder(bb)
     pixels = np.stack([emb.decode(str(p)) for p in paths])
     emb.features(pixels[:32])  # warm-up: session creation, first-run allocations
     t = time.perf_counter()
@@ -106,8 +112,8 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
     return json.loads(r["out"]), wall, r["rss"] / 2**20
 
 
-def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: Path | None
-             ) -> dict:
+def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: Path | None,
+             with_int8: bool = False) -> dict:
     root = tmp / f"n{n}"
     paths = build_folder(root / "images", n, root / "extra")
     sample = paths[:min(model_sample, n)]
@@ -121,12 +127,19 @@ def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: P
     shutil.copytree(root / "extra", root / "images", dirs_exist_ok=True)
     again, wall2, _ = run_once(cmd, env)
     model_s = float(np.mean(per_image)) * n
+    int8 = None
+    if with_int8:  # where the time goes at int8 speed: embed against its own model time
+        emb8, wall8, _ = run_once([cmd[0], "embed", "--workspace", str(root / "ws"), "--precision",
+                               "int8", "--json", "--no-progress"], env)
+        int8 = {"embed_s": emb8["seconds"], "n": emb8["embedded"], "wall": wall8,
+                "model_s": model_only(sample, cache, int8_from=root / "ws")
+                * emb8["embedded"]}
     return {"n": n, "steps": res["seconds"], "wall": wall, "rss_gb": rss, "model_s": model_s,
             "model_spread": abs(per_image[0] - per_image[1]) / np.mean(per_image),
             "ratio": wall / model_s, "rerun": wall2, "rerun_steps": again["seconds"],
             "rerun_cluster": again["cluster"], "cluster": res["cluster"],
             "acc": (res["evaluation"] or {}).get("acc"), "report": res["report"],
-            "open_s": open_s}
+            "open_s": open_s, "int8": int8}
 
 
 def main() -> None:
@@ -136,6 +149,8 @@ def main() -> None:
                     help="images the model-only time is measured on (scaled to the size)")
     ap.add_argument("--cold-cache", action="store_true",
                     help="empty model cache: count the one-time ONNX export")
+    ap.add_argument("--int8", action="store_true",
+                    help="also embed at int8 and time it against the int8 model alone")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
@@ -145,12 +160,13 @@ def main() -> None:
         if args.cold_cache:
             cache = tmp / "model-cache"
             env["IMGATLAS_CACHE"] = str(cache)
-        rows = [one_size(int(n), tmp, env, args.model_sample, cache)
+        rows = [one_size(int(n), tmp, env, args.model_sample, cache, args.int8)
                 for n in args.sizes.split(",")]
         stages = ["scan", "embed", "inspect", "cluster", "evaluate", "report"]
         lines = preamble("onnxruntime", "faiss", "umap") + [
             "Images: dev CIFAR-10 JPG 32x32 and Fashion-MNIST PNG 28x28, half each, 20 "
-            f"folders; empty workspace, {'empty' if args.cold_cache else 'warm'} model cache; "
+            "folders (the 100 added for the rerun: Fashion-MNIST files not among them); "
+            f"empty workspace, {'empty' if args.cold_cache else 'warm'} model cache; "
             "`imgatlas run` in a fresh process (wall time includes Python start-up). *Model "
             "alone*: the default fp32 graph on pre-decoded 224x224 tensors, batch 32, "
             f"per-image time on {args.model_sample:,} images measured before and after the run "
@@ -180,6 +196,16 @@ def main() -> None:
                 + (f"the clusters kept, run {rc['run_id']} derived from run "
                    f"{rc.get('derived_from')} ({rc['edit']['added']} images placed)"
                    if rc.get("derived_from") else "clustered again") + ".")
+        for r in rows:
+            if r["int8"]:
+                i8 = r["int8"]
+                lines.append(
+                    f"- int8 at {r['n']:,} images (`embed --precision int8` on the same "
+                    f"workspace): the embedding loop {i8['embed_s']:.1f} s (the command "
+                    f"{i8['wall']:.1f} s with start-up and calibration), the int8 "
+                    f"model alone {i8['model_s']:.1f} s ({i8['embed_s'] / i8['model_s']:.2f}x; "
+                    f"fp32: embed {r['steps']['embed']:.1f} s, model alone "
+                    f"{r['model_s']:.1f} s, {r['steps']['embed'] / r['model_s']:.2f}x).")
         body = "\n".join(lines)
         print(body)
         if not args.no_write:

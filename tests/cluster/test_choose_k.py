@@ -1,0 +1,48 @@
+"""--k auto: the recursive rule finds separated groups, and above SWEEP_SAMPLE images it
+sweeps a seeded sample (and says so) with the same answer on clear structure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgatlas.cluster import _select
+from imgatlas.cluster._select import choose_k
+
+
+def blobs(n_per: int, k: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (k, dim))
+    return np.concatenate([c + rng.normal(0, 1, (n_per, dim)) for c in centres]
+                          ).astype(np.float32)
+
+
+def test_a_large_collection_is_swept_on_a_sample_with_the_same_answer(monkeypatch):
+    X = blobs(300, 7)
+    whole = choose_k(X, "kmeans", None, 0)
+    assert 6 <= whole["chosen_k"] <= 8 and "sweep_sample" not in whole
+    monkeypatch.setattr(_select, "SWEEP_SAMPLE", 600)
+    sampled = choose_k(X, "kmeans", None, 0)
+    assert sampled["chosen_k"] == whole["chosen_k"] and sampled["sweep_sample"] == 600
+    assert "sample of 600 of the 2,100 images" in sampled["reason"]
+    assert max(r["k"] for r in sampled["rows"]) == 30
+
+
+def test_sampled_group_sizes_count_as_the_whole_collection(monkeypatch):
+    """The rule's size thresholds see each sampled group at the size it stands for, so a
+    sample gives the whole collection's answer."""
+    X = blobs(400, 3, seed=1)
+    whole = choose_k(X, "kmeans", None, 0)["chosen_k"]
+    monkeypatch.setattr(_select, "SWEEP_SAMPLE", 300)
+    seen = []
+    real = _select._knee
+
+    def spy(Xs, fits, seed):
+        seen.append((len(Xs), fits[-1][0] if fits else None))
+        return real(Xs, fits, seed)
+
+    monkeypatch.setattr(_select, "_knee", spy)
+    assert choose_k(X, "kmeans", None, 0)["chosen_k"] == whole
+    assert seen[0] == (300, 30)
+    # a group of ~100 sampled rows stands for ~400 images: swept up to k=30 (400 // 10),
+    # not 10 (100 // 10)
+    assert any(n < 150 and top == 30 for n, top in seen[1:])
