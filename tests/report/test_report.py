@@ -338,3 +338,24 @@ def test_report_has_a_page_per_trained_model(report_ws, tmp_path):
     assert EVIL_LABEL not in html and "&lt;svg onload=alert(2)&gt;" in html  # a class name
     _check_refs_inside(page, out)
     assert (out / "assets" / "model-colours-confusion.png").is_file()
+
+
+def test_the_fuzzy_graph_is_umaps():
+    """The map's fuzzy graph, built in NumPy (no numba compilation), is UMAP's own."""
+    import faiss
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from imgatlas.report._layout import fuzzy_graph
+
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(c, 1, (60, 8)) for c in rng.normal(0, 4, (4, 8))]
+                       ).astype(np.float32)
+    Z[5] = Z[4]  # a duplicate: a zero distance besides the point itself
+    index = faiss.IndexFlatL2(8)
+    index.add(Z)
+    d2, nn = index.search(Z, 10)
+    d = np.sqrt(np.maximum(d2, 0))
+    ours = fuzzy_graph(nn, d).toarray()
+    theirs = fuzzy_simplicial_set(Z, 10, np.random.RandomState(0), "euclidean",
+                                  knn_indices=nn, knn_dists=d)[0].toarray()
+    assert np.abs(ours - theirs).max() < 1e-5
