@@ -100,3 +100,24 @@ def test_find_elbow():
     ks = list(range(1, 11))
     sse = [100, 50, 20, 15, 13, 12, 11, 10.5, 10, 9.8]
     assert find_elbow(ks, sse) == 3
+
+
+def test_silhouettes_of_a_few_rows_are_scikit_learns():
+    from sklearn.metrics import silhouette_samples
+
+    from imgatlas.evaluate.internal import internal_validation, silhouettes_of
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(300, 5))
+    labels = rng.integers(-1, 4, 300)
+    labels[7] = 9  # a cluster of one
+    ok = labels != -1
+    ref = np.full(300, np.nan)
+    ref[ok] = silhouette_samples(Z[ok], labels[ok])
+    rows = np.flatnonzero(ok)[:50]
+    assert np.allclose(silhouettes_of(Z, labels, rows), ref[rows])
+    known = ref.copy()
+    known[rows[:10]] = np.nan  # only these are computed
+    a, sil = internal_validation(Z, labels, 0, known=known)
+    b, _ = internal_validation(Z, labels, 0)
+    assert np.isclose(a["silhouette"], b["silhouette"]) and np.allclose(sil[ok], ref[ok])

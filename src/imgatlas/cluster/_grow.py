@@ -37,7 +37,7 @@ def grown_run(ws: Workspace, store: FeatureStore, params: dict[str, Any], seed: 
     if base is None:
         return None
     run = latest_correction(ws, base)
-    old_ids, old_labels, _, _ = ws.assignments(run["id"])
+    old_ids, old_labels, _, old_sil = ws.assignments(run["id"])
     new = np.setdiff1d(ids, old_ids)
     gone = np.setdiff1d(old_ids, ids)
     if not len(new) and not len(gone):
@@ -55,9 +55,13 @@ def grown_run(ws: Workspace, store: FeatureStore, params: dict[str, Any], seed: 
     edit = {"op": "grow", "added": int(len(new)), "removed": int(len(gone)),
             "rule": f"each new image joins the cluster with the most similarity among its "
                     f"{NEIGHBOURS} nearest clustered images"}
+    # the clusters did not change: the earlier images keep their silhouettes (no n^2 pass)
+    sil = dict(zip(old_ids[kept].tolist(), old_sil[kept].tolist(), strict=True))
+    known = np.array([sil.get(i, np.nan) for i in all_ids.tolist()])
     return derive_run(ws, run, all_ids, np.array([labels[i] for i in all_ids.tolist()]),
                       edit, ws.cluster_names(run["id"]),
-                      inputs=fingerprint(all_ids, store.key))
+                      inputs=fingerprint(all_ids, store.key),
+                      silhouettes=known if len(gone) == 0 else None)
 
 
 def nearest_clusters(store: FeatureStore, ids: np.ndarray, labels: np.ndarray,

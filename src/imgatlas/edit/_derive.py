@@ -25,19 +25,21 @@ def current_run(ws: Workspace, run_id: int | None) -> dict[str, Any]:
 
 
 def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: np.ndarray,
-               edit: dict[str, Any], names: dict[int, str], inputs: str | None = None
-               ) -> dict[str, Any]:
+               edit: dict[str, Any], names: dict[int, str], inputs: str | None = None,
+               silhouettes: np.ndarray | None = None) -> dict[str, Any]:
     """Record a run with ``labels`` for ``ids`` (the parent's images, or, with ``inputs``
     their fingerprint, a grown set), derived from ``parent`` by ``edit`` (``{"op": ...,
     ...}``), the clusters keeping ``names``. Its centre distances, silhouettes and merge
-    tree are computed in the parent's clustering space."""
+    tree are computed in the parent's clustering space; ``silhouettes`` (per ``ids``, NaN
+    where unknown) are kept where known."""
     from imgatlas.edit._tree import merge_tree
     from imgatlas.report import clustering_space
 
     t0 = time.perf_counter()
     labels = np.asarray(labels, dtype=np.int64)
     _, Z = clustering_space(ws, parent, ids)
-    internal, sil = internal_validation(Z, labels, parent["params"].get("seed") or 0)
+    internal, sil = internal_validation(Z, labels, parent["params"].get("seed") or 0,
+                                        known=silhouettes)
     params = {k: v for k, v in parent["params"].items()
               if k not in ("estimators", "seed", "inputs")}
     params.update({"derived_from": parent["id"], "edit": edit, "n_images": int(len(ids))})

@@ -12,12 +12,14 @@ SILHOUETTE_ALL_BELOW = 20_000  # per-image silhouettes are O(n^2); above, a seed
 HOPKINS_DIM = 10  # Hopkins saturates in high dimensions: computed on a PCA projection
 
 
-def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int
-                        ) -> tuple[dict[str, Any], np.ndarray]:
+def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int,
+                        known: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Silhouette (global, per cluster, per image), Hopkins and noise share.
 
     Noise (-1) is left out of the silhouette, as it belongs to no cluster. Per-image
     silhouettes are exact up to ``SILHOUETTE_ALL_BELOW`` images, sampled (seeded) above.
+    ``known``: per-image silhouettes already known (NaN where not): only the others are
+    computed (a few images added to an unchanged clustering cost a few rows, not n^2).
     """
     from sklearn.metrics import silhouette_samples
 
@@ -25,7 +27,17 @@ def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int
     sil = np.full(n, np.nan)
     clustered = np.flatnonzero(labels != -1)
     out: dict[str, Any] = {"noise_share": float(np.mean(labels == -1))}
-    if len(np.unique(labels[clustered])) >= 2:
+    if known is not None and len(np.unique(labels[clustered])) >= 2:
+        sil = np.asarray(known, dtype=np.float64).copy()
+        sil[labels == -1] = np.nan
+        todo = clustered[np.isnan(sil[clustered])]
+        sil[todo] = silhouettes_of(Z, labels, todo)
+        idx = clustered[~np.isnan(sil[clustered])]
+        out["silhouette"] = float(np.mean(sil[idx]))
+        out["silhouette_per_cluster"] = {
+            int(c): float(np.mean(sil[idx][labels[idx] == c])) for c in np.unique(labels[idx])}
+        out["silhouette_images"] = int(len(idx))
+    elif len(np.unique(labels[clustered])) >= 2:
         idx = clustered
         if len(idx) > SILHOUETTE_ALL_BELOW:
             idx = np.sort(np.random.default_rng(seed).choice(idx, SILHOUETTE_ALL_BELOW, False))
@@ -48,6 +60,31 @@ def internal_validation(Z: np.ndarray, labels: np.ndarray, seed: int
     out["hopkins_sample"] = m
     out["hopkins_space"] = f"pca{HOPKINS_DIM}" if H is not Z else "as clustered"
     return out, sil
+
+
+def silhouettes_of(Z: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The silhouettes of ``rows`` against every clustered image (noise left out), as
+    ``sklearn.metrics.silhouette_samples`` gives them, at the cost of ``len(rows)`` rows of
+    distances."""
+    from sklearn.metrics import pairwise_distances
+
+    if not len(rows):
+        return np.empty(0)
+    clustered = np.flatnonzero(labels != -1)
+    groups = np.unique(labels[clustered])
+    D = pairwise_distances(Z[rows], Z[clustered])
+    sums = np.stack([D[:, labels[clustered] == c].sum(1) for c in groups], axis=1)
+    sizes = np.array([(labels[clustered] == c).sum() for c in groups], dtype=np.float64)
+    own = np.searchsorted(groups, labels[rows])
+    out = np.zeros(len(rows))
+    for j in range(len(rows)):
+        n_own = sizes[own[j]] - 1  # the row itself is in its cluster, at distance 0
+        if n_own <= 0:
+            continue  # a cluster of one: silhouette 0, as scikit-learn says
+        a = sums[j, own[j]] / n_own
+        b = np.min(np.delete(sums[j] / sizes, own[j]))
+        out[j] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    return out
 
 
 def centre_distances(Z: np.ndarray, labels: np.ndarray) -> np.ndarray:
