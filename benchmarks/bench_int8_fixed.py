@@ -22,15 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from _common import ROOT, SHARED, preamble, write_section
-from bench_int8 import CACHE, _cosine
+from bench_int8 import CACHE, _cosine, kmeans_acc, loo_map
 from imgatlas import api
 from imgatlas.backbones import create_backbone, int8_backbone, quantize_onnx
-from imgatlas.cluster import KMeansClusterer
-from imgatlas.defaults import REDUCE
 from imgatlas.embed import Embedder
-from imgatlas.evaluate import cluster_accuracy
-from imgatlas.index import CodeIndex, retrieval_scores
-from imgatlas.reduce import make_reducer
 from imgatlas.store import Workspace
 
 SETS = ["rooms", "clothing", "imagenette", "cifar10", "fashion-mnist"]
@@ -64,11 +59,8 @@ def one_set(name: str, graph: Path, tmp: Path, seeds: int) -> str:
     y = np.array([info[int(i)][1] for i in ids])
     k = len(set(y))
     spaces = {"fp32": X, "int8, own calibration": X8, "int8, fixed calibration": Xf}
-    acc = {key: np.mean([cluster_accuracy(y, KMeansClusterer(k, random_state=s).fit(
-        make_reducer(REDUCE, random_state=s).fit_transform(Z)).labels_)
-        for s in range(seeds)]) for key, Z in spaces.items()}
-    mAP = {key: retrieval_scores(CodeIndex("float").fit(Z), Z, y, latency_queries=1)["map"]
-           for key, Z in spaces.items()}
+    acc = {key: kmeans_acc(Z, y, k, seeds) for key, Z in spaces.items()}
+    mAP = {key: loo_map(Z, y) for key, Z in spaces.items()}
     c_own, c_fix = _cosine(X, X8), _cosine(X, Xf)
     line = (f"| {name} | {len(ids):,} | {c_own.mean():.4f} / {c_own.min():.4f} | "
             f"{c_fix.mean():.4f} / {c_fix.min():.4f} | {acc['fp32']:.3f} | "

@@ -39,10 +39,9 @@ from imgatlas.sketch import LineToPhotoMap, load_drawing, normalise_lines
 from imgatlas.sketch._distill import (
     TUNE_BLOCKS,
     augmented_lines,
-    clean_lines,
     fit_tail,
-    photo_line_grey,
 )
+from imgatlas.sketch._lines import lines_image, photo_line_grey
 from imgatlas.sketch._map import domain_shift, shipped_shift
 
 SKETCHY = SHARED / "sketchy"
@@ -119,7 +118,7 @@ def main() -> None:
     P = normalize(emb.embed_files([str(p) for p in photos]))
     t = time.perf_counter()
     greys = [photo_line_grey(p, "canny", None) for p in photos]
-    line_maps = [clean_lines(g) for g in greys]
+    line_maps = [lines_image(g) for g in greys]
     sketch_imgs = [normalise_lines(load_drawing(str(s)), 224) for s in sketches]
     t_lines = time.perf_counter() - t
     L0 = normalize(emb.features(np.stack(line_maps)))

@@ -108,7 +108,6 @@ def served_ws(tmp_path_factory, cache_dir):
     broken file), embedded with the tiny test backbone, clustered, a head model trained."""
     import shutil
 
-    from imgatlas import api
 
     pytest.importorskip("fastapi")
     root = colour_groups(tmp_path_factory.mktemp("serve") / "img", SERVE_COLOURS, 12,
@@ -117,12 +116,20 @@ def served_ws(tmp_path_factory, cache_dir):
     shutil.copy(root / "red" / "1.jpg", os.path.join(os.fsencode(root / "red"),
                                                      b"caf\xe9.jpg"))
     (root / "green" / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    return clustered_and_trained(root, cache_dir), root
+
+
+def clustered_and_trained(root: Path, cache_dir: Path) -> Path:
+    """A workspace beside ``root``: its labelled folders scanned, embedded with the tiny test
+    backbone, clustered (k = 3) and a head model ``m`` trained."""
+    from imgatlas import api
+
     ws = root.parent / "ws"
     api.scan(root, ws, labels_from_folders=True)
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
     api.cluster(ws, k=3)
     api.train(ws, name="m", cache_dir=cache_dir)
-    return ws, root
+    return ws
 
 
 @pytest.fixture(scope="session")

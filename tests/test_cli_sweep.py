@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from conftest import colour_groups
+from conftest import clustered_and_trained, colour_groups
 from imgatlas import api
 from imgatlas.cli import cli, main
 
@@ -35,12 +35,7 @@ def ws(tmp_path_factory, cache_dir):
     root = colour_groups(tmp_path_factory.mktemp("sweep") / "img",
                          {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)},
                          6, shape=(32, 40), ext="png")
-    ws = root.parent / "ws"
-    api.scan(root, ws, labels_from_folders=True)
-    api.embed(ws, backbone="test_tiny", cache_dir=cache_dir)
-    api.cluster(ws, k=3)
-    api.train(ws, name="m", cache_dir=cache_dir)
-    return ws, root
+    return clustered_and_trained(root, cache_dir), root
 
 
 def _base(cmd: str, ws: Path, root: Path, tmp: Path, cache: Path) -> list[str]:

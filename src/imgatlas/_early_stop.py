@@ -38,3 +38,12 @@ def train_with_early_stopping(module: Any, run_epoch: Callable[[int], dict[str, 
     if best_state is not None:
         module.load_state_dict(best_state)
     return history, best
+
+
+def classifier_epoch_row(epoch: int, loss_sum: float, correct: float, n: int, val_loss: float,
+                         val_acc: float) -> dict[str, Any]:
+    """A classifier's epoch as the history records it: mean training loss and accuracy over
+    the ``n`` training samples, validation loss and accuracy."""
+    return {"epoch": epoch, "train_loss": round(loss_sum / n, 5),
+            "train_acc": round(correct / n, 5), "val_loss": round(val_loss, 5),
+            "val_acc": round(val_acc, 5)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sketch_search import SHAPES, _draw
+from test_sketch_search import SHAPES, _draw, pairs_workspace
 
 from imgatlas import api
 from imgatlas.cli import main
@@ -22,18 +22,7 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory, cache_dir):
     root = tmp_path_factory.mktemp("distil")
-    rng = np.random.default_rng(1)
-    for shape in SHAPES:
-        for kind, n in (("photo", 14), ("sketch", 3)):
-            d = root / "pairs" / kind / shape
-            d.mkdir(parents=True)
-            for j in range(n):
-                name = f"{shape}{j}.jpg" if kind == "photo" else f"{shape}{j}-{j}.png"
-                _draw(shape, rng, 160, kind == "photo").save(d / name)
-    ws = root / "ws"
-    api.scan(root / "pairs" / "photo", ws, labels_from_folders=True)
-    api.embed(ws, cache_dir=cache_dir)
-    return root, ws
+    return root, pairs_workspace(root, 14, 3, 1, cache_dir)
 
 
 def test_distil_index_search_and_reuse(shapes, cache_dir, capsys):

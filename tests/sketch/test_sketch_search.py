@@ -39,21 +39,29 @@ def _draw(shape: str, rng: np.random.Generator, size: int, photo: bool) -> Image
     return img
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("shapes")
-    rng = np.random.default_rng(0)
+def pairs_workspace(root: Path, photos: int, sketches: int, seed: int, cache_dir: Path
+                    ) -> Path:
+    """Shape photos and sketches in the Sketchy layout under ``root/pairs`` (sketch
+    ``NAME-K.png`` draws photo ``NAME.jpg``); the photos scanned and embedded into
+    ``root/ws``."""
+    rng = np.random.default_rng(seed)
     for shape in SHAPES:
-        for kind, n in (("photo", 12), ("sketch", 4)):
+        for kind, n in (("photo", photos), ("sketch", sketches)):
             d = root / "pairs" / kind / shape
             d.mkdir(parents=True)
             for j in range(n):
-                name = f"{shape}{j}.jpg" if kind == "photo" else f"{shape}{j % 12}-{j}.png"
+                name = f"{shape}{j}.jpg" if kind == "photo" else f"{shape}{j % photos}-{j}.png"
                 _draw(shape, rng, 160, kind == "photo").save(d / name)
     ws = root / "ws"
     api.scan(root / "pairs" / "photo", ws, labels_from_folders=True)
     api.embed(ws, cache_dir=cache_dir)
-    return root, ws
+    return ws
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory, cache_dir):
+    root = tmp_path_factory.mktemp("shapes")
+    return root, pairs_workspace(root, 12, 4, 0, cache_dir)
 
 
 def test_sketch_index_search_and_evaluation(shapes, cache_dir, capsys):

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas._early_stop import train_with_early_stopping
+from imgatlas._early_stop import classifier_epoch_row, train_with_early_stopping
 from imgatlas._optional import import_torch
 from imgatlas.classify._augment import random_resized_crop
 from imgatlas.classify._heads import TemperatureScaler, softmax
@@ -98,9 +98,7 @@ def train_cnn_small(ws: Any, ids: np.ndarray, y: np.ndarray, classes: list[str],
             zv, _ = net(x_val)
             val_loss = float(F.cross_entropy(zv, y_val, weight=weight))
             val_acc = float((zv.argmax(1) == y_val).float().mean())
-        return {"epoch": epoch, "train_loss": round(total / len(order), 5),
-                "train_acc": round(correct / len(order), 5), "val_loss": round(val_loss, 5),
-                "val_acc": round(val_acc, 5)}
+        return classifier_epoch_row(epoch, total, correct, len(order), val_loss, val_acc)
 
     history, _ = train_with_early_stopping(net, epoch_of_training, max_epochs=max_epochs,
                                            patience=PATIENCE, min_delta=1e-4,

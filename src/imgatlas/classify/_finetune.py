@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from imgatlas._early_stop import train_with_early_stopping
+from imgatlas._early_stop import classifier_epoch_row, train_with_early_stopping
 from imgatlas._optional import import_torch
 from imgatlas._progress import progress_bar
 from imgatlas.classify._augment import augment
@@ -229,9 +229,7 @@ def _train(torch: Any, tail: Any, acts: dict[str, np.ndarray], yi: np.ndarray, s
             zt = torch.from_numpy(zv)
             val_loss = float(F.cross_entropy(zt, yv, weight=weight))
             val_acc = float((zt.argmax(1) == yv).float().mean())
-        return {"epoch": epoch, "train_loss": round(total / len(flat), 5),
-                "train_acc": round(correct / len(flat), 5), "val_loss": round(val_loss, 5),
-                "val_acc": round(val_acc, 5)}
+        return classifier_epoch_row(epoch, total, correct, len(flat), val_loss, val_acc)
 
     history, _ = train_with_early_stopping(tail, epoch_of_training, max_epochs=max_epochs,
                                            patience=PATIENCE, min_delta=1e-4,

@@ -32,7 +32,7 @@ from imgatlas._progress import progress_bar
 from imgatlas.backbones import Backbone, derived_path, reopen_derived
 from imgatlas.errors import ConfigError
 from imgatlas.sketch._drawing import normalise_lines
-from imgatlas.sketch._lines import LINE_DETECTORS, WORK
+from imgatlas.sketch._lines import lines_image, photo_line_grey
 
 TUNE_BLOCKS = 4  # the last four blocks + head conv, as fine-tuning
 VIEWS = 2  # augmented line maps per photo beside the clean one
@@ -65,28 +65,9 @@ def augmented_lines(grey: np.ndarray, rng: np.random.Generator, size: int = 224
     if not (out < 128).any():
         out = grey
     if not (out < 128).any():
-        return np.full((size, size, 3), 255, np.uint8)
+        return lines_image(out, size)
     return normalise_lines(out, size, stroke=rng.uniform(1.5, 5), margin=rng.uniform(0.04, 0.16),
                            check=False)
-
-
-def clean_lines(grey: np.ndarray, size: int = 224) -> np.ndarray:
-    if not (grey < 128).any():
-        return np.full((size, size, 3), 255, np.uint8)
-    return normalise_lines(grey, size, check=False)
-
-
-def photo_line_grey(path: str | bytes | os.PathLike[str], detector: str,
-                    max_pixels: int | None) -> np.ndarray:
-    """The photo's line drawing (dark on white) at the detectors' working size."""
-    from imgatlas.decode import decode_rgb, open_image
-
-    with open_image(path, max_pixels) as img:
-        w, h = img.size
-    s = min(1.0, WORK * 1.25 / max(w, h))
-    rgb = decode_rgb(path, (max(1, round(w * s)), max(1, round(h * s))),
-                     max_pixels=max_pixels)
-    return LINE_DETECTORS[detector].factory(rgb)
 
 
 def distilled_backbone(ws: Any, photos: Any, base: Backbone, *, detector: str, seed: int,
@@ -144,7 +125,6 @@ def _distil(ws: Any, photos: Any, base: Backbone, ids: np.ndarray, work: Path, *
                           f"collection has {len(ids)}.")
     torch = import_torch("distilling the line branch (index --sketch --adapt)")
     t0 = time.perf_counter()
-    torch.manual_seed(seed)
     variant = VARIANTS[base.name]
     weights = load_state_dict(weights_file(base.name))
     start = len(block_plan(variant)) - TUNE_BLOCKS
@@ -254,7 +234,7 @@ def _activations(ws: Any, base: Backbone, ids: np.ndarray, work: Path, weights: 
         images = []
         for i in ids[s:s + chunk]:
             grey = photo_line_grey(paths[int(i)], detector, None)
-            images.append(clean_lines(grey, size))
+            images.append(lines_image(grey, size))
             images += [augmented_lines(grey, rng, size) for _ in range(views)]
         out = []
         for b in range(0, len(images), 32):

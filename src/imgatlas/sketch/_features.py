@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import normalize
 
-from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, open_image
+from imgatlas.decode import DEFAULT_MAX_PIXELS
 from imgatlas.sketch._drawing import load_drawing, normalise_lines
-from imgatlas.sketch._lines import LINE_DETECTORS, WORK, photo_lines
+from imgatlas.sketch._lines import LINE_DETECTORS, lines_image, photo_line_grey
 
 # measured on the dev Sketchy set (benchmarks/bench_sketch.py): see docs/design.md
 DETECTOR = "canny"  # beat xdog and edge-drawing
@@ -47,12 +47,7 @@ def photo_decoder(detector: str, size: int, max_pixels: int | None = DEFAULT_MAX
 
 def _photo_line_pixels(path: str | bytes | os.PathLike[str], *, detector: str, size: int,
                        max_pixels: int | None) -> np.ndarray:
-    with open_image(path, max_pixels) as img:
-        w, h = img.size
-    s = min(1.0, WORK * 1.25 / max(w, h))
-    rgb = decode_rgb(path, (max(1, round(w * s)), max(1, round(h * s))),
-                     max_pixels=max_pixels)
-    return photo_lines(rgb, detector, size)
+    return lines_image(photo_line_grey(path, detector, max_pixels), size)
 
 
 def sketch_views(data: bytes | str | Path, size: int, tta: bool = True) -> np.ndarray:

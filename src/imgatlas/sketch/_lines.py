@@ -15,6 +15,8 @@ cropped to its strokes, thinned, redrawn at a fixed width.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -74,7 +76,24 @@ def edge_drawing(rgb: np.ndarray) -> np.ndarray:
 
 def photo_lines(rgb: np.ndarray, detector: str = "canny", size: int = 224) -> np.ndarray:
     """A photo -> its normalised line image (as a sketch of it would be)."""
-    grey = LINE_DETECTORS[detector].factory(rgb)
-    if not (grey < 128).any():  # a flat photo: nothing to draw, an empty sheet
+    return lines_image(LINE_DETECTORS[detector].factory(rgb), size)
+
+
+def lines_image(grey: np.ndarray, size: int = 224) -> np.ndarray:
+    """A detector's drawing (dark on white) -> the normalised line image; a flat photo,
+    with nothing to draw, gives an empty sheet."""
+    if not (grey < 128).any():
         return np.full((size, size, 3), 255, np.uint8)
     return normalise_lines(grey, size, check=False)
+
+
+def photo_line_grey(path: Any, detector: str, max_pixels: int | None) -> np.ndarray:
+    """A photo file's line drawing (dark on white), decoded at the detectors' working size."""
+    from imgatlas.decode import decode_rgb, open_image
+
+    with open_image(path, max_pixels) as img:
+        w, h = img.size
+    s = min(1.0, WORK * 1.25 / max(w, h))
+    rgb = decode_rgb(path, (max(1, round(w * s)), max(1, round(h * s))),
+                     max_pixels=max_pixels)
+    return LINE_DETECTORS[detector].factory(rgb)
