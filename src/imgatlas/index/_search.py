@@ -25,17 +25,17 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
     from imgatlas.errors import UnknownBackbone
 
     record = store.cfg["backbone"]
-    try:
-        bb = None if record.get("derived") else create_backbone(record["name"],
-                                                                cache_dir=cache_dir)
-    except UnknownBackbone:  # a user's ONNX file: its path is the record's 'weights'
-        bb = create_backbone(record["weights"], cache_dir=cache_dir)
     if record.get("derived"):  # tuned on this collection: its graph lives in the workspace
         from imgatlas.backbones import reopen_derived
 
         d = record["derived"]
         bb = reopen_derived(store.ws.path, create_backbone(d["base"], cache_dir=cache_dir),
                             d["kind"], d["fingerprint"])
+    else:
+        try:
+            bb = create_backbone(record["name"], cache_dir=cache_dir)
+        except UnknownBackbone:  # a user's ONNX file: its path is the record's 'weights'
+            bb = create_backbone(record["weights"], cache_dir=cache_dir)
     if record.get("precision") == "int8":
         from imgatlas.embed import reopen_int8
 
