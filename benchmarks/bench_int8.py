@@ -7,10 +7,10 @@ ACC and retrieval mAP on the dev sets.
    output of at least a quarter of the input's side in float.
 2. Speed: fp32 and the int8 graph on the same uint8 batch, interleaved repetitions, best of
    each, one session per graph with the same threads; the ratio is what is claimed.
-3. Per dev set: `imgatlas embed --precision int8` (calibrated on the set itself, as a user
-   would) next to the fp32 store bench_cluster.py leaves in benchmarks/_work/<set>; cosine
-   mean / min, k-means ACC on the default reduction (3 seeds) and leave-one-out mAP of the
-   exact float index (1,000 queries).
+3. Per dev set: `imgatlas embed --precision int8` (calibrated on the images shipped with
+   imgatlas; before that, on the set itself) next to the fp32 store bench_cluster.py leaves
+   in benchmarks/_work/<set>; cosine mean / min, k-means ACC on the default reduction
+   (3 seeds) and leave-one-out mAP of the exact float index (1,000 queries).
 
     python benchmarks/bench_int8.py [--sets rooms,clothing,...] [--threads N]
 
@@ -109,11 +109,26 @@ def speed(graphs: dict[str, Path], threads: int, reps: int = 7) -> list[str]:
             f"fp32 {rate['fp32']:.0f} img/s, {cells}."]
 
 
+def kmeans_acc_per_seed(Z: np.ndarray, y: np.ndarray, k: int, seeds: int) -> np.ndarray:
+    """k-means ACC on the default reduction for seeds ``0..seeds-1``."""
+    return np.array([cluster_accuracy(y, KMeansClusterer(k, random_state=s).fit(
+        make_reducer(REDUCE, random_state=s).fit_transform(Z)).labels_)
+        for s in range(seeds)])
+
+
 def kmeans_acc(Z: np.ndarray, y: np.ndarray, k: int, seeds: int) -> float:
     """k-means ACC on the default reduction, the mean of ``seeds`` seeds."""
-    return float(np.mean([cluster_accuracy(y, KMeansClusterer(k, random_state=s).fit(
-        make_reducer(REDUCE, random_state=s).fit_transform(Z)).labels_)
-        for s in range(seeds)]))
+    return float(kmeans_acc_per_seed(Z, y, k, seeds).mean())
+
+
+def noisy_copy(X: np.ndarray, cosine: float, seed: int = 0) -> np.ndarray:
+    """``X`` (unit length) plus isotropic noise that leaves a mean cosine of ``cosine``: a
+    control telling a perturbation of that size (k-means moving to another local optimum)
+    from what int8 does."""
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    E = np.random.default_rng(seed).normal(size=X.shape).astype(np.float32)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    return Xn + np.sqrt(1 / cosine ** 2 - 1) * E
 
 
 def loo_map(Z: np.ndarray, y: np.ndarray) -> float:
@@ -124,7 +139,7 @@ def loo_map(Z: np.ndarray, y: np.ndarray) -> float:
 def per_set(name: str, seeds: int = 3) -> str:
     ws = WORK / name
     res = api.embed(ws, cache_dir=CACHE, precision="int8")
-    fp32 = api.embed(ws, cache_dir=CACHE)  # nothing to do; names the fp32 store
+    fp32 = api.embed(ws, cache_dir=CACHE, precision="fp32")  # done already; names the store
     with Workspace.open(ws) as w:
         stores = {s.key: s for s in w.feature_stores()}
         ids, X = stores[fp32["store"]].read()
@@ -134,12 +149,7 @@ def per_set(name: str, seeds: int = 3) -> str:
     y = np.array([labels[i][1] for i in ids.tolist()])
     c = _cosine(X, X8)
     k = len(set(y))
-    # control: fp32 with isotropic noise of the same mean cosine, to tell a perturbation
-    # of that size (k-means moving to another local optimum) from what int8 does
-    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
-    E = np.random.default_rng(0).normal(size=X.shape).astype(np.float32)
-    E /= np.linalg.norm(E, axis=1, keepdims=True)
-    noisy = Xn + np.sqrt(1 / c.mean() ** 2 - 1) * E
+    noisy = noisy_copy(X, float(c.mean()))
     acc = {key: kmeans_acc(Z, y, k, seeds)
            for key, Z in (("fp32", X), ("int8", X8), ("noise", noisy))}
     mAP = {key: loo_map(Z, y) for key, Z in (("fp32", X), ("int8", X8))}

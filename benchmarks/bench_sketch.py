@@ -35,7 +35,8 @@ WORK = ROOT / "benchmarks" / "_work"
 CACHE = WORK / "cache"
 
 
-def photo_workspace(root: Path, classes: list[str], ws: Path) -> Path:
+def photo_workspace(root: Path, classes: list[str], ws: Path,
+                    precision: str = "auto") -> Path:
     """A workspace of the photos of ``classes`` (symlinked folders: the class is the
     folder, as a user's collection would be)."""
     src = root / "photos"
@@ -44,7 +45,7 @@ def photo_workspace(root: Path, classes: list[str], ws: Path) -> Path:
         if not (src / c).exists():
             os.symlink(SKETCHY / "photo" / c, src / c)
     api.scan(src, ws, labels_from_folders=True)
-    api.embed(ws, cache_dir=CACHE)
+    api.embed(ws, cache_dir=CACHE, precision=precision)
     return ws
 
 

@@ -50,15 +50,18 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
           device: str = "auto", threads: int | None = None, workers: int = 2,
           l2_normalize: bool = False, dtype: str = "float32",
           max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_dir: PathLike | None = None,
-          precision: str = "fp32", engine: str = "local", address: str | None = None,
+          precision: str = "auto", engine: str = "local", address: str | None = None,
           num_workers: int | None = None, progress: bool = False, wait: float = 0.0,
           make_default: bool = True) -> dict[str, Any]:
     """Compute (or finish computing) features of every usable image in ``workspace``.
     ``make_default``: the store becomes the one later stages use when given none.
 
-    ``precision="int8"`` runs a statically quantised copy of the backbone, calibrated on a
-    sample of this workspace's images (made once, kept in the workspace); its features go to
-    their own store.
+    ``precision``: ``"int8"`` runs a statically quantised copy of the backbone, calibrated
+    on images shipped with imgatlas (made once per model cache; the same features for an
+    image in every workspace), ``"fp32"`` the network as trained; its features go to their
+    own store. ``"auto"`` keeps the precision of the workspace's store of this backbone, else
+    the backbone's default: int8 for the EfficientNet-Lite family (1.3-1.4x the speed, the
+    quality figures within noise: benchmarks/bench_int8_fixed.py), fp32 for the others.
 
     ``engine="ray"`` embeds on a Ray cluster (``address``, or a local one), ``num_workers``
     actors each holding one ONNX Runtime session; the same features as ``"local"``.
@@ -702,7 +705,8 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
         seed: int = defaults.SEED,
         report_dir: PathLike | None = None, make_report: bool = True,
         make_inspection: bool = True, cache_dir: PathLike | None = None,
-        refit: bool = False, progress: bool = False) -> dict[str, Any]:
+        precision: str = "auto", refit: bool = False,
+        progress: bool = False) -> dict[str, Any]:
     """The main job: scan -> embed -> inspect -> cluster (default pipeline) -> evaluate ->
     report.
 
@@ -722,7 +726,8 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
                     progress=progress)
     steps["scan"] = time.perf_counter() - t
     t = time.perf_counter()
-    embed_res = embed(workspace, backbone=backbone, cache_dir=cache_dir, progress=progress)
+    embed_res = embed(workspace, backbone=backbone, cache_dir=cache_dir, precision=precision,
+                      progress=progress)
     steps["embed"] = time.perf_counter() - t
     inspect_res = None
     if make_inspection:

@@ -148,6 +148,15 @@ def engine_opts(what: str) -> Any:
 
 
 # -- embed -------------------------------------------------------------------------------------
+
+precision_opt = click.option(
+    "--precision", type=click.Choice(defaults.PRECISIONS),
+    default=api_default(api.embed, "precision"), show_default=True,
+    help="int8: a quantised copy of the backbone calibrated on images shipped with imgatlas "
+         "(1.3-1.4x the model speed on 2 CPU cores; features at cosine ~0.995 to fp32). "
+         "auto: what the workspace already holds, else int8 for EfficientNet-Lite.")
+
+
 @cli.command()
 @workspace_opt
 @click.option("--backbone", default=defaults.BACKBONE, show_default=True,
@@ -166,11 +175,7 @@ def engine_opts(what: str) -> Any:
 @click.option("--dtype", type=click.Choice(defaults.DTYPES),
               default=api_default(api.embed, "dtype"),
               show_default=True)
-@click.option("--precision", type=click.Choice(defaults.PRECISIONS),
-              default=api_default(api.embed, "precision"),
-              show_default=True,
-              help="int8: a quantised copy of the backbone calibrated on this collection "
-                   "(1.3-1.4x the model speed on 2 CPU cores; features at cosine ~0.996 to fp32).")
+@precision_opt
 @engine_opts("shards embedded by Ray Data actors, each with one ONNX Runtime session")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Where exported models are cached (default $IMGATLAS_CACHE or "
@@ -1137,6 +1142,7 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @click.option("--no-report", is_flag=True, help="Stop after clustering and scoring.")
 @click.option("--no-inspect", is_flag=True,
               help="Skip the inspection (near-duplicates, blurry, dark ... images).")
+@precision_opt
 @click.option("--refit", is_flag=True,
               help=f"Cluster everything again even when at most "
                    f"{defaults.REFIT_GROWTH:.0%} of the images are new or gone since the last "
@@ -1144,7 +1150,7 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
 @progress_opt
 @json_opt
 def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, report_dir,
-        no_report, no_inspect, refit, progress, as_json):
+        no_report, no_inspect, precision, refit, progress, as_json):
     """The main job: scan, embed, cluster (default pipeline), evaluate, report.
 
     Reuses whatever the workspace already holds: a second run only does new work.
@@ -1153,7 +1159,8 @@ def run(directory, workspace, labels_from_folders, backbone, k, k_range, seed, r
                   backbone=backbone, k=_k_option(k),
                   k_range=_k_range(k_range) if k_range else None, seed=seed,
                   report_dir=report_dir, make_report=not no_report,
-                  make_inspection=not no_inspect, refit=refit, progress=_progress(progress))
+                  make_inspection=not no_inspect, precision=precision, refit=refit,
+                  progress=_progress(progress))
 
     def human(r):
         _print_scan(r["scan"])

@@ -244,3 +244,22 @@ def test_a_head_on_two_backbones_side_by_side(ws, tmp_path, cache_dir):
     assert [f["top_k"][0]["label"] for f in files] == [m.classes[j] for j in stored]
     with pytest.raises(ConfigError, match="trains on one backbone"):
         api.train(ws, mode="finetune", features="test_tiny,raw_pixels_32")
+
+
+def test_a_head_on_int8_features_predicts_in_another_workspace(tmp_path, cache_dir):
+    """int8 features come from the shipped calibration, not the collection's: a model
+    trained on one workspace's int8 features predicts new files with the same graph."""
+    root = colour_groups(tmp_path / "img", COLOURS, 14)
+    path = tmp_path / "ws8"
+    api.scan(root, path, labels_from_folders=True)
+    emb = api.embed(path, backbone="test_tiny", cache_dir=cache_dir, precision="int8")
+    res = api.train(path, name="m8", features=emb["store"], cache_dir=cache_dir)
+    rec = json.loads((Path(res["model"]) / "model.json").read_text())["backbone"]
+    assert rec["precision"] == "int8" and rec["calibration"]
+    red = _one_image(tmp_path / "red.png", (220, 30, 30))
+    (pred,) = api.predict(path / "models" / "m8", [red], cache_dir=tmp_path / "other-cache")
+    assert pred["label"] == "red"
+    # the training image itself gets its stored features back: the same int8 graph
+    first = sorted((root / "red").iterdir())[0]
+    (again,) = api.predict(path / "models" / "m8", [first], cache_dir=cache_dir)
+    assert again["nearest"][0]["similarity"] > 0.999

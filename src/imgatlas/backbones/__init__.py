@@ -18,8 +18,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["export_onnx", "pixel_input_wrapper", "save_graph"], "._export"),
     **dict.fromkeys(["derived_path", "reopen_derived"], "._derived"),
     **dict.fromkeys(["UnreadableCheckpoint", "load_state_dict"], "._torch_file"),
-    **dict.fromkeys(["CALIBRATION_IMAGES", "PRECISIONS", "calibration_fingerprint",
-                     "int8_backbone", "int8_model_name", "quantize_onnx"], "._quantize"),
+    **dict.fromkeys(["CALIBRATION_IMAGES", "PRECISIONS", "bundled_calibration", "bundled_int8",
+                     "calibration_fingerprint", "calibration_pixels", "int8_backbone",
+                     "int8_model_name", "quantize_onnx"], "._quantize"),
 })
 
 __all__ = [
@@ -33,7 +34,10 @@ __all__ = [
     "UnreadableCheckpoint",
     "block_plan",
     "build_graph",
+    "bundled_calibration",
+    "bundled_int8",
     "calibration_fingerprint",
+    "calibration_pixels",
     "derived_path",
     "create_backbone",
     "describe_backbones",

@@ -22,6 +22,11 @@ class Backbone:
     precision: str = "fp32"
     #: the int8 graph's calibration set, by fingerprint
     calibration: str | None = None
+    #: what ``precision="auto"`` embeds with: "int8" where the shipped calibration was
+    #: measured to keep the quality figures (the EfficientNet-Lite family)
+    default_precision: str = "fp32"
+    #: the fp32 network an int8 one was quantised from
+    fp32: Backbone | None = None
     #: a network tuned on a workspace's collection: {"kind", "fingerprint", "base"}
     derived: dict[str, str] | None = None
 

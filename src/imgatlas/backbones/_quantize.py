@@ -1,5 +1,11 @@
 """int8 inference: a backbone's ONNX graph statically quantised by ONNX Runtime, calibrated on
-pixels of the collection it will embed.
+the images shipped in ``calibration/`` (scripts/make_int8_calibration.py: the bundled CC0
+sample). A fixed calibration makes int8 features a function of the image alone, as fp32
+ones are: the graph is built once per model cache and shared by every workspace, and a
+classifier trained on one workspace's features serves another's. Calibrating on each
+collection instead (what imgatlas did before) changed the cosine to fp32 by < 0.001 on the
+dev sets (benchmarks/bench_int8_fixed.py); such older graphs still reopen from their
+workspace (``imgatlas.embed.reopen_int8``).
 
 Recipe (QDQ, per-channel int8 weights, uint8 activations, min/max calibration) with the
 convolutions that work at high resolution kept in float: every one whose output is at least
@@ -21,13 +27,14 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgatlas import defaults
+from imgatlas._hashing import sha256_file
 from imgatlas.backbones._base import Backbone
 from imgatlas.errors import ConfigError
 
@@ -35,6 +42,7 @@ RECIPE = "qdq-minmax-float-quarter-v1"
 FLOAT_ABOVE = 0.25  # convolutions with an output side >= this share of the input stay float
 PRECISIONS = defaults.PRECISIONS
 CALIBRATION_IMAGES = 128
+CALIBRATION_DIR = Path(__file__).with_name("calibration")
 
 
 def quantize_onnx(src: Path, out: Path, calibration: np.ndarray, *, method: str = "minmax",
@@ -131,10 +139,52 @@ def int8_model_name(base: Backbone, calibration: str) -> str:
     return f"{base.name}-{base.identity()[:16]}-int8-{calibration}.onnx"
 
 
-def int8_backbone(base: Backbone, model_path: Path, calibration: str) -> Backbone:
-    """``base`` running the quantised graph at ``model_path`` (built already)."""
-    bb = Backbone(base.cfg, model_path,
-                  identity=f"{base.identity()}-int8-{calibration}")
+def int8_backbone(base: Backbone, model_path: Path, calibration: str,
+                  build: Callable[[Path], None] | None = None) -> Backbone:
+    """``base`` running the quantised graph at ``model_path`` (made by ``build`` when
+    missing, or built already)."""
+    bb = Backbone(base.cfg, model_path, build,
+                  identity=f"{base.identity()}-int8-{calibration}", head=base.class_head)
     bb.precision = "int8"
     bb.calibration = calibration
+    bb.fp32 = base
     return bb
+
+
+def bundled_calibration() -> str:
+    """Fingerprint of the shipped calibration set (under this recipe)."""
+    files = _calibration_files()
+    return calibration_fingerprint(sha256_file(f) for f in files)
+
+
+def bundled_int8(base: Backbone) -> Backbone:
+    """``base`` quantised on the shipped calibration set; the graph sits beside ``base``'s
+    own in the model cache and is made on first use (deterministic: a cleared cache makes
+    the same graph again)."""
+    if base.precision != "fp32":
+        raise ConfigError(f"{base.name} is already {base.precision}.")
+    fp = bundled_calibration()
+    path = base.onnx_path().parent / int8_model_name(base, fp)
+
+    def build(out: Path) -> None:
+        quantize_onnx(base.onnx_path(), out, calibration_pixels(base))
+
+    return int8_backbone(base, path, fp, build)
+
+
+def calibration_pixels(base: Backbone) -> np.ndarray:
+    """The shipped calibration images at ``base``'s input size, ``(n, H, W, 3)`` uint8."""
+    from imgatlas.decode import decode_rgb
+
+    cfg = base.cfg
+    return np.stack([decode_rgb(f, cfg.input_size, resize=cfg.resize,
+                                interpolation=cfg.interpolation)
+                     for f in _calibration_files()])
+
+
+def _calibration_files() -> list[Path]:
+    files = sorted(CALIBRATION_DIR.glob("*.jpg"))
+    if not files:  # a broken install: say so rather than quantise on nothing
+        raise ConfigError(f"The int8 calibration images are missing from {CALIBRATION_DIR}; "
+                          "reinstall imgatlas or use --precision fp32.")
+    return files

@@ -244,6 +244,13 @@ def _recorded_backbone(record: dict[str, Any], cache_dir: Path) -> Any:
     if record.get("identity") and bb.identity() != record["identity"]:
         raise ConfigError(f"The backbone {record['name']!r} here is not the one the model "
                           "was trained with (different weights); retrain the model.")
+    if record.get("precision", "fp32") != "fp32":
+        from imgatlas.backbones import bundled_calibration, bundled_int8
+
+        if record.get("calibration") != bundled_calibration():
+            raise ConfigError(f"The model was trained on {record['precision']} features "
+                              "calibrated differently from this imgatlas's; retrain it.")
+        bb = bundled_int8(bb)
     return bb
 
 

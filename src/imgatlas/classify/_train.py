@@ -294,19 +294,26 @@ def _restrict(lab: Labels, have: np.ndarray) -> Labels:
 
 
 def _backbone_record(store: Any) -> dict[str, Any]:
-    from imgatlas.backbones import create_backbone
+    from imgatlas.backbones import bundled_calibration, create_backbone
     from imgatlas.errors import UnknownBackbone
 
     rec = store.cfg["backbone"]
-    if rec.get("precision", "fp32") != "fp32":
-        raise ConfigError(f"Store {store.key} holds {rec['precision']} features; models are "
-                          "trained on fp32 ones (choose one with --features).")
+    precision = rec.get("precision", "fp32")
+    if precision != "fp32" and rec.get("calibration") != bundled_calibration():
+        # calibrated on that workspace's own images: no other collection gets its features
+        raise ConfigError(f"Store {store.key} holds {precision} features calibrated on this "
+                          "collection; embed again (the int8 graph is now calibrated on "
+                          "images shipped with imgatlas) or choose an fp32 store with "
+                          "--features.")
     try:
         identity = create_backbone(rec["name"]).identity()
     except (UnknownBackbone, Exception):  # noqa: BLE001 - a user's ONNX file: by its path
         identity = None
-    return {"name": rec["name"], "weights": rec.get("weights"), "identity": identity,
-            "input_size": rec.get("input_size"), "dim": store.dim}
+    out = {"name": rec["name"], "weights": rec.get("weights"), "identity": identity,
+           "input_size": rec.get("input_size"), "dim": store.dim}
+    if precision != "fp32":
+        out.update(precision=precision, calibration=rec["calibration"])
+    return out
 
 
 def _split_record(ws: Workspace, ids: np.ndarray, split: Split) -> dict[str, Any]:

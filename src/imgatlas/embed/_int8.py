@@ -1,57 +1,48 @@
-"""A workspace's int8 backbone: quantised once, on a sample of the workspace's own images,
-and kept in ``W/backbones/`` beside the features it makes (a cache cleared elsewhere cannot
-orphan them; search, serve and sketch queries reopen the same graph)."""
+"""Which graph embeds at which precision. int8 graphs are calibrated on the images shipped
+with the package (``imgatlas.backbones.bundled_int8``) and shared through the model cache.
+Workspaces made before that hold a graph calibrated on their own images in ``W/backbones/``;
+it keeps embedding their new images, so features before and after stay comparable."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from imgatlas.backbones import (
-    CALIBRATION_IMAGES,
     PRECISIONS,
     Backbone,
-    calibration_fingerprint,
+    bundled_calibration,
+    bundled_int8,
     int8_backbone,
     int8_model_name,
-    quantize_onnx,
 )
-from imgatlas.embed._embedder import Embedder
-from imgatlas.errors import ConfigError, DecodeError
-from imgatlas.store import Status, Workspace
+from imgatlas.errors import ConfigError
+from imgatlas.store import Workspace
 
 MODEL_DIR = "backbones"
 
 
-def with_precision(ws: Workspace, base: Backbone, precision: str, *,
-                   seed: int = 0) -> Backbone:
-    """``base`` at ``precision``: itself for fp32; for int8 the workspace's quantised graph,
-    made now from a seeded sample of its images if it has none yet.
-
-    The first calibration sticks: a collection that grows keeps its int8 graph, so features
-    embedded before and after stay comparable (a new graph would mean a new store).
-    """
+def with_precision(ws: Workspace, base: Backbone, precision: str) -> Backbone:
+    """``base`` at ``precision``: itself for fp32, its int8 graph for int8. ``auto`` keeps
+    what the workspace's store of this backbone already holds (a rerun never re-embeds a
+    collection at another precision), else takes the backbone's ``default_precision``."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}. "
                           f"Got {precision!r} instead.")
+    if precision == "auto":
+        precision = _precision_in_use(ws, base) or base.default_precision
     if precision == "fp32":
         return base
-    folder = ws.path / MODEL_DIR
+    # an older workspace's own calibration sticks for the features it already holds
     stem = int8_model_name(base, "*")
-    existing = sorted(folder.glob(stem))
-    if existing:
-        path = existing[0]
+    for path in sorted((ws.path / MODEL_DIR).glob(stem)):
         return int8_backbone(base, path, path.stem.rsplit("-int8-", 1)[1])
-    shas, pixels = _calibration_sample(ws, base, seed)
-    fp = calibration_fingerprint(shas)
-    path = folder / int8_model_name(base, fp)
-    quantize_onnx(base.onnx_path(), path, pixels)
-    return int8_backbone(base, path, fp)
+    return bundled_int8(base)
 
 
 def reopen_int8(ws_path: Path, base: Backbone, calibration: str) -> Backbone:
     """The int8 graph a feature store was made with, or a one-line error naming it."""
+    if calibration == bundled_calibration():
+        return bundled_int8(base)
     path = ws_path / MODEL_DIR / int8_model_name(base, calibration)
     if not path.is_file():
         raise ConfigError(f"The int8 model {path} that made these features is missing; "
@@ -59,23 +50,13 @@ def reopen_int8(ws_path: Path, base: Backbone, calibration: str) -> Backbone:
     return int8_backbone(base, path, calibration)
 
 
-def _calibration_sample(ws: Workspace, base: Backbone, seed: int
-                        ) -> tuple[list[str], np.ndarray]:
-    by_sha: dict[str, bytes] = {}
-    for img in ws.images(Status.OK):
-        if img.sha256:
-            by_sha.setdefault(img.sha256, img.path)
-    shas = sorted(by_sha)
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(shas), min(CALIBRATION_IMAGES, len(shas)), replace=False))
-    decoder = Embedder(base)
-    used, pixels = [], []
-    for i in pick:
-        try:
-            pixels.append(decoder.decode(by_sha[shas[i]]))
-            used.append(shas[i])
-        except DecodeError:  # embed records it; calibration just does without it
-            continue
-    if not pixels:
-        raise ConfigError("int8 calibration found no decodable image in the workspace.")
-    return used, np.stack(pixels)
+def _precision_in_use(ws: Workspace, base: Backbone) -> str | None:
+    """The precision of the workspace's default store when ``base`` made it."""
+    key = ws.default_store()
+    store = ws.feature_store(key) if key else None
+    if store is None:
+        return None
+    rec = store.cfg.get("backbone", {})
+    if rec.get("name") != base.name or rec.get("derived") or store.cfg.get("view"):
+        return None
+    return str(rec.get("precision", "fp32"))

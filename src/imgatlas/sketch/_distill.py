@@ -79,10 +79,13 @@ def distilled_backbone(ws: Any, photos: Any, base: Backbone, *, detector: str, s
     from imgatlas import defaults
     from imgatlas.backbones import VARIANTS
 
-    if base.name not in VARIANTS or base.precision != "fp32":
+    if base.name not in VARIANTS or base.derived is not None:
         raise ConfigError(f"--adapt distils an EfficientNet-Lite's last blocks; the photos' "
-                          f"features come from {base.name} ({base.precision}). Embed with "
-                          "efficientnet_lite0 first.")
+                          f"features come from {base.name}. Embed with efficientnet_lite0 "
+                          "first.")
+    # the tail is trained in float from the fp32 weights, towards the photos' stored
+    # features (int8 ones are at cosine ~0.995 to fp32)
+    base = base.fp32 or base
     folder = ws.path / MODEL_DIR
     ids = photos.done_ids()
     if not refit:
