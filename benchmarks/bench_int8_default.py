@@ -18,7 +18,7 @@ sketches are never seen; 15 others give the sketch offset), the default path (ma
 + query expansion), ``--splits`` splits (4), photos and sketches embedded at each precision.
 
     python benchmarks/bench_int8_default.py [--sets rooms,clothing,...] [--seeds 10]
-        [--splits 4] [--own] [--no-sketch]
+        [--splits 4] [--own] [--no-sketch] [--no-write]
 
 Labels only score. Writes "int8 by default: quality (dev sets)" in benchmarks/RESULTS.md.
 """
@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=4)
     ap.add_argument("--own", action="store_true")
     ap.add_argument("--no-sketch", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="imgatlas-int8-"))
@@ -177,8 +178,9 @@ def main() -> None:
                                                       zip(f, i, strict=True)) + ")."]
     body = "\n".join(lines)
     print(body)
-    write_section(ROOT / "benchmarks" / "RESULTS.md", "int8 by default: quality (dev sets)",
-                  body)
+    if not args.no_write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md",
+                      "int8 by default: quality (dev sets)", body)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,17 @@ stage, next to the fp32 model's own time on the same number of images, in the sa
 The images are dev CIFAR-10 JPGs (32x32) and Fashion-MNIST PNGs (28x28), half each, copied
 into one folder tree (20 labelled folders). For each size (1,000 and 10,000 by default):
 
-1. the model alone: the default backbone's fp32 graph (the one `embed` uses) on pre-decoded
-   224x224 tensors of the first ``--model-sample`` images, batch 32, timed before and after
-   the run (the mean of the two: the shared machine drifts), scaled to the size;
-2. `imgatlas run` in a fresh process (model cache warm), its stages as it reports them, the
-   wall time of the whole command and the process's peak memory;
+1. the model alone: the default backbone's fp32 graph (the reference of the first-run issue)
+   and its int8 graph (what `run` embeds with by default) on pre-decoded 224x224 tensors of
+   the first ``--model-sample`` images, batch 32, timed before and after the run (the mean
+   of the two: the shared machine drifts), scaled to the size;
+2. `imgatlas run` in a fresh process (model cache warm: the ONNX export and the int8 graph
+   made once per machine), its stages as it reports them, the wall time of the whole
+   command and the process's peak memory;
 3. 100 new images added to the folder and `imgatlas run` again (what is new is scanned,
    embedded, inspected and placed; the report rewritten).
 
-    python benchmarks/bench_run.py [--sizes 1000,10000] [--cold-cache]
+    python benchmarks/bench_run.py [--sizes 1000,10000] [--precision auto] [--cold-cache]
 
 Writes "The whole job against the model alone" in benchmarks/RESULTS.md.
 """
@@ -52,19 +54,15 @@ def build_folder(dst: Path, n: int, extra: Path, n_extra: int = 100) -> list[Pat
     return out
 
 
-def model_only(paths: list[Path], cache: Path | None, int8_from: Path | None = None) -> float:
-    """Seconds per image of the default fp32 graph (or the int8 graph a workspace made) on
+def model_only(paths: list[Path], cache: Path | None, int8: bool = False) -> float:
+    """Seconds per image of the default backbone's fp32 graph (or its int8 graph) on
     pre-decoded tensors, batch 32."""
     from imgatlas import create_backbone
+    from imgatlas.backbones import bundled_int8
     from imgatlas.embed import Embedder
 
     bb = create_backbone("efficientnet_lite0", cache_dir=cache)
-    if int8_from is not None:
-        from imgatlas.backbones import int8_backbone
-
-        graph = next((int8_from / "backbones").glob("*int8*.onnx"))
-        bb = int8_backbone(bb, graph, graph.stem.rsplit("-int8-", 1)[1])
-    emb = Embedder(bb)
+    emb = Embedder(bundled_int8(bb) if int8 else bb)
     pixels = np.stack([emb.decode(str(p)) for p in paths])
     emb.features(pixels[:32])  # warm-up: session creation, first-run allocations
     t = time.perf_counter()
@@ -113,33 +111,30 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
 
 
 def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: Path | None,
-             with_int8: bool = False) -> dict:
+             precision: str = "auto") -> dict:
     root = tmp / f"n{n}"
     paths = build_folder(root / "images", n, root / "extra")
     sample = paths[:min(model_sample, n)]
     per_image = [model_only(sample, cache)]
+    per_image8 = [model_only(sample, cache, int8=True)]
     cmd = [str(Path(sys.executable).parent / "imgatlas"), "run", str(root / "images"),
            "--workspace", str(root / "ws"), "--labels-from-folders", "--json",
-           "--no-progress"]
+           "--no-progress", "--precision", precision]
     res, wall, rss = run_once(cmd, env)
     open_s = time_report_open(Path(res["report"]["index"]))
+    per_image8.append(model_only(sample, cache, int8=True))
     per_image.append(model_only(sample, cache))
     shutil.copytree(root / "extra", root / "images", dirs_exist_ok=True)
     again, wall2, _ = run_once(cmd, env)
     model_s = float(np.mean(per_image)) * n
-    int8 = None
-    if with_int8:  # where the time goes at int8 speed: embed against its own model time
-        emb8, wall8, _ = run_once([cmd[0], "embed", "--workspace", str(root / "ws"), "--precision",
-                               "int8", "--json", "--no-progress"], env)
-        int8 = {"embed_s": emb8["seconds"], "n": emb8["embedded"], "wall": wall8,
-                "model_s": model_only(sample, cache, int8_from=root / "ws")
-                * emb8["embedded"]}
     return {"n": n, "steps": res["seconds"], "wall": wall, "rss_gb": rss, "model_s": model_s,
+            "model8_s": float(np.mean(per_image8)) * n,
             "model_spread": abs(per_image[0] - per_image[1]) / np.mean(per_image),
             "ratio": wall / model_s, "rerun": wall2, "rerun_steps": again["seconds"],
             "rerun_cluster": again["cluster"], "cluster": res["cluster"],
+            "precision": res["embed"].get("precision", "fp32"),
             "acc": (res["evaluation"] or {}).get("acc"), "report": res["report"],
-            "open_s": open_s, "int8": int8}
+            "open_s": open_s}
 
 
 def main() -> None:
@@ -149,8 +144,8 @@ def main() -> None:
                     help="images the model-only time is measured on (scaled to the size)")
     ap.add_argument("--cold-cache", action="store_true",
                     help="empty model cache: count the one-time ONNX export")
-    ap.add_argument("--int8", action="store_true",
-                    help="also embed at int8 and time it against the int8 model alone")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"],
+                    help="what `imgatlas run` embeds with (auto: int8 for the default)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
@@ -160,26 +155,29 @@ def main() -> None:
         if args.cold_cache:
             cache = tmp / "model-cache"
             env["IMGATLAS_CACHE"] = str(cache)
-        rows = [one_size(int(n), tmp, env, args.model_sample, cache, args.int8)
+        rows = [one_size(int(n), tmp, env, args.model_sample, cache, args.precision)
                 for n in args.sizes.split(",")]
         stages = ["scan", "embed", "inspect", "cluster", "evaluate", "report"]
         lines = preamble("onnxruntime", "faiss", "umap") + [
             "Images: dev CIFAR-10 JPG 32x32 and Fashion-MNIST PNG 28x28, half each, 20 "
             "folders (the 100 added for the rerun: Fashion-MNIST files not among them); "
             f"empty workspace, {'empty' if args.cold_cache else 'warm'} model cache; "
-            "`imgatlas run` in a fresh process (wall time includes Python start-up). *Model "
-            "alone*: the default fp32 graph on pre-decoded 224x224 tensors, batch 32, "
+            f"`imgatlas run --precision {args.precision}` in a fresh process (wall time "
+            "includes Python start-up). *Model alone*: the default backbone's fp32 graph "
+            "(and its int8 graph, the last column) on pre-decoded 224x224 tensors, batch 32, "
             f"per-image time on {args.model_sample:,} images measured before and after the run "
             "in the same process (their mean), times the number of images.", "",
-            "| images | " + " | ".join(stages) + " | whole job | model alone (fp32) | "
-            "**job / model** | peak RSS | +100 images, run again | rerun / first |",
-            "|---:|" + "---:|" * (len(stages) + 6)]
+            "| images | embedded at | " + " | ".join(stages) + " | whole job | model alone "
+            "(fp32) | **job / fp32 model** | peak RSS | +100 images, run again | rerun / first "
+            "| int8 model alone | embed / int8 model |",
+            "|---:|---|" + "---:|" * (len(stages) + 8)]
         for r in rows:
             cells = [f"{r['steps'].get(s, 0):.1f}" for s in stages]
             lines.append(
-                f"| {r['n']:,} | " + " | ".join(cells) + f" | {r['wall']:.1f} | "
-                f"{r['model_s']:.1f} | **{r['ratio']:.2f}** | {r['rss_gb']:.2f} GB | "
-                f"{r['rerun']:.1f} | {r['rerun'] / r['wall']:.2f} |")
+                f"| {r['n']:,} | {r['precision']} | " + " | ".join(cells) +
+                f" | {r['wall']:.1f} | {r['model_s']:.1f} | **{r['ratio']:.2f}** | "
+                f"{r['rss_gb']:.2f} GB | {r['rerun']:.1f} | {r['rerun'] / r['wall']:.2f} | "
+                f"{r['model8_s']:.1f} | {r['steps']['embed'] / r['model8_s']:.2f} |")
         lines.append("")
         for r in rows:
             cl, rc = r["cluster"], r["rerun_cluster"]
@@ -196,16 +194,6 @@ def main() -> None:
                 + (f"the clusters kept, run {rc['run_id']} derived from run "
                    f"{rc.get('derived_from')} ({rc['edit']['added']} images placed)"
                    if rc.get("derived_from") else "clustered again") + ".")
-        for r in rows:
-            if r["int8"]:
-                i8 = r["int8"]
-                lines.append(
-                    f"- int8 at {r['n']:,} images (`embed --precision int8` on the same "
-                    f"workspace): the embedding loop {i8['embed_s']:.1f} s (the command "
-                    f"{i8['wall']:.1f} s with start-up and calibration), the int8 "
-                    f"model alone {i8['model_s']:.1f} s ({i8['embed_s'] / i8['model_s']:.2f}x; "
-                    f"fp32: embed {r['steps']['embed']:.1f} s, model alone "
-                    f"{r['model_s']:.1f} s, {r['steps']['embed'] / r['model_s']:.2f}x).")
         body = "\n".join(lines)
         print(body)
         if not args.no_write:

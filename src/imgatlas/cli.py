@@ -196,7 +196,8 @@ def embed(workspace, backbone, batch_size, device, threads, workers, l2_normaliz
 
 def _print_embed(r: dict[str, Any]) -> None:
     rate = f" ({r['images_per_second']} img/s)" if r["embedded"] else ""
-    click.echo(f"embedded {r['embedded']} images with {r['backbone']} in "
+    at = f" ({r['precision']})" if r.get("precision", "fp32") != "fp32" else ""
+    click.echo(f"embedded {r['embedded']} images with {r['backbone']}{at} in "
                f"{r['seconds']:.1f}s{rate}; {r['already_done']} were already done, "
                f"{r['failed']} failed to decode")
     click.echo(f"  feature store: {r['store']} ({r['dim']}-d)")
