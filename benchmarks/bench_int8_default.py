@@ -13,12 +13,15 @@ Per dev set (the set's images embedded both ways in one workspace):
   stratified 70 % and scored on the other 30 %, 3 splits, on at most 3,000 images a set;
 - ``--own``: the same figures with int8 calibrated on 128 of the set's own images (what
   `--precision int8` did before the shipped calibration).
+k auto (``--k-auto``): the rule of `--k auto` on the six sets bench_k_auto.py uses and their
+union, 3 seeds, on fp32, int8 and the noise control; a k within ±20 % of the classes counts
+as found.
 Sketch: dev Sketchy split by classes (15 searched, whose photos the map is fitted on and whose
 sketches are never seen; 15 others give the sketch offset), the default path (map + offset
 + query expansion), ``--splits`` splits (4), photos and sketches embedded at each precision.
 
     python benchmarks/bench_int8_default.py [--sets rooms,clothing,...] [--seeds 10]
-        [--splits 4] [--own] [--no-sketch] [--no-write]
+        [--splits 4] [--own] [--no-sketch] [--k-auto] [--no-write]
 
 Labels only score. Writes "int8 by default: quality (dev sets)" in benchmarks/RESULTS.md.
 """
@@ -105,6 +108,40 @@ def one_set(name: str, tmp: Path, seeds: int, own: bool) -> dict:
     return out
 
 
+def k_auto(tmp: Path, seeds: int) -> dict[str, dict[str, list[int]]]:
+    """``--k auto``'s k per set (and the union) and seed, on fp32, int8 and the noise
+    control."""
+    from bench_k_auto import SETS as K_SETS
+    from bench_k_auto import UNION
+    from imgatlas import defaults
+    from imgatlas.cluster._select import choose_k
+    from imgatlas.reduce import make_reducer
+
+    feats: dict[str, dict[str, np.ndarray]] = {}
+    for name in K_SETS:
+        ws = tmp / ("k-" + name.replace("/", "_"))
+        api.scan(SHARED / name, ws, labels_from_folders=True)
+        per = {}
+        for precision in ("fp32", "int8"):
+            store = api.embed(ws, cache_dir=CACHE, precision=precision)["store"]
+            _, per[precision], rows = api.load_features(ws, features=store)
+        per["noise"] = noisy_copy(per["fp32"], float(_cosine(per["fp32"], per["int8"]).mean()))
+        per["y"] = np.array([f"{name}:{r['label']}" for r in rows])
+        feats[name] = per
+        shutil.rmtree(ws, ignore_errors=True)
+    feats["union of 5"] = {key: np.concatenate([feats[d][key] for d in UNION])
+                           for key in ("fp32", "int8", "noise", "y")}
+    out: dict[str, dict[str, list[int]]] = {}
+    for name, per in feats.items():
+        out[name] = {"classes": [len(set(per["y"].tolist()))]}
+        for key in ("fp32", "int8", "noise"):
+            Z = make_reducer(defaults.REDUCE, random_state=0).fit_transform(
+                per[key].astype(np.float32))
+            out[name][key] = [choose_k(Z, "kmeans", None, s)["chosen_k"] for s in range(seeds)]
+        print(name, out[name], flush=True)
+    return out
+
+
 def sketch_splits(splits: int, tmp: Path) -> dict[str, list[float]]:
     """Default sketch path mAP per split, photos embedded in fp32 and in int8."""
     import bench_sketch as bs
@@ -136,29 +173,35 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=4)
     ap.add_argument("--own", action="store_true")
     ap.add_argument("--no-sketch", action="store_true")
+    ap.add_argument("--k-auto", action="store_true", help="also --k auto on each precision")
+    ap.add_argument("--no-sets", action="store_true", help="skip the per-set figures")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="imgatlas-int8-"))
     try:
-        rows = [one_set(s, tmp, args.seeds, args.own) for s in args.sets.split(",")]
+        rows = [] if args.no_sets else [one_set(s, tmp, args.seeds, args.own)
+                                        for s in args.sets.split(",")]
         sketch = None if args.no_sketch else sketch_splits(args.splits, tmp)
+        ks = k_auto(tmp, 3) if args.k_auto else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     own = " | own: cosine, ACC, mAP, head" if args.own else ""
     lines = preamble("onnxruntime", "sklearn") + [
         "fp32 against int8 on the shipped calibration (`src/imgatlas/backbones/calibration`, "
-        "120 CC0 photos, scripts/make_int8_calibration.py), default backbone, same images. "
-        f"ACC: k-means on the default reduction, k = classes, {args.seeds} seeds; Δ = int8 "
-        "− fp32 paired by seed, mean ± sd; noise Δ: fp32 plus isotropic noise of the same "
-        "mean cosine (the control). mAP: leave-one-out, exact float index. Head: "
-        f"LogisticHead (defaults) on a stratified 70 %, scored on 30 %, {HEAD_SPLITS} splits, "
-        f"≤ {HEAD_IMAGES:,} images a set. Dev sets (the calibration photos are not in them "
-        f"but come from the same source as clothing's). {time.perf_counter() - t0:.0f} s.",
-        "",
-        "| set | images | cosine mean / min | ACC fp32 | ACC int8 | Δ ACC | noise Δ | "
-        "mAP fp32 / int8 | head fp32 / int8" + own + " |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.own else "")]
+        "120 CC0 photos, scripts/make_int8_calibration.py), default backbone, same images; "
+        "dev sets (the calibration photos are not in them but come from the same source as "
+        f"clothing's). {time.perf_counter() - t0:.0f} s."]
+    if rows:
+        lines += [
+            "", f"ACC: k-means on the default reduction, k = classes, {args.seeds} seeds; Δ = "
+            "int8 − fp32 paired by seed, mean ± sd; noise Δ: fp32 plus isotropic noise of the "
+            "same mean cosine (the control). mAP: leave-one-out, exact float index. Head: "
+            f"LogisticHead (defaults) on a stratified 70 %, scored on 30 %, {HEAD_SPLITS} "
+            f"splits, ≤ {HEAD_IMAGES:,} images a set.", "",
+            "| set | images | cosine mean / min | ACC fp32 | ACC int8 | Δ ACC | noise Δ | "
+            "mAP fp32 / int8 | head fp32 / int8" + own + " |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if args.own else "")]
     for r in rows:
         d, nd = r["diff"], r["noise_diff"]
         extra = (f" | {r['own_cos']:.4f}, {r['acc']['own']:.3f}, {r['map']['own']:.3f}, "
@@ -176,11 +219,23 @@ def main() -> None:
                   f"{f.mean():.3f}, int8 {i.mean():.3f}, paired Δ {(i - f).mean():+.3f} ± "
                   f"{sd:.3f} (per split: " + ", ".join(f"{a:.3f}/{b:.3f}" for a, b in
                                                       zip(f, i, strict=True)) + ")."]
+    if ks:
+        def found(k: list[int], n: int) -> str:
+            hit = sum(abs(v - n) <= 0.2 * n for v in k)
+            return ", ".join(map(str, k)) + (" ✓" if hit == len(k) else f" ({hit}/{len(k)})")
+
+        lines += ["", "`--k auto` (3 seeds; ✓: every seed within ±20 % of the classes):", "",
+                  "| set | classes | fp32 | int8 | noise control |", "|---|---:|---|---|---|"]
+        for name, r in ks.items():
+            n = r["classes"][0]
+            lines.append(f"| {name} | {n} | {found(r['fp32'], n)} | {found(r['int8'], n)} | "
+                         f"{found(r['noise'], n)} |")
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md",
-                      "int8 by default: quality (dev sets)", body)
+        title = ("int8 by default: --k auto (dev sets)" if not rows and not sketch
+                 else "int8 by default: quality (dev sets)")
+        write_section(ROOT / "benchmarks" / "RESULTS.md", title, body)
 
 
 if __name__ == "__main__":

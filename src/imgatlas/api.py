@@ -76,6 +76,7 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
         bb = with_precision(ws, bb, precision)
+        bb.onnx_path()  # made here once (an int8 graph: seconds), not by every worker
         if engine == "ray":
             from imgatlas.embed import embed_workspace_ray
 

@@ -142,7 +142,7 @@ def test_int8_lite0_keeps_the_features_of_real_photos(tmp_path, cache_dir):
         shutil.copy(f, src / f"{i}.jpg")
     ws = tmp_path / "ws"
     api.scan(src, ws)
-    a = api.embed(ws, cache_dir=cache_dir)
+    a = api.embed(ws, cache_dir=cache_dir, precision="fp32")
     b = api.embed(ws, cache_dir=cache_dir, precision="int8")
     stores = _stores(ws)
     _, ids, X = stores[a["store"]]

@@ -159,7 +159,8 @@ def summary(p: Plan, backbone: Backbone, n_done: int, n_failed: int, seconds: fl
             run_id: int, providers: list[str] | None) -> dict[str, Any]:
     return {
         "store": p.key, "backbone": backbone.name, "precision": backbone.precision,
-        "dim": backbone.cfg.dim, "embedded": n_done, "failed": n_failed, "already_done": p.already_done,
+        "dim": backbone.cfg.dim, "embedded": n_done, "failed": n_failed,
+        "already_done": p.already_done,
         "unique_decoded": len(p.path_of), "seconds": round(seconds, 3),
         "images_per_second": round(n_done / seconds, 1) if seconds > 0 else None,
         "providers": providers, "run_id": run_id,
