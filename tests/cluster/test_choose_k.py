@@ -47,13 +47,3 @@ def test_sampled_group_sizes_count_as_the_whole_collection(monkeypatch):
     # not 10 (100 // 10)
     assert any(n < 150 and top == 30 for n, top in seen[1:])
 
-
-def test_fits_side_by_side_are_the_fits_one_after_the_other(monkeypatch):
-    X = blobs(80, 5, dim=16, seed=3)
-    monkeypatch.setattr(_select, "SWEEP_THREADS", 1)
-    serial = _select._kmeans_fits(X, range(2, 12), 0)
-    monkeypatch.setattr(_select, "SWEEP_THREADS", 2)
-    threaded = _select._kmeans_fits(X, range(2, 12), 0)
-    assert [f[0] for f in threaded] == list(range(2, 12))
-    for (k1, sse1, lab1), (k2, sse2, lab2) in zip(serial, threaded, strict=True):
-        assert k1 == k2 and sse1 == sse2 and np.array_equal(lab1, lab2)

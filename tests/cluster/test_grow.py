@@ -77,3 +77,45 @@ def _cluster_of(ws, run, folder):
     with Workspace.open(ws) as w:
         ids, clusters, labels, _ = w.assignments(run)
     return int(np.bincount(clusters[np.array(labels) == folder]).argmax())
+
+
+def test_the_grown_run_reuses_its_parents_kept_space(first, cache_dir, monkeypatch):
+    """The reduction is not fitted again: earlier images keep their reduced vectors, new ones
+    sit at their neighbours' mean; without a kept space (an older workspace) it is refitted."""
+    from imgatlas.reduce import make_reducer
+    from imgatlas.report import _layout, clustering_space
+
+    root, ws, res = first
+    run0 = res["cluster"]["run_id"]
+    with Workspace.open(ws) as w:
+        ids0, Z0 = w.space(run0)
+        run = w.get_run(run0, "cluster")
+        X = clustering_space(w, run, ids0, reduce=False)[0]
+    refit = make_reducer(run["params"]["reduce"], random_state=run["params"]["seed"])
+    assert np.allclose(Z0, refit.fit_transform(X), atol=1e-5)  # what the run clustered in
+
+    def no_refit(*a, **k):
+        raise AssertionError("the reduction was fitted again")
+
+    monkeypatch.setattr(_layout, "make_reducer", no_refit)
+    add_images(root / "green", COLOURS["green"], 2, 200)
+    c = api.run(root, ws, backbone="test_tiny", k=3, cache_dir=cache_dir,
+                labels_from_folders=True, make_inspection=False, make_report=False)["cluster"]
+    assert c["edit"]["op"] == "grow"
+    with Workspace.open(ws) as w:
+        ids1, Z1 = w.space(c["run_id"])
+        grown = w.get_run(c["run_id"], "cluster")
+        assert np.array_equal(clustering_space(w, grown, ids1)[1], Z1)
+    old = np.isin(ids1, ids0)
+    assert old.sum() == len(ids0) and (~old).sum() == 2
+    np.testing.assert_array_equal(Z1[old], Z0)
+    assert np.isfinite(Z1[~old]).all()
+
+    # an older workspace: no kept spaces, the reduction is fitted again
+    monkeypatch.undo()
+    for f in (ws / "spaces").iterdir():
+        f.unlink()
+    add_images(root / "blue", COLOURS["blue"], 1, 300)
+    c2 = api.run(root, ws, backbone="test_tiny", k=3, cache_dir=cache_dir,
+                 labels_from_folders=True, make_inspection=False, make_report=False)["cluster"]
+    assert c2["edit"]["op"] == "grow" and c2["n_images"] == len(ids1) + 1

@@ -33,7 +33,6 @@ MIN_GROUP = 10  # images per part a group may be split into
 MAX_DEPTH = 3
 SWEEP_SAMPLE = 6000  # images the sweeps run on, a seeded sample above it
 SWEEP_RESTARTS = 3  # k-means starts per k while sweeping (1: k auto found on 4 dev sets of 7)
-SWEEP_THREADS = 2  # k-means fits of a sweep run side by side
 
 
 def choose_k(Z: np.ndarray, method: str, k_range: tuple[int, int] | None, seed: int
@@ -104,20 +103,17 @@ def _project(X: np.ndarray, max_dim: int | None, seed: int) -> tuple[np.ndarray,
 def _kmeans_fits(X: np.ndarray, ks: Sequence[int], seed: int
                  ) -> list[tuple[int, float, np.ndarray]]:
     """``(k, SSE, labels)`` of k-means (3 restarts) for each k in ``ks`` below ``len(X)``."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from imgatlas.cluster._methods import KMeansClusterer
 
-    def fit(k: int) -> tuple[int, float, np.ndarray]:
+    fits = []
+    for k in ks:
+        if not 2 <= k < len(X):
+            continue
         est = KMeansClusterer(k, n_init=SWEEP_RESTARTS, random_state=seed).fit(X)
         centres = np.asarray(est.cluster_centers_)
-        return k, float(((X - centres[est.labels_]) ** 2).sum()), np.asarray(est.labels_)
-
-    # Two fits at a time: k-means++ seeding is single-threaded NumPy that releases the GIL,
-    # so a second fit fills the core the first leaves idle (each fit is seeded on its own:
-    # the same results as one after the other)
-    with ThreadPoolExecutor(SWEEP_THREADS) as pool:
-        return list(pool.map(fit, [k for k in ks if 2 <= k < len(X)]))
+        fits.append((k, float(((X - centres[est.labels_]) ** 2).sum()),
+                     np.asarray(est.labels_)))
+    return fits
 
 
 def _knee(X: np.ndarray, fits: list[tuple[int, float, np.ndarray]], seed: int

@@ -146,6 +146,7 @@ def cluster_workspace(
             timings["validate"] = time.perf_counter() - t
 
         ws.record_assignments(run.id, ids, labels, sil, centre_distances(Z, labels))
+        ws.save_space(run.id, ids, Z)
         from imgatlas.edit import merge_tree
 
         tree = merge_tree(Z, labels)

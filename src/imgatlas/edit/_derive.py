@@ -33,11 +33,15 @@ def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: n
     tree are computed in the parent's clustering space; ``silhouettes`` (per ``ids``, NaN
     where unknown) are kept where known."""
     from imgatlas.edit._tree import merge_tree
-    from imgatlas.report import clustering_space
+    from imgatlas.report import clustering_space, grown_space
 
     t0 = time.perf_counter()
     labels = np.asarray(labels, dtype=np.int64)
-    _, Z = clustering_space(ws, parent, ids)
+    # the parent's kept space, new images placed among their neighbours; a parent from an
+    # earlier imgatlas has its reduction fitted again
+    placed = grown_space(ws, parent, ids)
+    grown = placed is not None and placed[1]
+    Z = placed[0] if placed is not None else clustering_space(ws, parent, ids)[1]
     internal, sil = internal_validation(Z, labels, parent["params"].get("seed") or 0,
                                         known=silhouettes)
     params = {k: v for k, v in parent["params"].items()
@@ -48,6 +52,8 @@ def derive_run(ws: Workspace, parent: dict[str, Any], ids: np.ndarray, labels: n
     with ws.recording("cluster", params, seed=parent["params"].get("seed"),
                       inputs=inputs or parent["params"].get("inputs")) as run:
         ws.record_assignments(run.id, ids, labels, sil, centre_distances(Z, labels))
+        if grown:  # other images than its parent's: its own space (a correction shares it)
+            ws.save_space(run.id, ids, Z)
         for c, name in names.items():
             if c in sizes and c >= 0:
                 ws.name_cluster(run.id, c, name)

@@ -4,15 +4,18 @@ from imgatlas._lazy import lazy_exports
 from imgatlas.report._report import write_comparison, write_report
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["clustering_space", "map_coordinates"], "._layout"),
-    **dict.fromkeys(["make_thumbnail", "thumb_dir", "thumb_name"], "._thumbs"),
+    **dict.fromkeys(["clustering_space", "grown_space", "map_coordinates"], "._layout"),
+    **dict.fromkeys(["make_thumbnail", "thumb_dir", "thumb_media_type", "thumb_name"],
+                    "._thumbs"),
 })
 
 __all__ = [
     "clustering_space",
+    "grown_space",
     "make_thumbnail",
     "map_coordinates",
     "thumb_dir",
+    "thumb_media_type",
     "thumb_name",
     "write_comparison",
     "write_report",

@@ -110,7 +110,7 @@ def _place_thumbs(thumbs: dict[int, Path | None], assets: Path) -> dict[int, str
 def _check_out(out: Path, ws: Workspace) -> Path:
     out = Path(out).resolve()
     if out == ws.path.resolve() or ws.path.resolve() in out.parents and out.name in (
-            "features", "thumbs", "maps", "index", "index-sketch", "models"):
+            "features", "thumbs", "maps", "spaces", "index", "index-sketch", "models"):
         raise ConfigError(f"Refusing to write a report over workspace data at {out}.")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder.")

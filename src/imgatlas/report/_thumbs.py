@@ -23,25 +23,62 @@ def thumb_dir(ws: Workspace) -> Path:
     return ws.path / "thumbs" / str(THUMB_SIZE)
 
 
+# An image already no larger than a thumbnail, in a format every browser shows, is its own
+# thumbnail: the thumbnail would be the same pixels (thumbnails never upscale) re-encoded,
+# and decoding and encoding 10,000 of them was most of a 10,000-image report's time.
+KEEP_FORMATS = {"PNG": "png", "JPEG": "jpg"}
+KEEP_MODES = ("RGB", "L")
+KEEP_BYTES = 32_768
+KEPT = "-o"  # name suffix of a thumbnail that is the original file
+
+
 def thumb_name(row: ImageRow) -> str:
-    return f"{row.sha256 or f'id{row.id}'}.jpg"
+    key = row.sha256 or f"id{row.id}"
+    if (row.format in KEEP_FORMATS and row.mode in KEEP_MODES and row.width and row.height
+            and max(row.width, row.height) <= THUMB_SIZE and row.size is not None
+            and row.size <= KEEP_BYTES):
+        return f"{key}{KEPT}.{KEEP_FORMATS[row.format]}"
+    return f"{key}.jpg"
+
+
+def thumb_media_type(path: Path) -> str:
+    return "image/png" if path.suffix == ".png" else "image/jpeg"
 
 
 def make_thumbnail(path: bytes | str, out: Path, size: int = THUMB_SIZE) -> bool:
-    """Write a JPEG thumbnail of ``path`` to ``out``; False when the image cannot be read."""
+    """Write a thumbnail of ``path`` to ``out`` (a copy of the file where :func:`thumb_name`
+    named it so and the file is as the catalog says, else a JPEG, or a PNG for a ``.png``
+    name); False when the image cannot be read."""
     try:
         with open_image(path, max_pixels=None) as img:
+            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+            if out.stem.endswith(KEPT) and _is_its_own_thumbnail(img, out, size):
+                with open(path, "rb") as f:
+                    data = f.read(KEEP_BYTES + 1)
+                if len(data) <= KEEP_BYTES:
+                    tmp.write_bytes(data)
+                    os.replace(tmp, out)
+                    return True
             if img.format == "JPEG":
                 img.draft("RGB", (size, size))  # DCT scaling: decode at 1/2..1/8 size
             img = ImageOps.exif_transpose(img) if img.getexif() else img
             img = to_rgb(img)
             img.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            img.save(tmp, "JPEG", quality=THUMB_QUALITY)
+            if out.suffix == ".png":
+                img.save(tmp, "PNG")
+            else:
+                img.save(tmp, "JPEG", quality=THUMB_QUALITY)
             os.replace(tmp, out)
             return True
     except Exception:  # noqa: BLE001 - a broken file gets the placeholder, never a crash
         return False
+
+
+def _is_its_own_thumbnail(img: Image.Image, out: Path, size: int) -> bool:
+    """The file is what its name promises (the catalog may be older than the file): that
+    format and mode, no larger than ``size``, no EXIF rotation to apply."""
+    return (KEEP_FORMATS.get(img.format or "") == out.suffix[1:] and img.mode in KEEP_MODES
+            and max(img.size) <= size and img.getexif().get(0x0112, 1) == 1)
 
 
 def _make_many(jobs: list[tuple[bytes | str, str]]) -> list[bool]:

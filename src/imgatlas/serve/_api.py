@@ -295,7 +295,7 @@ def neighbours(request: Request, image_id: str, k: int = 12) -> dict[str, Any]:
 
 @router.get("/images/{image_id}/thumbnail")
 def thumbnail(request: Request, image_id: str) -> FileResponse:
-    from imgatlas.report import make_thumbnail, thumb_dir, thumb_name
+    from imgatlas.report import make_thumbnail, thumb_dir, thumb_media_type, thumb_name
 
     st = state(request)
     with st.read() as ws:
@@ -309,7 +309,7 @@ def thumbnail(request: Request, image_id: str) -> FileResponse:
         folder.mkdir(parents=True, exist_ok=True)
         if not make_thumbnail(src, out):
             raise HTTPException(404, "this image cannot be read")
-    return FileResponse(out, media_type="image/jpeg",
+    return FileResponse(out, media_type=thumb_media_type(out),
                         headers={"cache-control": "private, max-age=86400"})
 
 

@@ -17,6 +17,7 @@ from imgatlas.store._images import ImagesMixin
 from imgatlas.store._inspect import InspectMixin
 from imgatlas.store._io import io_errors
 from imgatlas.store._runs import RunsMixin
+from imgatlas.store._spaces import SpacesMixin
 from imgatlas.store._tags import TagsMixin
 from imgatlas.store.catalog import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION, connect
 
@@ -27,7 +28,8 @@ CATALOG = "catalog.sqlite"
 LOCK = "lock"
 
 
-class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin):
+class Workspace(ImagesMixin, ClustersMixin, RunsMixin, InspectMixin, TagsMixin,
+                SpacesMixin):
     """A directory with ``catalog.sqlite`` and ``features/``; the one owner of its data.
 
     Open it with :meth:`open` (read-only use) or :meth:`open` with ``write=True``, which takes
