@@ -62,7 +62,7 @@ def model_only(paths: list[Path], cache: Path | None, int8: bool = False) -> flo
     from imgatlas.embed import Embedder
 
     bb = create_backbone("efficientnet_lite0", cache_dir=cache)
-    emb = Embedder(bundled_int8(bb) if int8 else bb)
+    emb = Embedder(bundled_int8(bb, cache) if int8 else bb)
     pixels = np.stack([emb.decode(str(p)) for p in paths])
     emb.features(pixels[:32])  # warm-up: session creation, first-run allocations
     t = time.perf_counter()

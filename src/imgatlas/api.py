@@ -75,7 +75,7 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
         bb = create_backbone(backbone, cache_dir=cache_dir_or_default(cache_dir))
         if not ws.images(Status.OK):
             raise ConfigError(f"Workspace {workspace} has no usable images; scan a folder first.")
-        bb = with_precision(ws, bb, precision)
+        bb = with_precision(ws, bb, precision, cache_dir_or_default(cache_dir))
         bb.onnx_path()  # made here once (an int8 graph: seconds), not by every worker
         if engine == "ray":
             from imgatlas.embed import embed_workspace_ray

@@ -132,3 +132,27 @@ def test_raw_pixels_backbone(tmp_path, cache_dir):
 
     ref = np.asarray(Image.open(img).convert("RGB"), np.float32).reshape(-1) / 255
     np.testing.assert_allclose(X[0], ref, atol=1e-6)
+
+
+def test_a_float_input_graph_quantises_too(tmp_path, cache_dir):
+    """A user's ONNX file that takes normalised float NCHW (not pixels) at int8: calibrated
+    on the shipped images through the same preprocessing as embedding."""
+    torch = pytest.importorskip("torch")
+    from imgatlas.backbones import bundled_int8
+    from imgatlas.backbones._export import export_onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1)).eval()
+    path = tmp_path / "conv.onnx"
+    export_onnx(net, torch.zeros(2, 3, 32, 32), path, ["fmap"])
+    (tmp_path / "conv.json").write_text(json.dumps(
+        {"input_size": [32, 32], "mean": [127, 127, 127], "std": [128, 128, 128]}))
+    bb = create_backbone(str(path), cache_dir=cache_dir)
+    assert bb.cfg.input_format == "float_nchw"
+    q = bundled_int8(bb, cache_dir)
+    imgs = [write_image(tmp_path / f"{i}.png", 32, 32, seed=i) for i in range(4)]
+    X, X8 = Embedder(bb).embed_files(imgs), Embedder(q).embed_files(imgs)
+    cos = (X * X8).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(X8, axis=1)
+    assert q.onnx_path().parent == cache_dir / "backbones"  # not beside the user's file
+    assert q.onnx_path().is_file() and cos.min() > 0.95

@@ -116,11 +116,11 @@ def test_auto_keeps_the_workspace_precision_else_the_backbone_default(image_dir,
     assert base.default_precision == "fp32"
     base.default_precision = "int8"  # as the EfficientNet-Lite factory sets it
     with Workspace.open(ws) as w:
-        assert with_precision(w, base, "auto").precision == "int8"
+        assert with_precision(w, base, "auto", cache_dir).precision == "int8"
     api.embed(ws, backbone="test_tiny", cache_dir=cache_dir, precision="fp32")
     with Workspace.open(ws) as w:  # a workspace embedded in fp32 stays fp32
-        assert with_precision(w, base, "auto").precision == "fp32"
-        assert with_precision(w, base, "int8").precision == "int8"
+        assert with_precision(w, base, "auto", cache_dir).precision == "fp32"
+        assert with_precision(w, base, "int8", cache_dir).precision == "int8"
     # the default backbone declares int8 (the factory only; nothing is built)
     assert create_backbone("efficientnet_lite0", cache_dir=cache_dir).default_precision == "int8"
 

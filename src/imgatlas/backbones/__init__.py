@@ -2,7 +2,7 @@
 
 from imgatlas._lazy import lazy_exports
 from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny  # noqa: F401  (registers)
-from imgatlas.backbones._base import Backbone, run_features
+from imgatlas.backbones._base import Backbone, graph_input, run_features
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones._registry import (
     create_backbone,
@@ -42,6 +42,7 @@ __all__ = [
     "create_backbone",
     "describe_backbones",
     "export_onnx",
+    "graph_input",
     "int8_backbone",
     "int8_model_name",
     "list_backbones",

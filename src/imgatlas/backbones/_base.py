@@ -116,13 +116,7 @@ def _providers(device: str, available: list[str]) -> list[str]:
 def run_features(session: Any, cfg: BackboneCfg, batch: np.ndarray) -> np.ndarray:
     """Run one batch of ``(n, H, W, 3)`` uint8 pixels; return ``(n, dim)`` float32 features."""
     inp = session.get_inputs()[0].name
-    if cfg.input_format == "float_nchw":
-        x = batch.astype(np.float32)
-        x -= np.asarray(cfg.mean, np.float32)
-        x /= np.asarray(cfg.std, np.float32)
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    else:
-        x = batch
+    x = graph_input(cfg, batch)
     out_names = [o.name for o in session.get_outputs()]
     which = cfg.feature_output
     name = out_names[which] if isinstance(which, int) else which
@@ -130,3 +124,14 @@ def run_features(session: Any, cfg: BackboneCfg, batch: np.ndarray) -> np.ndarra
     if y.ndim == 4:  # spatial map: global average pool, as for the penultimate layer
         y = y.mean(axis=(2, 3))
     return np.asarray(y, dtype=np.float32).reshape(len(batch), -1)
+
+
+def graph_input(cfg: BackboneCfg, batch: np.ndarray) -> np.ndarray:
+    """What the graph takes for ``(n, H, W, 3)`` uint8 pixels: the pixels themselves, or
+    normalised float NCHW (``cfg.input_format``)."""
+    if cfg.input_format != "float_nchw":
+        return batch
+    x = batch.astype(np.float32)
+    x -= np.asarray(cfg.mean, np.float32)
+    x /= np.asarray(cfg.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

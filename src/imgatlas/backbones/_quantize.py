@@ -47,11 +47,13 @@ CALIBRATION_DIR = Path(__file__).with_name("calibration")
 
 def quantize_onnx(src: Path, out: Path, calibration: np.ndarray, *, method: str = "minmax",
                   keep_float: Sequence[str] | None = None,
-                  float_above: float = FLOAT_ABOVE) -> None:
+                  float_above: float = FLOAT_ABOVE,
+                  to_input: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Write ``src`` quantised to ``out`` (atomically), calibrated on ``calibration``
-    (``(n, H, W, 3)`` uint8 pixels, the graph's input). ``keep_float`` names the nodes left
-    in float; by default the convolutions whose output side is at least ``float_above``
-    of the input's (see :func:`high_resolution_convs`)."""
+    (``(n, H, W, 3)`` uint8 pixels; ``to_input`` makes the graph's input of them when it is
+    not the pixels, see :func:`~imgatlas.backbones.graph_input`). ``keep_float`` names the
+    nodes left in float; by default the convolutions whose output side is at least
+    ``float_above`` of the input's (see :func:`high_resolution_convs`)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -73,14 +75,16 @@ def quantize_onnx(src: Path, out: Path, calibration: np.ndarray, *, method: str 
     for i, node in enumerate(model.graph.node):
         if not node.name:
             node.name = f"{node.op_type.lower()}{i}"
+    convert = to_input or (lambda b: b)
     if keep_float is None:
-        keep_float = high_resolution_convs(model, calibration.shape[1], float_above)
+        keep_float = high_resolution_convs(model, calibration.shape[1], float_above,
+                                           input_shape=convert(calibration[:1]).shape)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             # one image per run: the histogram calibrators stack every run's outputs, so
             # batches must all have one shape
-            self.batches = iter([{input_name: calibration[i:i + 1]}
+            self.batches = iter([{input_name: convert(calibration[i:i + 1])}
                                  for i in range(len(calibration))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -105,15 +109,16 @@ def quantize_onnx(src: Path, out: Path, calibration: np.ndarray, *, method: str 
         os.replace(part, out)
 
 
-def high_resolution_convs(model: Any, side: int, share: float) -> list[str]:
+def high_resolution_convs(model: Any, side: int, share: float,
+                          input_shape: Sequence[int] | None = None) -> list[str]:
     """Names of the Conv nodes whose output's side is at least ``share`` x ``side`` (from ONNX
-    shape inference on an input of that size)."""
+    shape inference on an input of ``input_shape``, by default ``(1, side, side, 3)``)."""
     import onnx
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
     dims = m.graph.input[0].type.tensor_type.shape.dim
-    for d, v in zip(dims, (1, side, side, 3), strict=False):
+    for d, v in zip(dims, input_shape or (1, side, side, 3), strict=False):
         if not d.dim_value:
             d.dim_value = v
     inferred = onnx.shape_inference.infer_shapes(m)
@@ -157,17 +162,23 @@ def bundled_calibration() -> str:
     return calibration_fingerprint(sha256_file(f) for f in files)
 
 
-def bundled_int8(base: Backbone) -> Backbone:
-    """``base`` quantised on the shipped calibration set; the graph sits beside ``base``'s
-    own in the model cache and is made on first use (deterministic: a cleared cache makes
-    the same graph again)."""
+def bundled_int8(base: Backbone, cache_dir: Path | None = None) -> Backbone:
+    """``base`` quantised on the shipped calibration set; the graph is kept in the model
+    cache (``cache_dir``, default ``$IMGATLAS_CACHE`` or ``~/.cache/imgatlas``; never beside
+    a user's own model file) and made on first use (deterministic: a cleared cache makes the
+    same graph again)."""
+    from imgatlas._paths import cache_dir_or_default
+
     if base.precision != "fp32":
         raise ConfigError(f"{base.name} is already {base.precision}.")
     fp = bundled_calibration()
-    path = base.onnx_path().parent / int8_model_name(base, fp)
+    path = cache_dir_or_default(cache_dir) / "backbones" / int8_model_name(base, fp)
 
     def build(out: Path) -> None:
-        quantize_onnx(base.onnx_path(), out, calibration_pixels(base))
+        from imgatlas.backbones._base import graph_input
+
+        quantize_onnx(base.onnx_path(), out, calibration_pixels(base),
+                      to_input=lambda b: graph_input(base.cfg, b))
 
     return int8_backbone(base, path, fp, build)
 

@@ -250,7 +250,7 @@ def _recorded_backbone(record: dict[str, Any], cache_dir: Path) -> Any:
         if record.get("calibration") != bundled_calibration():
             raise ConfigError(f"The model was trained on {record['precision']} features "
                               "calibrated differently from this imgatlas's; retrain it.")
-        bb = bundled_int8(bb)
+        bb = bundled_int8(bb, cache_dir)
     return bb
 
 

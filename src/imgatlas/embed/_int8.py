@@ -21,10 +21,12 @@ from imgatlas.store import Workspace
 MODEL_DIR = "backbones"
 
 
-def with_precision(ws: Workspace, base: Backbone, precision: str) -> Backbone:
+def with_precision(ws: Workspace, base: Backbone, precision: str,
+                   cache_dir: Path | None = None) -> Backbone:
     """``base`` at ``precision``: itself for fp32, its int8 graph for int8. ``auto`` keeps
     what the workspace's store of this backbone already holds (a rerun never re-embeds a
-    collection at another precision), else takes the backbone's ``default_precision``."""
+    collection at another precision), else takes the backbone's ``default_precision``.
+    ``cache_dir``: the model cache that keeps int8 graphs."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}. "
                           f"Got {precision!r} instead.")
@@ -36,13 +38,14 @@ def with_precision(ws: Workspace, base: Backbone, precision: str) -> Backbone:
     stem = int8_model_name(base, "*")
     for path in sorted((ws.path / MODEL_DIR).glob(stem)):
         return int8_backbone(base, path, path.stem.rsplit("-int8-", 1)[1])
-    return bundled_int8(base)
+    return bundled_int8(base, cache_dir)
 
 
-def reopen_int8(ws_path: Path, base: Backbone, calibration: str) -> Backbone:
+def reopen_int8(ws_path: Path, base: Backbone, calibration: str,
+                cache_dir: Path | None = None) -> Backbone:
     """The int8 graph a feature store was made with, or a one-line error naming it."""
     if calibration == bundled_calibration():
-        return bundled_int8(base)
+        return bundled_int8(base, cache_dir)
     path = ws_path / MODEL_DIR / int8_model_name(base, calibration)
     if not path.is_file():
         raise ConfigError(f"The int8 model {path} that made these features is missing; "

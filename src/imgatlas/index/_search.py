@@ -39,7 +39,7 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
     if record.get("precision") == "int8":
         from imgatlas.embed import reopen_int8
 
-        bb = reopen_int8(store.ws.path, bb, record["calibration"])
+        bb = reopen_int8(store.ws.path, bb, record["calibration"], cache_dir)
     view = store.cfg.get("view")  # another picture of each image (lines-canny): same network
     key = store_key(bb, store.cfg.get("l2_normalize", False), str(store.dtype)) + (
         f"-{view}" if view else "")
