@@ -359,3 +359,26 @@ def test_the_fuzzy_graph_is_umaps():
     theirs = fuzzy_simplicial_set(Z, 10, np.random.RandomState(0), "euclidean",
                                   knn_indices=nn, knn_dists=d)[0].toarray()
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_the_cached_layout_kernel_lays_out_as_umaps_own():
+    """The map's epoch kernel compiled through numba's disk cache gives the very layout
+    umap-learn's own kernel gives."""
+    from umap import layouts
+
+    from imgatlas.report import _layout
+
+    rng = np.random.default_rng(1)
+    Z = np.concatenate([rng.normal(c, 1, (50, 8)) for c in rng.normal(0, 4, (3, 8))]
+                       ).astype(np.float32)
+    _layout.use_cached_layout_kernel()
+    cached = layouts._nb_optimize_layout_euclidean_single_epoch
+    if _layout._UMAP_KERNEL is None or cached is _layout._UMAP_KERNEL:
+        pytest.skip("no writable numba cache here: umap-learn's kernel is used as it is")
+    ours = _layout._umap_2d(Z, 0)
+    try:
+        layouts._nb_optimize_layout_euclidean_single_epoch = _layout._UMAP_KERNEL
+        theirs = _layout._umap_2d(Z, 0)
+    finally:
+        layouts._nb_optimize_layout_euclidean_single_epoch = cached
+    np.testing.assert_array_equal(ours, theirs)
