@@ -47,3 +47,21 @@ def test_sampled_group_sizes_count_as_the_whole_collection(monkeypatch):
     # not 10 (100 // 10)
     assert any(n < 150 and top == 30 for n, top in seen[1:])
 
+
+
+def test_the_merge_tree_gives_each_levels_exact_sse():
+    """One k-means fit at the top of the range and Ward merges of its clusters: every level's
+    SSE is the within-cluster sum of squares of its own labels, never below the level above."""
+    X = blobs(40, 6, dim=8, seed=5).astype(np.float64)
+    fits = _select.merge_tree_fits(X, range(2, 13), 0)
+    assert [f[0] for f in fits] == list(range(2, 13))
+    for k, sse, labels in fits:
+        assert len(np.unique(labels)) == k
+        means = np.stack([X[labels == c].mean(0) for c in range(k)])
+        assert np.isclose(sse, ((X - means[labels]) ** 2).sum(), rtol=1e-9)
+    sses = [f[1] for f in fits]
+    assert all(a >= b for a, b in zip(sses, sses[1:]))  # fewer clusters, more SSE
+    # levels nest: each level's clusters are unions of the next finer level's
+    for (_, _, coarse), (_, _, fine) in zip(fits, fits[1:]):
+        for c in np.unique(fine):
+            assert len(np.unique(coarse[fine == c])) == 1
