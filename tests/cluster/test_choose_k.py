@@ -3,6 +3,8 @@ sweeps a seeded sample (and says so) with the same answer on clear structure."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from imgatlas.cluster import _select
@@ -60,8 +62,8 @@ def test_the_merge_tree_gives_each_levels_exact_sse():
         means = np.stack([X[labels == c].mean(0) for c in range(k)])
         assert np.isclose(sse, ((X - means[labels]) ** 2).sum(), rtol=1e-9)
     sses = [f[1] for f in fits]
-    assert all(a >= b for a, b in zip(sses, sses[1:]))  # fewer clusters, more SSE
+    assert all(a >= b for a, b in pairwise(sses))  # fewer clusters, more SSE
     # levels nest: each level's clusters are unions of the next finer level's
-    for (_, _, coarse), (_, _, fine) in zip(fits, fits[1:]):
+    for (_, _, coarse), (_, _, fine) in pairwise(fits):
         for c in np.unique(fine):
             assert len(np.unique(coarse[fine == c])) == 1
