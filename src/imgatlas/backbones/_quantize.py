@@ -4,7 +4,7 @@ sample). A fixed calibration makes int8 features a function of the image alone, 
 ones are: the graph is built once per model cache and shared by every workspace, and a
 classifier trained on one workspace's features serves another's. Calibrating on each
 collection instead (what imgatlas did before) changed the cosine to fp32 by < 0.001 on the
-dev sets (benchmarks/bench_int8_fixed.py); such older graphs still reopen from their
+dev sets (benchmarks/bench_int8_default.py --own); such older graphs still reopen from their
 workspace (``imgatlas.embed.reopen_int8``).
 
 Recipe (QDQ, per-channel int8 weights, uint8 activations, min/max calibration) with the
@@ -22,6 +22,7 @@ benchmarks/bench_int8.py measures the recipes side by side.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -156,8 +157,10 @@ def int8_backbone(base: Backbone, model_path: Path, calibration: str,
     return bb
 
 
+@functools.cache
 def bundled_calibration() -> str:
-    """Fingerprint of the shipped calibration set (under this recipe)."""
+    """Fingerprint of the shipped calibration set (under this recipe): package data, so
+    hashed once per process, not at every backbone a query reopens."""
     files = _calibration_files()
     return calibration_fingerprint(sha256_file(f) for f in files)
 

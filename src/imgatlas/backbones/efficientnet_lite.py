@@ -105,7 +105,7 @@ def _factory(name: str, cache_dir: Path | None) -> Backbone:
     bb = Backbone(default_cfgs[name], cache / "backbones" / f"{name}-{tag}.onnx",
                   _build(name, weights), identity=tag, head=_head(name, weights))
     # int8 on the shipped calibration: 1.3-1.4x the speed, quality figures within noise
-    # (benchmarks/bench_int8_fixed.py)
+    # but for CIFAR-10's clustering, -0.02 (benchmarks/bench_int8_default.py)
     bb.default_precision = "int8"
     return bb
 

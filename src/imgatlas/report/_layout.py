@@ -48,17 +48,10 @@ def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray, reduce
 
 def kept_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray) -> np.ndarray | None:
     """The reduced vectors of ``ids`` kept for ``run`` or the nearest run it derives from
-    that kept them, or None when none kept every one of ``ids``."""
-    while True:
-        kept = ws.space(run["id"])
-        if kept is not None:
-            rows = _rows_of(kept[0], ids)
-            if rows is not None:
-                return np.ascontiguousarray(kept[1][rows])
-        parent = run["params"].get("derived_from")
-        if parent is None:
-            return None
-        run = ws.get_run(int(parent), "cluster")
+    that kept them, or None when that space does not hold every one of ``ids``."""
+    kept = _nearest_kept(ws, run)
+    rows = None if kept is None else _rows_of(kept[0], ids)
+    return None if rows is None else np.ascontiguousarray(kept[1][rows])
 
 
 def grown_space(ws: Workspace, parent: dict[str, Any], ids: np.ndarray,
@@ -67,32 +60,51 @@ def grown_space(ws: Workspace, parent: dict[str, Any], ids: np.ndarray,
     placed at the mean of their ``neighbours`` nearest clustered images' vectors (cosine on
     the features; the default reduction's last step is such a neighbour mean), ``grown``
     when some were placed; None when the parent kept no space or most images are new."""
-    root = parent
-    while ws.space(root["id"]) is None and root["params"].get("derived_from") is not None:
-        root = ws.get_run(int(root["params"]["derived_from"]), "cluster")
-    kept = ws.space(root["id"])
+    from sklearn.preprocessing import normalize
+
+    kept = _nearest_kept(ws, parent)
     if kept is None:
         return None
-    kid, KZ = kept
-    pos = np.minimum(np.searchsorted(kid, ids), len(kid) - 1)
-    known = kid[pos] == ids
+    store = ws.run_store(parent)
+
+    def unit_rows(mask: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(normalize(np.asarray(store.read(ids[mask])[1],
+                                                         np.float32)))
+
+    return carried_over(kept[0], kept[1], ids, unit_rows, neighbours)
+
+
+def carried_over(old_ids: np.ndarray, old_values: np.ndarray, ids: np.ndarray,
+                 unit_rows: Any, neighbours: int) -> tuple[np.ndarray, bool] | None:
+    """``(values, placed)`` of ``ids``: an earlier run's row where it had one, else the mean
+    of the ``neighbours`` nearest such rows (cosine on ``unit_rows(mask)``, the unit-length
+    features of ``ids[mask]``); ``placed`` when some were new. None when most are new."""
+    pos = np.minimum(np.searchsorted(old_ids, ids), len(old_ids) - 1)
+    known = old_ids[pos] == ids
     if known.sum() < max(neighbours, len(ids) // 2):
         return None
-    Z = np.empty((len(ids), KZ.shape[1]), np.float32)
-    Z[known] = KZ[pos[known]]
+    out = np.empty((len(ids), old_values.shape[1]), np.float32)
+    out[known] = old_values[pos[known]]
     if (~known).any():
         import faiss
-        from sklearn.preprocessing import normalize
 
-        store = ws.run_store(parent)
-        _, A = store.read(ids[known])
-        _, B = store.read(ids[~known])
+        A = unit_rows(known)
         index = faiss.IndexFlatIP(A.shape[1])
-        index.add(np.ascontiguousarray(normalize(np.asarray(A, np.float32))))
-        _, nn = index.search(np.ascontiguousarray(normalize(np.asarray(B, np.float32))),
-                             min(neighbours, int(known.sum())))
-        Z[~known] = Z[known][nn].mean(1)
-    return Z, bool((~known).any())
+        index.add(A)
+        _, nn = index.search(unit_rows(~known), neighbours)
+        out[~known] = out[known][nn].mean(1)
+    return out, bool((~known).any())
+
+
+def _nearest_kept(ws: Workspace, run: dict[str, Any]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ids, Z)`` kept by ``run`` or the nearest run up its chain of derivations."""
+    while True:
+        kept = ws.space(run["id"])
+        parent = run["params"].get("derived_from")
+        if kept is not None or parent is None:
+            return kept
+        run = ws.get_run(int(parent), "cluster")
 
 
 def _rows_of(kept_ids: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
@@ -156,21 +168,10 @@ def _from_parent_map(ws: Workspace, run: dict[str, Any], ids: np.ndarray, Z: np.
     xy_parent = np.load(cache)
     if xy_parent.shape != (len(parent_ids), 2):  # a part report's sample: not every image
         return None
-    pos = np.searchsorted(parent_ids, ids)
-    pos = np.minimum(pos, len(parent_ids) - 1)
-    known = parent_ids[pos] == ids
-    if known.sum() < max(neighbours, len(ids) // 2):
-        return None
-    xy = np.empty((len(ids), 2), np.float32)
-    xy[known] = xy_parent[pos[known]]
-    if (~known).any():
-        import faiss
-
-        index = faiss.IndexFlatIP(Z.shape[1])
-        index.add(np.ascontiguousarray(Z[known], dtype=np.float32))
-        _, nn = index.search(np.ascontiguousarray(Z[~known], dtype=np.float32), neighbours)
-        xy[~known] = xy[known][nn].mean(1)
-    return xy
+    placed = carried_over(parent_ids, xy_parent, ids,
+                          lambda mask: np.ascontiguousarray(Z[mask], dtype=np.float32),
+                          neighbours)
+    return None if placed is None else placed[0]
 
 
 def _umap_2d(Z: np.ndarray, seed: int) -> np.ndarray:
