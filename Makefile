@@ -1,12 +1,13 @@
 # Two commands on a fresh machine: `make demo` and `make test` (each sets up .venv first).
-# `make demo` needs only the core install (no PyTorch); `make test` adds every extra.
+# `make demo` needs only the core install (no PyTorch); `make test` adds every extra and ends
+# by checking the package as pip builds and installs it.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CORE   := $(VENV)/.core-stamp
 FULL   := $(VENV)/.full-stamp
 
-.PHONY: setup core browser demo test lint bench clean
+.PHONY: setup core browser demo test check-install lint bench clean
 
 core: $(CORE)
 setup: $(FULL)
@@ -36,8 +37,14 @@ browser:
 demo: core
 	$(BIN)/imgatlas run samples/clothing --workspace out/demo.imgatlas --labels-from-folders
 
+# The suite, then imgatlas as users install it: sdist -> wheel -> a fresh venv outside the
+# checkout -> the default job, python -m imgatlas and serve (scripts/check_install.py, ~1.5 min).
 test: setup browser
 	$(BIN)/python -m pytest -q
+	$(BIN)/python scripts/check_install.py
+
+check-install: setup
+	$(BIN)/python scripts/check_install.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -11,6 +11,8 @@ every dev set, retrieval mAP unchanged.
     python scripts/make_int8_calibration.py [--sample samples/clothing]
 
 Deterministic for a given Pillow version; the file names are the sources' sha256 prefixes.
+``SHA256SUMS`` beside them (sha256sum's format) lists the set: imgatlas refuses a partial or
+damaged set, naming the file, rather than quietly calibrating on what is left.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "imgatlas" / "backbones" / "calibration"
 SIDE = 224
+
+
+def write_manifest(folder: Path) -> None:
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
+             for p in sorted(folder.glob("*.jpg"))]
+    (folder / "SHA256SUMS").write_text("".join(lines), "ascii")
 
 
 def main() -> None:
@@ -42,6 +50,7 @@ def main() -> None:
             im = ImageOps.exif_transpose(im).convert("RGB")
             im = im.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
             im.save(OUT / f"{name}.jpg", quality=90)
+    write_manifest(OUT)
     total = sum(p.stat().st_size for p in OUT.glob("*.jpg"))
     print(f"wrote {len(files)} images ({total / 1e6:.2f} MB) to {OUT}")
 

@@ -8,11 +8,23 @@ from typing import Any
 
 
 def template_env(package: str) -> Any:
-    """A Jinja environment over ``package``'s ``templates/`` folder."""
+    """A Jinja environment over ``package``'s ``templates/`` folder (``"imgatlas.serve"``);
+    a template missing from the installed package is named as such, not a Jinja error."""
     import jinja2
 
+    from imgatlas._package_data import incomplete_install, package_path
+
+    folder = package.removeprefix("imgatlas.").replace(".", "/") + "/templates"
+
+    class ShippedTemplates(jinja2.FileSystemLoader):
+        def get_source(self, environment: Any, template: str) -> Any:
+            try:
+                return super().get_source(environment, template)
+            except jinja2.TemplateNotFound:
+                raise incomplete_install([f"{folder}/{template}"]) from None
+
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, "templates"), autoescape=True,
+        loader=ShippedTemplates(package_path(folder)), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = format_number
     env.filters["tojson_safe"] = json_for_script

@@ -52,6 +52,11 @@ class MissingWeights(ImgatlasError, FileNotFoundError):
     """A model's weight file is not where its configuration says."""
 
 
+class IncompleteInstall(ImgatlasError, FileNotFoundError):
+    """A file that ships inside the imgatlas package is not where the package is installed
+    (a broken or hand-trimmed install, or a source checkout missing a generated file)."""
+
+
 class MissingExtra(ImgatlasError):
     """An optional dependency (an extra of the package) is not installed."""
 

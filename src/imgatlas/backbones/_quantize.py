@@ -36,6 +36,7 @@ import numpy as np
 
 from imgatlas import defaults
 from imgatlas._hashing import sha256_file
+from imgatlas._package_data import incomplete_install, package_file, package_path
 from imgatlas.backbones._base import Backbone
 from imgatlas.errors import ConfigError
 
@@ -43,7 +44,8 @@ RECIPE = "qdq-minmax-float-quarter-v1"
 FLOAT_ABOVE = 0.25  # convolutions with an output side >= this share of the input stay float
 PRECISIONS = defaults.PRECISIONS
 CALIBRATION_IMAGES = 128
-CALIBRATION_DIR = Path(__file__).with_name("calibration")
+CALIBRATION = "backbones/calibration"  # inside the package, with its SHA256SUMS manifest
+WITHOUT_INT8 = "or use --precision fp32 meanwhile"
 
 
 def quantize_onnx(src: Path, out: Path, calibration: np.ndarray, *, method: str = "minmax",
@@ -161,8 +163,12 @@ def int8_backbone(base: Backbone, model_path: Path, calibration: str,
 def bundled_calibration() -> str:
     """Fingerprint of the shipped calibration set (under this recipe): package data, so
     hashed once per process, not at every backbone a query reopens."""
-    files = _calibration_files()
-    return calibration_fingerprint(sha256_file(f) for f in files)
+    listed = _calibration_manifest()
+    shas = {name: sha256_file(package_path(f"{CALIBRATION}/{name}")) for name in listed}
+    damaged = [f"{CALIBRATION}/{n}" for n, sha in shas.items() if sha != listed[n]]
+    if damaged:
+        raise incomplete_install(damaged, problem="damaged", meanwhile=WITHOUT_INT8)
+    return calibration_fingerprint(shas.values())
 
 
 def bundled_int8(base: Backbone, cache_dir: Path | None = None) -> Backbone:
@@ -196,9 +202,22 @@ def calibration_pixels(base: Backbone) -> np.ndarray:
                      for f in _calibration_files()])
 
 
+@functools.cache
+def _calibration_manifest() -> dict[str, str]:
+    """``{file name: sha256}`` of the shipped calibration set, every file checked present:
+    a partial set would quietly give other int8 features, so it is refused, named."""
+    manifest = package_file(f"{CALIBRATION}/SHA256SUMS", meanwhile=WITHOUT_INT8)
+    listed: dict[str, str] = {}
+    for line in manifest.read_text("ascii").splitlines():
+        if line.strip():  # sha256sum's format: "<sha256>  <name>"
+            sha, name = line.split(maxsplit=1)
+            listed[name.strip()] = sha
+    missing = [f"{CALIBRATION}/{n}" for n in sorted(listed)
+               if not package_path(f"{CALIBRATION}/{n}").is_file()]
+    if missing or not listed:
+        raise incomplete_install(missing or [f"{CALIBRATION}/*.jpg"], meanwhile=WITHOUT_INT8)
+    return listed
+
+
 def _calibration_files() -> list[Path]:
-    files = sorted(CALIBRATION_DIR.glob("*.jpg"))
-    if not files:  # a broken install: say so rather than quantise on nothing
-        raise ConfigError(f"The int8 calibration images are missing from {CALIBRATION_DIR}; "
-                          "reinstall imgatlas or use --precision fp32.")
-    return files
+    return [package_path(f"{CALIBRATION}/{name}") for name in sorted(_calibration_manifest())]

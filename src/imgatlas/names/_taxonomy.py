@@ -8,9 +8,10 @@ import difflib
 import json
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 import numpy as np
+
+from imgatlas._package_data import package_file
 
 # Nodes too general to name anything a person would call a group of photos: the top of the
 # noun hierarchy (WordNet's unique beginners and their first levels).
@@ -135,5 +136,5 @@ def _singulars(q: str, plurals: dict[str, str]) -> list[str]:
 @cache
 def taxonomy() -> Taxonomy:
     """The shipped taxonomy (read once per process)."""
-    text = (resources.files("imgatlas.names") / "imagenet_wordnet.json").read_text("utf-8")
+    text = package_file("names/imagenet_wordnet.json").read_text("utf-8")
     return Taxonomy(json.loads(text))

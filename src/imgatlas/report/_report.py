@@ -19,12 +19,12 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imgatlas._package_data import package_file
 from imgatlas._templates import template_env
 from imgatlas._text import printable
 from imgatlas._version import __version__
@@ -82,9 +82,8 @@ def _relative_display(ws: Workspace, ids: np.ndarray) -> dict[int, str]:
 def _copy_assets(out: Path) -> Path:
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
-    static = resources.files("imgatlas.report") / "static"
     for name in ("report.css", "report.js"):
-        (assets / name).write_bytes((static / name).read_bytes())
+        (assets / name).write_bytes(package_file(f"report/static/{name}").read_bytes())
     return assets
 
 

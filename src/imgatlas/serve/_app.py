@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from imgatlas._package_data import incomplete_install, package_path
 from imgatlas._templates import template_env
 from imgatlas.errors import (
     ConfigError,
@@ -58,9 +59,11 @@ def create_app(workspace: str | os.PathLike[str], *, run: int | None = None,
                           description="Browse, search (by image or by drawing) and classify "
                                       "an imgatlas workspace.")
     app.state.imgatlas = st
-    here = Path(__file__).parent
     app.state.templates = template_env("imgatlas.serve")
-    app.mount("/static", StaticFiles(directory=here / "static"), name="static")
+    static = package_path("serve/static")
+    if not static.is_dir():
+        raise incomplete_install(["serve/static"])
+    app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(_api.router)
     app.include_router(_pages.router)
 

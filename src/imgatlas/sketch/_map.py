@@ -19,7 +19,6 @@ is fitted on the photos a person searches, which ``index --sketch`` always has.
 
 from __future__ import annotations
 
-import importlib.resources
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,8 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import normalize
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from imgatlas._package_data import package_file
 
 ALPHA = 1.0  # ridge strength on unit-length, centred features (0.3-3 within 1 point on dev)
 MAX_PHOTOS = 50_000  # the map is fitted on at most this many photos (a seeded sample)
@@ -115,13 +116,9 @@ def shift_key(backbone: str, detector: str) -> str:
 def shipped_shift(backbone: str, detector: str) -> np.ndarray | None:
     """The sketch domain's offset from the line maps for this backbone and line detector,
     as shipped (None when the package holds none for them)."""
-    ref = importlib.resources.files("imgatlas.sketch").joinpath(SHIFT_FILE)
-    try:
-        with ref.open("rb") as f, np.load(f) as z:
-            key = shift_key(backbone, detector)
-            return np.asarray(z[key], np.float64) if key in z.files else None
-    except FileNotFoundError:
-        return None
+    with np.load(package_file(f"sketch/{SHIFT_FILE}")) as z:
+        key = shift_key(backbone, detector)
+        return np.asarray(z[key], np.float64) if key in z.files else None
 
 
 def domain_shift(sketches: np.ndarray, line_maps: np.ndarray) -> np.ndarray:
