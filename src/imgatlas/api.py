@@ -469,16 +469,19 @@ def compare_models(model_a: PathLike, model_b: PathLike, data: PathLike, *,
 
 
 def label_propagate(workspace: PathLike, *, labels: str = "user", out: PathLike | None = None,
-                    apply: bool = False, features: str | None = None,
+                    apply: bool = False, features: str | None = None, method: str = "auto",
                     seed: int = defaults.SEED, wait: float = 0.0) -> dict[str, Any]:
-    """Spread a few labels per class over the kNN graph of the features; report how accurate
-    that is as a function of labels per class (labels held back); ``out`` gets every image's
-    label and confidence (CSV); ``apply`` stores them in the workspace."""
+    """Spread a few labels per class over the whole collection by ``method``
+    (``clusters``, ``spreading``, ``head``, ``self-training``; ``auto``: the one that
+    predicts the given labels best, each fold of them held out in turn, recorded with its
+    estimate); report how accurate each is as a function of labels per class (labels held
+    back); ``out`` gets every image's label and confidence (CSV); ``apply`` stores them in
+    the workspace."""
     from imgatlas.classify import propagate_workspace
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="label-propagate") as ws:
         return propagate_workspace(ws, labels=labels, out=Path(out) if out else None,
-                                   apply=apply, features=features, seed=seed)
+                                   apply=apply, features=features, method=method, seed=seed)
 
 
 def suggest_labels(workspace: PathLike, *, n: int = 20, labels: str = "user",
@@ -653,9 +656,10 @@ def evaluate_retrieval(workspace: PathLike, codes: list[str] | None = None, *,
 
 def algorithms() -> dict[str, list[dict[str, Any]]]:
     """What can be picked by name, from the registries: backbones, reduction steps,
-    clustering methods, search-code families and inspect checks, with their parameters and
-    help."""
+    clustering methods, search-code families, inspect checks and ways of spreading labels,
+    with their parameters and help."""
     from imgatlas.backbones import describe_backbones
+    from imgatlas.classify import PROPAGATORS
     from imgatlas.cluster import CLUSTERERS
     from imgatlas.index import CODES
     from imgatlas.inspect import CHECKS
@@ -663,7 +667,7 @@ def algorithms() -> dict[str, list[dict[str, Any]]]:
 
     return {"backbones": describe_backbones(), "reductions": REDUCERS.describe(),
             "clustering": CLUSTERERS.describe(), "codes": CODES.describe(),
-            "checks": CHECKS.describe()}
+            "checks": CHECKS.describe(), "propagation": PROPAGATORS.describe()}
 
 
 # -- report and the whole job ------------------------------------------------------------------

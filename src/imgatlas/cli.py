@@ -39,6 +39,7 @@ wait_opt = click.option("--wait", type=click.FloatRange(min=0),
                         default=api_default(api.scan, "wait"), show_default=True,
                         help="Seconds to wait for another process holding the workspace.")
 
+PROPAGATION_METHODS = defaults.PROPAGATION_METHODS
 COUNT = click.IntRange(min=1)
 MAX_ID = 2**63 - 1  # SQLite's integers
 RUN = click.IntRange(1, MAX_ID)  # run and image ids start at 1
@@ -811,23 +812,35 @@ def compare_models_cmd(models, data, method, cache_dir, as_json):
               help="CSV of every image's label and confidence.")
 @click.option("--apply", is_flag=True, help="Store the spread labels in the workspace.")
 @click.option("--features", default=None)
+@click.option("--method", type=click.Choice(PROPAGATION_METHODS),
+              default=api_default(api.label_propagate, "method"), show_default=True,
+              help="How to spread them; auto: the method that predicts the given labels "
+                   "best, each fold held out in turn (clusters while no class has two).")
 @seed_opt
 @wait_opt
 @json_opt
-def label_propagate_cmd(workspace, labels, out, apply, features, seed, wait, as_json):
-    """Spread a few labels per class over the whole collection (kNN label spreading)."""
+def label_propagate_cmd(workspace, labels, out, apply, features, method, seed, wait, as_json):
+    """Spread a few labels per class over the whole collection."""
     res = api.label_propagate(workspace, labels=labels, out=out, apply=apply,
-                              features=features, seed=seed, wait=wait)
+                              features=features, method=method, seed=seed, wait=wait)
 
     def human(r):
         click.echo(f"spread {r['n_given']} labels over {r['n_images']} images "
-                   f"({len(r['classes'])} classes)"
+                   f"({len(r['classes'])} classes) by {r['method']}"
                    + (f"; wrote {r['out']}" if r["out"] else "")
                    + (f"; stored {r['applied']} labels" if r["applied"] else ""))
+        e = r["estimate"]
+        click.echo(f"  {r['method']}: {r['choice']}"
+                   + (f"; estimated accuracy {e['accuracy']:.3f} ± {e['standard_error']:.3f}"
+                      if e else ""))
+        for name, est in r["estimates"].items():
+            click.echo(f"    {name:<14} {est['accuracy']:.3f}")
+        for note in r["notes"]:
+            click.echo(f"  note: {note}")
         click.echo("  accuracy on held-back labels, by labels per class:")
         for c in r["curve"]:
-            click.echo(f"    {c['labels_per_class']:>3}: {c['propagate']:.3f} (spreading "
-                       f"alone {c['spreading']:.3f}, a head alone {c['head']:.3f})")
+            click.echo(f"    {c['labels_per_class']:>3}: " + ", ".join(
+                f"{m} {c[m]:.3f}" for m in PROPAGATION_METHODS[1:] if m in c))
 
     _emit(res, as_json, human)
 
@@ -848,6 +861,9 @@ def suggest_labels_cmd(workspace, n, labels, features, seed, as_json):
     def human(rs):
         if not rs:
             click.echo("every usable image is labelled already")
+        elif len(rs) < n:
+            click.echo(f"Warning: asked for {n}, but only {len(rs)} images are without a "
+                       "label", err=True)
         for r in rs:
             click.echo(f"{r['id']:>7}  {r['path']}  ({r['reason']})")
 

@@ -11,7 +11,9 @@ from sklearn.datasets import make_moons
 
 from conftest import colour_groups
 from imgatlas import api
-from imgatlas.classify._propagate import head_labels, label_curve, propagate, spread, suggest
+from imgatlas.classify._choose import estimate_accuracy, label_curve
+from imgatlas.classify._propagate import head_labels, propagate, spread
+from imgatlas.classify._suggest import suggest
 from imgatlas.cli import main
 from imgatlas.store import Workspace
 
@@ -36,7 +38,8 @@ def test_propagate_and_the_curve_on_separable_groups():
     assert (lab == y).mean() > 0.95
     curve = label_curve(X, y, 4, per_class=(1, 5, 60), repeats=2)
     assert [c["labels_per_class"] for c in curve] == [1, 5]  # 60 >= the class size: skipped
-    assert all(c["propagate"] > 0.9 and {"spreading", "head"} <= set(c) for c in curve)
+    assert all(c["self-training"] > 0.9 and {"clusters", "spreading", "head"} <= set(c)
+               for c in curve)
 
 
 def test_suggest_covers_then_asks_where_the_model_hesitates():
@@ -94,8 +97,6 @@ def test_cli_label_propagate_and_suggest(ws, tmp_path, capsys):
 
 
 def test_the_collection_estimate_rises_as_labels_arrive():
-    from imgatlas.classify._propagate import estimate_accuracy
-
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 1, (4, 16)) * 2
     y = np.repeat(np.arange(4), 60)
@@ -128,3 +129,88 @@ def test_the_label_page_estimate(ws, cache_dir):
                       headers=token).status_code == 200
     out = c.get("/api/labels/estimate").json()
     assert out["labels"] == 9 and out["estimate"]["accuracy"] > 0.8
+
+
+def _label_csv(tmp_path, rows, name="few.csv"):
+    path = tmp_path / name
+    path.write_text("path,label\n" + "".join(f"{r.display},{r.label}\n" for r in rows))
+    return path
+
+
+def test_label_propagate_records_its_choice_and_estimate(ws, tmp_path):
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    few = _label_csv(tmp_path, [r for r in rows if r.display.endswith(("/0.png", "/1.png",
+                                                                        "/2.png"))])
+    res = api.label_propagate(ws, labels=str(few))
+    assert res["method"] in {"clusters", "spreading", "head", "self-training"}
+    assert set(res["estimates"]) == {"clusters", "spreading", "head", "self-training"}
+    assert res["estimate"] == res["estimates"][res["method"]]
+    with Workspace.open(ws) as w:
+        run = w.get_run(res["run_id"], "label-propagate")
+    assert run["results"]["method"] == res["method"] and run["params"]["method"] == "auto"
+    forced = api.label_propagate(ws, labels=str(few), method="clusters")
+    assert forced["method"] == "clusters" and forced["choice"] == "as asked"
+
+
+def test_label_propagate_refuses_one_class_and_unknown_images(ws, tmp_path, capsys):
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    one = _label_csv(tmp_path, [r for r in rows if r.label == "red"][:3])
+    code = main(["label-propagate", "-w", str(ws), "--labels", str(one)])
+    err = capsys.readouterr().err
+    assert code == 2 and "at least 2 classes" in err and len(err.strip().splitlines()) == 1
+    outside = tmp_path / "outside.csv"
+    outside.write_text("path,label\nnot/in/the/workspace.png,red\n")
+    code = main(["label-propagate", "-w", str(ws), "--labels", str(outside)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not hold" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failed_write_leaves_no_file_and_no_labels(ws, tmp_path, capsys):
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    few = _label_csv(tmp_path, [r for r in rows if r.display.endswith(("/0.png", "/1.png"))])
+    out = tmp_path / "no-such-folder" / "all.csv"
+    code = main(["label-propagate", "-w", str(ws), "--labels", str(few), "--out", str(out),
+                 "--apply"])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.parent.exists()
+    with Workspace.open(ws) as w:
+        assert w.user_labels() == {}
+
+
+def test_labels_on_images_gone_since_are_left_out_with_a_note(ws, tmp_path):
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    given = [r for r in rows if r.display.endswith(("/0.png", "/1.png"))]
+    api.set_labels(ws, {r.id: r.label for r in given})
+    gone = given[0]
+    import os
+
+    os.remove(gone.path)
+    with Workspace.open(ws) as w:
+        root = w.images()[0].root
+    api.scan(os.fsdecode(root), ws)
+    res = api.label_propagate(ws)
+    assert res["n_given"] == len(given) - 1
+    assert any("no longer usable" in n for n in res["notes"])
+
+
+def test_a_budget_larger_than_the_collection_is_cut_with_a_warning(ws, capsys):
+    assert main(["suggest-labels", "-w", str(ws), "--n", "500"]) == 0
+    out, err = capsys.readouterr()
+    assert "only 30 images are without a label" in err
+    assert len(out.strip().splitlines()) == 30
+
+
+def test_suggest_passes_over_avoided_images():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16)) * 4
+    y = np.repeat(np.arange(3), 30)
+    X = (centres[y] + rng.normal(0, 1, (90, 16))).astype(np.float32)
+    first = [p["row"] for p in suggest(X, np.array([], int), np.array([]), 3)]
+    again = [p["row"] for p in suggest(X, np.array([], int), np.array([]), 3,
+                                       avoid=np.array(first))]
+    assert not set(first) & set(again) and {y[r] for r in again} == {0, 1, 2}

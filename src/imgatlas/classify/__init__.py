@@ -12,11 +12,13 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["compare", "predict_files", "score_model"], "._predict"),
     **dict.fromkeys(["train_workspace"], "._train"),
     **dict.fromkeys(["build_tail"], "._lite_torch"),
+    **dict.fromkeys(["PROPAGATORS"], "._propagate"),
 })
 
 __all__ = [
     "LogisticHead",
     "MLPHead",
+    "PROPAGATORS",
     "Model",
     "TemperatureScaler",
     "build_tail",

@@ -198,6 +198,13 @@ class ImagesMixin:
                                      if lab is not None])
         return len(rows)
 
+    def unusable_user_labels(self: Workspace) -> dict[int, str]:
+        """``{image id: status}`` of images a person labelled that are no longer usable
+        (deleted, missing, broken since): their labels are kept but count nowhere."""
+        return dict(self._con.execute(
+            "SELECT u.image_id, i.status FROM user_labels u JOIN images i ON i.id=u.image_id "
+            "WHERE i.status!='ok' ORDER BY u.image_id"))
+
     def user_labels(self: Workspace, ids: list[int] | None = None) -> dict[int, str]:
         """``{image id: label}`` given by a person, for usable images (or ``ids``)."""
         if ids is not None:

@@ -248,7 +248,7 @@ function showEstimate() {
   api("/api/labels/estimate").then((out) => {
     const e = out.estimate;
     node.textContent = e
-      ? `With your ${out.labels} labels, about ${(100 * e.accuracy).toFixed(0)} % (± ${(100 * e.standard_error).toFixed(0)}) of the collection would be labelled right once they are spread (estimated on your labels, each in turn held out).`
+      ? `With your ${out.labels} labels, about ${(100 * e.accuracy).toFixed(0)} % (± ${(100 * e.standard_error).toFixed(0)}) of the collection would be labelled right once they are spread by ${e.method}, the best of ${Object.keys(e.estimates).length} ways on your labels (each fold of them held out in turn).`
       : `${out.labels} labels so far: give two of each of two classes for an estimate of how right the collection would be.`;
   }).catch((err) => say(node, err.message));
 }
