@@ -117,19 +117,23 @@ def status(workspace: PathLike) -> dict[str, Any]:
 
 def inspect(workspace: PathLike, *, features: str | None = None,
             options: dict[str, dict[str, Any]] | None = None, workers: int = 2,
-            progress: bool = False, wait: float = 0.0) -> dict[str, Any]:
+            splits: str | list[str] | None = None, progress: bool = False,
+            wait: float = 0.0) -> dict[str, Any]:
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny, oddly
     shaped, grey and outlying images; recorded as a run, incremental (only new or changed
     images are compared). ``options``: per check, thresholds other than the defaults
     (``{"blurry": {"blur_width": 2.5}}``; ``algorithms()["checks"]`` lists them).
+    ``splits`` (``"train,test"``): top-level folders that are the collection's splits;
+    near-duplicates across them are reported as ``leaks``.
 
-    Returns ``{"near_duplicate_groups": [...], "flags": [...], "counts": {...}, "run":
-    {...}}``."""
-    from imgatlas.inspect import inspect_workspace, inspection
+    Returns ``{"near_duplicate_groups": [...], "flags": [...], "leaks": [...], "counts":
+    {...}, "run": {...}}``."""
+    from imgatlas.inspect import inspect_workspace, inspection, parse_splits
 
+    names = parse_splits(splits)
     with Workspace.open(workspace, write=True, wait=wait, purpose="inspect") as ws:
         res = inspect_workspace(ws, ws.pick_store(features), options=options,
-                                workers=workers, progress=progress)
+                                workers=workers, splits=names, progress=progress)
         return {**inspection(ws), "run": res}
 
 
@@ -347,6 +351,23 @@ def export(workspace: PathLike, out: PathLike, *, run: int | None = None,
 
     with Workspace.open(workspace, write=True, wait=wait, purpose="export") as ws:
         return export_folders(ws, Path(out), run_id=run, mode=mode)
+
+
+def export_dataset(workspace: PathLike, out: PathLike, *, split: str = "0.7,0.15,0.15",
+                   labels: str = "folders", exclude: str | list[str] | None = None,
+                   seed: int = defaults.SEED, mode: str = "link", wait: float = 0.0
+                   ) -> dict[str, Any]:
+    """Write the labelled collection as a training set under ``out``: ``train/<label>/``,
+    ``val/<label>/``, ``test/<label>/`` (``split``: two or three shares; two give train and
+    test) and ``manifest.csv``. Stratified per label, every near-duplicate group in one
+    split; near-duplicate copies and flagged images left out by default (``exclude``:
+    which of them instead). ``labels``: folders, user, run:ID or a CSV file. Written into a
+    temporary folder and moved into place; the source is only read."""
+    from imgatlas.export import export_dataset as _export_dataset
+
+    with Workspace.open(workspace, write=True, wait=wait, purpose="export") as ws:
+        return _export_dataset(ws, Path(out), split=split, labels=labels, exclude=exclude,
+                               seed=seed, mode=mode)
 
 
 def export_clusters(workspace: PathLike, out: PathLike, run: int | None = None

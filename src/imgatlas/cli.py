@@ -241,10 +241,14 @@ def _print_status(r: dict[str, Any]) -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True,
               help="Groups and flagged images listed per kind (the counts are complete; "
                    "--json lists everything).")
+@click.option("--splits", default=None, metavar="TRAIN,TEST",
+              help="Top-level folders that are the collection's splits (train,val,test): "
+                   "near-duplicates across them are leaks; --exclude leaks leaves out the "
+                   "copies outside the first.")
 @wait_opt
 @progress_opt
 @json_opt
-def inspect_cmd(workspace, features, limit, wait, progress, as_json, **thresholds):
+def inspect_cmd(workspace, features, limit, splits, wait, progress, as_json, **thresholds):
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny,
     oddly shaped, grey and outlying images (incremental: only new images are compared)."""
     options: dict[str, dict[str, Any]] = {}
@@ -252,7 +256,7 @@ def inspect_cmd(workspace, features, limit, wait, progress, as_json, **threshold
     for name, value in thresholds.items():
         if value is not None:
             options.setdefault(params[name][1][0], {})[name] = value
-    res = api.inspect(workspace, features=features, options=options,
+    res = api.inspect(workspace, features=features, options=options, splits=splits,
                       progress=_progress(progress), wait=wait)
     _emit(res, as_json, lambda r: _print_inspection(r, limit))
 
@@ -267,6 +271,12 @@ def _print_inspection(r: dict[str, Any], limit: int) -> None:
                f"{c['near_duplicate_copies']} copies beside the one to keep")
     flagged = ", ".join(f"{k} {c[k]}" for k in CHECKS.names() if c.get(k))
     click.echo(f"  flagged: {flagged or 'nothing'}")
+    if r.get("splits"):
+        click.echo(f"  leaks across {', '.join(r['splits'])}: {c.get('leaks', 0)} groups")
+        for lk in r["leaks"][:limit]:
+            click.echo("    " + "  |  ".join(f"{s}: {m}" for s, m in
+                                             zip(lk["splits"], lk["members"], strict=True))
+                       + f"  (similarity {lk['similarity']:.2f})")
     for g in r["near_duplicate_groups"][:limit]:
         click.echo(f"  keep {g['keep']}")
         for path, why in zip(g["copies"], g["evidence"], strict=True):
@@ -596,20 +606,44 @@ def export_clusters_cmd(workspace, run_id, out, as_json):
 
 @cli.command("export")
 @workspace_opt
-@click.option("--as-folders", "out", required=True, type=click.Path(file_okay=False),
+@click.option("--as-folders", "out", default=None, type=click.Path(file_okay=False),
               help="Folder to write: one folder per cluster, _near-duplicates/, "
                    "_review/<flag>/, manifest.csv.")
+@click.option("--as-dataset", "dataset", default=None, type=click.Path(file_okay=False),
+              help="New folder to write a training set into: train/<label>/, val/<label>/, "
+                   "test/<label>/ (ImageFolder layout) and manifest.csv.")
 @click.option("--run", "run_id", type=RUN, default=None,
-              help="Cluster run (default: the latest).")
+              help="--as-folders: the cluster run (default: the latest).")
+@click.option("--split", default=api_default(api.export_dataset, "split"), show_default=True,
+              help="--as-dataset: the shares of train,val,test (or train,test).")
+@click.option("--labels", default=api_default(api.export_dataset, "labels"),
+              show_default=True,
+              help="--as-dataset: folders, user, run:ID or a CSV file (path or sha256, label).")
+@click.option("--exclude", default=None,
+              help="--as-dataset: what inspect found to leave out, comma-separated "
+                   "(default: every near-duplicate copy and flagged image; 'none': nothing).")
+@seed_opt
 @click.option("--mode", type=click.Choice(defaults.EXPORT_MODES),
               default=api_default(api.export, "mode"),
               show_default=True,
               help="link: symbolic links to the originals; hardlink: the same files under "
                    "a second name (one file system); copy: independent copies.")
+@click.option("--link", "mode", flag_value="link", help="Same as --mode link.")
+@click.option("--hardlink", "mode", flag_value="hardlink", help="Same as --mode hardlink.")
+@click.option("--copy", "mode", flag_value="copy", help="Same as --mode copy.")
 @wait_opt
 @json_opt
-def export_cmd(workspace, out, run_id, mode, wait, as_json):
-    """Write the organised collection out as folders (the source is never touched)."""
+def export_cmd(workspace, out, dataset, run_id, split, labels, exclude, seed, mode, wait,
+               as_json):
+    """Write the organised collection out as folders, or as a training set (the source is
+    never touched)."""
+    if (out is None) == (dataset is None):
+        raise click.UsageError("give one of --as-folders OUT and --as-dataset OUT")
+    if dataset is not None:
+        res = api.export_dataset(workspace, dataset, split=split, labels=labels,
+                                 exclude=[] if exclude == "none" else exclude, seed=seed,
+                                 mode=mode, wait=wait)
+        return _emit(res, as_json, _print_dataset)
     res = api.export(workspace, out, run=run_id, mode=mode, wait=wait)
 
     def human(r):
@@ -620,6 +654,18 @@ def export_cmd(workspace, out, run_id, mode, wait, as_json):
         click.echo(f"  manifest: {r['manifest']}")
 
     _emit(res, as_json, human)
+
+
+def _print_dataset(r: dict[str, Any]) -> None:
+    click.echo(f"exported a training set of {r['images']} images to {r['out']} ({r['mode']})")
+    click.echo("  " + ", ".join(f"{s} {n}" for s, n in r["splits"].items()))
+    for label, per in r["labels"].items():
+        click.echo(f"  {label:<24} " + "  ".join(f"{s} {n}" for s, n in per.items()))
+    if r["left_out"]:
+        click.echo("  left out: " + ", ".join(f"{w} {n}" for w, n in r["left_out"].items()))
+    for note in r["notes"]:
+        click.echo(f"  note: {note}")
+    click.echo(f"  manifest: {r['manifest']}")
 
 
 @cli.command("train-autoencoder")

@@ -13,9 +13,11 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["train_workspace"], "._train"),
     **dict.fromkeys(["build_tail"], "._lite_torch"),
     **dict.fromkeys(["PROPAGATORS"], "._propagate"),
+    **dict.fromkeys(["Labels", "resolve_labels"], "._labels"),
 })
 
 __all__ = [
+    "Labels",
     "LogisticHead",
     "MLPHead",
     "PROPAGATORS",
@@ -27,6 +29,7 @@ __all__ = [
     "open_model",
     "predict_files",
     "propagate_workspace",
+    "resolve_labels",
     "score_model",
     "suggest_workspace",
     "train_workspace",

@@ -59,13 +59,15 @@ def write_export(plan: list[Placement], out: Path, mode: str) -> dict[str, int]:
     for old in _previous_targets(out) - wanted:
         _remove(out, old)
     for p in plan:
-        _place(p, out / p.target, mode)
+        place(p.source, p.display, out / p.target, mode)
     _write_manifest(out, plan)
     return dict(sorted(Counter(p.target.split("/", 1)[0] for p in plan).items()))
 
 
-def _place(p: Placement, dst: Path, mode: str) -> None:
-    if _already(p.source, dst, mode):
+def place(source: bytes, display: str, dst: Path, mode: str) -> None:
+    """Put ``source`` at ``dst`` as a symbolic link, a hard link or a copy (``mode``),
+    atomically; an error is one line naming the image (``display``)."""
+    if _already(source, dst, mode):
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.imgatlas-tmp")
@@ -73,21 +75,21 @@ def _place(p: Placement, dst: Path, mode: str) -> None:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         if mode == "link":
-            os.symlink(os.path.abspath(p.source), os.fsencode(tmp))
+            os.symlink(os.path.abspath(source), os.fsencode(tmp))
         elif mode == "hardlink":
-            os.link(p.source, os.fsencode(tmp))
+            os.link(source, os.fsencode(tmp))
         else:
-            shutil.copy2(os.fsdecode(p.source), tmp)
+            shutil.copy2(os.fsdecode(source), tmp)
         os.replace(tmp, dst)
     except OSError as e:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         if e.errno == errno.EXDEV:
-            raise ConfigError(f"Cannot hard-link {p.display} into {dst.parent}: another "
+            raise ConfigError(f"Cannot hard-link {display} into {dst.parent}: another "
                               "file system; use --mode copy or --mode link.") from e
         if e.errno == errno.ENOSPC:
             raise WorkspaceError(f"Disk full while exporting to {dst.parent}.") from e
-        raise WorkspaceError(f"Cannot export {p.display} to {dst}: "
+        raise WorkspaceError(f"Cannot export {display} to {dst}: "
                              f"{e.strerror or e}.") from e
 
 

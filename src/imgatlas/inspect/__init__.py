@@ -7,6 +7,7 @@ while decoding, so inspecting a collection with features costs a fraction of emb
 
 from imgatlas.inspect._checks import CHECKS, Measures, run_checks
 from imgatlas.inspect._groups import Group
+from imgatlas.inspect._leaks import LEAKS, check_splits, find_leaks, parse_splits
 from imgatlas.inspect._pixels import STATS_VERSION, PixelStats, pixel_stats
 from imgatlas.inspect._results import (
     DUPLICATES,
@@ -21,7 +22,8 @@ from imgatlas.inspect._results import (
 )
 from imgatlas.inspect._stage import inspect_workspace
 
-__all__ = ["CHECKS", "DUPLICATES", "STATS_VERSION", "Group", "Measures", "PixelStats",
+__all__ = ["CHECKS", "DUPLICATES", "LEAKS", "STATS_VERSION", "Group", "Measures", "PixelStats",
+           "check_splits", "find_leaks", "parse_splits",
            "about_image", "excluded_ids", "exclusion_names", "groups", "inspect_workspace",
            "inspection", "latest_inspection", "parse_exclude", "pixel_stats", "run_checks",
            "would_drop"]

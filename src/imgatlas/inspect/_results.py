@@ -10,6 +10,7 @@ import numpy as np
 from imgatlas.errors import ConfigError
 from imgatlas.inspect._checks import CHECKS
 from imgatlas.inspect._groups import Group, near_duplicate_groups
+from imgatlas.inspect._leaks import LEAKS, find_leaks, leaked_copies, recorded_splits
 from imgatlas.inspect._pixels import STATS_VERSION
 from imgatlas.store import Workspace
 
@@ -48,8 +49,13 @@ def inspection(ws: Workspace, limit: int | None = None) -> dict[str, Any]:
     for f in flags:
         counts[f[1]] = counts.get(f[1], 0) + 1
     counts["flagged_images"] = len({f[0] for f in flags})
+    leaks = find_leaks(ws, gs)
+    counts["leaks"] = len(leaks)
     return {
         "run_id": run["id"],
+        "splits": recorded_splits(ws),
+        "leaks": [{k: lk[k] for k in ("members", "ids", "splits", "similarity")}
+                  for lk in (leaks if limit is None else leaks[:limit])],
         "near_duplicate_groups": [
             {"keep": names[g.keep][0], "keep_id": g.keep,
              "copies": [names[i][0] for i in g.copies], "copy_ids": g.copies,
@@ -79,7 +85,7 @@ def about_image(ws: Workspace, image_id: int) -> dict[str, Any]:
 
 
 def exclusion_names() -> list[str]:
-    return [DUPLICATES, *CHECKS.names()]
+    return [DUPLICATES, LEAKS, *CHECKS.names()]
 
 
 def parse_exclude(value: str | list[str] | None) -> list[str]:
@@ -108,7 +114,9 @@ def excluded_ids(ws: Workspace, names: list[str]) -> set[int]:
     out: set[int] = set()
     if DUPLICATES in names:
         out |= {i for g in groups(ws) for i in g.copies}
-    wanted = set(names) - {DUPLICATES}
+    if LEAKS in names:
+        out |= leaked_copies(ws, groups(ws))
+    wanted = set(names) - {DUPLICATES, LEAKS}
     if wanted:
         out |= {i for i, f, _s, _r in ws.flags() if f in wanted}
     return out
@@ -119,7 +127,11 @@ def would_drop(ws: Workspace, ids: np.ndarray) -> dict[str, int]:
     if latest_inspection(ws) is None:
         return {}
     members = set(ids.tolist())
-    out = {DUPLICATES: sum(1 for g in groups(ws) for i in g.copies if i in members)}
+    found = groups(ws)
+    out = {DUPLICATES: sum(1 for g in found for i in g.copies if i in members)}
+    leaked = leaked_copies(ws, found) & members
+    if leaked:
+        out[LEAKS] = len(leaked)
     for i, f, _s, _r in ws.flags():
         if i in members:
             out[f] = out.get(f, 0) + 1

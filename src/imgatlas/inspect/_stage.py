@@ -21,6 +21,7 @@ from imgatlas.errors import ConfigError, DecodeError
 from imgatlas.inspect._checks import CHECKS, Measures, run_checks
 from imgatlas.inspect._duplicates import K_NEIGHBOURS, Collection, find_pairs
 from imgatlas.inspect._groups import near_duplicate_groups
+from imgatlas.inspect._leaks import check_splits
 from imgatlas.inspect._pixels import SIDE, STATS_VERSION, pixel_stats
 from imgatlas.inspect._verify import Verifier
 from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
@@ -29,14 +30,20 @@ from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
 def inspect_workspace(ws: Workspace, store: FeatureStore, *,
                       options: dict[str, dict[str, Any]] | None = None,
                       workers: int = 2, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                      progress: bool = False) -> dict[str, Any]:
-    """Find near-duplicate groups and flag unusable images (see the module docstring)."""
+                      splits: list[str] | None = None, progress: bool = False
+                      ) -> dict[str, Any]:
+    """Find near-duplicate groups and flag unusable images (see the module docstring);
+    ``splits``: the top-level folders that are a collection's train/val/test splits, whose
+    shared near-duplicates are leaks (:mod:`imgatlas.inspect._leaks`)."""
     t0 = time.perf_counter()
     options = {name: CHECKS[name].options(given) for name, given in (options or {}).items()}
     rows = {r.id: r for r in ws.images(Status.OK)}
     if not rows:
         raise ConfigError(f"Workspace {ws.path} has no usable images; scan a folder first.")
-    params = {"features": store.key, "options": options, "stats_version": STATS_VERSION}
+    if splits:
+        check_splits(ws, splits)
+    params = {"features": store.key, "options": options, "stats_version": STATS_VERSION,
+              **({"splits": list(splits)} if splits else {})}
     with ws.recording("inspect", params, inputs=fingerprint(sorted(rows), store.key)) as run:
         timings: dict[str, float] = {}
         t = time.perf_counter()

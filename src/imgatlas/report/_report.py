@@ -142,7 +142,8 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
     thumb_rel = _place_thumbs(thumb_job.result(), assets)
     if cleanup is not None:  # its images as cards, like the clusters'
         for c in [x for g in cleanup["groups"] for x in [g["keep_card"], *g["copies"]]] + [
-                x for v in cleanup["flags"].values() for x in v]:
+                x for v in cleanup["flags"].values() for x in v] + [
+                x for lk in cleanup["leaks"] for x in lk["members"]]:
             c.update(thumb=thumb_rel.get(c["id"]), name=display.get(c["id"], str(c["id"])),
                      label=None, silhouette=None)
     has_labels = any(lab is not None for lab in sel.labels)

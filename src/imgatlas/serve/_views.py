@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from fastapi import HTTPException, Request
 
-from imgatlas.inspect import about_image, excluded_ids, groups, latest_inspection
+from imgatlas.inspect import about_image, excluded_ids, find_leaks, groups, latest_inspection
 from imgatlas.serve._state import AppState
 from imgatlas.store import Workspace
 
@@ -90,7 +90,7 @@ def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:
     first ``per_page`` images of each flag (score order)."""
     if latest_inspection(ws) is None:
         return {"inspected": False, "counts": {}, "groups": [], "flags": {}, "page": 1,
-                "pages": 1}
+                "pages": 1, "leaks": [], "n_leaks": 0}
     gs = groups(ws)
     chunk = gs[(page - 1) * per_page: page * per_page]
     flags = ws.flags()
@@ -98,8 +98,10 @@ def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:
     for i, f, score, why in flags:
         by_flag.setdefault(f, []).append((i, score, why))
     shown = {f: v[:per_page] for f, v in by_flag.items()}
+    leaks = find_leaks(ws, gs)
     names = ws.display_and_label({i for g in chunk for i in [g.keep, *g.copies]}
-                                 | {i for v in shown.values() for i, _, _ in v})
+                                 | {i for v in shown.values() for i, _, _ in v}
+                                 | {i for lk in leaks[:per_page] for i in lk["ids"]})
     counts = {"near_duplicate_groups": len(gs),
               "near_duplicate_copies": sum(len(g.copies) for g in gs),
               **{f: len(v) for f, v in by_flag.items()}}
@@ -113,6 +115,11 @@ def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:
                    for n, g in enumerate(chunk)],
         "flags": {f: [{"id": i, "path": names[i][0], "label": None, "score": round(sc, 3),
                        "reason": why} for i, sc, why in v] for f, v in shown.items()},
+        "n_leaks": len(leaks),
+        "leaks": [{"similarity": lk["similarity"],
+                   "members": [{"id": i, "path": names[i][0], "label": None, "split": s}
+                               for i, s in zip(lk["ids"], lk["splits"], strict=True)]}
+                  for lk in leaks[:per_page]],
     }
 
 
