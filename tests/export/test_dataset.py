@@ -205,3 +205,20 @@ def test_assign_splits_keeps_groups_whole_and_shares_close():
         assert np.abs(got - shares).max() < 0.03
     again, _ = assign_splits(groups, labels, shares, seed=1)
     assert again == split
+
+
+def test_hugging_face_datasets_reads_the_export(collection, tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from datasets import load_dataset
+
+    _root, ws = collection
+    res = api.export_dataset(ws, tmp_path / "ds", split="0.5,0.25,0.25")
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "ds"),
+                      cache_dir=str(tmp_path / "hf-cache"))
+    assert {k: ds[k].num_rows for k in ds} == {"train": res["splits"]["train"],
+                                              "validation": res["splits"]["val"],
+                                              "test": res["splits"]["test"]}
+    assert ds["train"].features["label"].names == sorted(res["labels"])
