@@ -67,3 +67,20 @@ def test_the_merge_tree_gives_each_levels_exact_sse():
     for (_, _, coarse), (_, _, fine) in pairwise(fits):
         for c in np.unique(fine):
             assert len(np.unique(coarse[fine == c])) == 1
+
+
+def test_two_granularities_are_both_offered():
+    """Three well separated kinds, each of three closer sorts: the candidates hold the
+    chosen k and every other k the sweep supports, each once, the chosen first, with
+    evidence."""
+    rng = np.random.default_rng(3)
+    kinds = rng.normal(0, 30, (3, 32))
+    X = np.concatenate([kind + s + rng.normal(0, 1, (150, 32))
+                        for kind in kinds for s in rng.normal(0, 5, (3, 32))]
+                       ).astype(np.float32)
+    res = choose_k(X, "kmeans", None, 0)
+    cands = res["candidates"]
+    assert cands[0]["k"] == res["chosen_k"] and "the rule" in cands[0]["by"]
+    assert len({c["k"] for c in cands}) == len(cands) >= 2
+    assert {res["elbow_k"], res["best_silhouette_k"], 3} <= {c["k"] for c in cands}
+    assert all(c["evidence"] for c in cands)

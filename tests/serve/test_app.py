@@ -251,3 +251,29 @@ def test_cli_serve_refuses_an_open_host_without_printing_a_token(served_ws, monk
 def test_cluster_ids_that_only_look_like_digits_are_404(client, path):
     assert client.get(path).status_code == 404
 
+
+
+def test_the_overview_offers_the_granularities_k_auto_found(editor, monkeypatch):
+    from imgatlas.serve import _pages
+
+    fake = [{"k": 7, "by": ["the SSE elbow"], "evidence": "the kneedle <elbow>",
+             "silhouette": 0.4}, {"k": 2, "by": ["the best silhouette"],
+                                  "evidence": "best", "silhouette": 0.6}]
+    monkeypatch.setattr(_pages, "k_candidates", lambda ws, run: fake)
+    page = editor.get("/").text
+    assert 'data-action="regroup" data-k="7" title="the kneedle &lt;elbow&gt;"' in page
+    assert page.index('data-k="7"') < page.index("fewer groups")
+
+
+def test_a_correction_offers_the_candidates_of_the_run_it_derives_from():
+    from imgatlas.serve._views import k_candidates
+
+    runs = {1: {"id": 1, "params": {}, "results": {"k_selection": {"candidates": [{"k": 5}]}}},
+            2: {"id": 2, "params": {"derived_from": 1}, "results": {}},
+            3: {"id": 3, "params": {}, "results": {"k_selection": None}}}
+
+    class Ws:
+        def get_run(self, i, kind):
+            return runs[i]
+
+    assert k_candidates(Ws(), runs[2]) == [{"k": 5}] and k_candidates(Ws(), runs[3]) == []

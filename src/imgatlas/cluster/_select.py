@@ -55,19 +55,49 @@ def choose_k(Z: np.ndarray, method: str, k_range: tuple[int, int] | None, seed: 
     ks = range(lo, min(hi, len(X) - 1) + 1)
     fits = merge_tree_fits(X, ks, seed)
     out = _table(X, ks, "gmm" if method == "gmm" else "kmeans", seed, fits, projected)
-    k, reason = count_groups(X, fits, seed, scale=scale)
+    k, reason, (top_k, top_sil) = count_groups(X, fits, seed, scale=scale)
     if scale > 1:
         reason += f" (swept on a seeded sample of {len(X):,} of the {len(Z):,} images)"
         out["sweep_sample"] = int(len(X))
     out.update(chosen_k=k, rule="recursive L-method", reason=reason
                + f"; the SSE elbow alone would say {out['elbow_k']}, the best silhouette "
-                 f"{out['best_silhouette_k']}")
+                 f"{out['best_silhouette_k']}",
+               candidates=candidates(out, k, top_k, top_sil))
+    return out
+
+
+def candidates(sweep: dict[str, Any], chosen: int, top_k: int, top_sil: float
+               ) -> list[dict[str, Any]]:
+    """The granularities the sweep supports, each once, the chosen first: ``[{"k", "by",
+    "evidence", "silhouette"}]``. Two of them near each other in merit (10 breeds or 3
+    kinds of dog) are what a person should be offered side by side."""
+    sil = {r["k"]: r.get("silhouette") for r in sweep["rows"]}
+
+    def at(k: int) -> str:
+        return f"silhouette {sil[k]:.3f}" if sil.get(k) is not None else "beyond the sweep"
+
+    rows = [(chosen, "the rule", "the top-level groups, split again where their parts are "
+             f"clearly better separated ({at(chosen)})"),
+            (top_k, "the top-level knee", f"the L-method knee of the SSE curve ({at(top_k)}; "
+             f"{top_sil:.3f} on the sweep sample)"),
+            (sweep["elbow_k"], "the SSE elbow", f"the kneedle elbow of the SSE curve "
+             f"({at(sweep['elbow_k'])})"),
+            (sweep["best_silhouette_k"], "the best silhouette",
+             f"the best separated of the sweep ({at(sweep['best_silhouette_k'])})")]
+    out: list[dict[str, Any]] = []
+    for k, by, evidence in rows:
+        if any(c["k"] == k for c in out):
+            next(c for c in out if c["k"] == k)["by"].append(by)
+            continue
+        out.append({"k": int(k), "by": [by], "evidence": evidence,
+                    "silhouette": sil.get(k)})
     return out
 
 
 def count_groups(X: np.ndarray, fits: list[tuple[int, float, np.ndarray]], seed: int,
-                 scale: float = 1.0) -> tuple[int, str]:
-    """The number of groups by the recursive rule, and why (see the module docstring).
+                 scale: float = 1.0) -> tuple[int, str, tuple[int, float]]:
+    """The number of groups by the recursive rule, why (see the module docstring), and the
+    top level's ``(k, silhouette)`` before any group was split again.
     ``X``: the (projected) space; ``fits``: its top-level k-means sweep; ``scale``: images
     each row of ``X`` stands for (a sample of the collection)."""
     top_k, labels, top_sil = _knee(X, fits, seed)
@@ -92,7 +122,7 @@ def count_groups(X: np.ndarray, fits: list[tuple[int, float, np.ndarray]], seed:
                    f"better separated, giving k={total}")
     else:
         reason += "; no group has parts clearly better separated than the groups themselves"
-    return int(total), reason
+    return int(total), reason, (int(top_k), float(top_sil))
 
 
 def _project(X: np.ndarray, max_dim: int | None, seed: int) -> tuple[np.ndarray, int | None]:

@@ -20,6 +20,7 @@ from imgatlas.serve._state import PER_PAGE
 from imgatlas.serve._views import (
     image_details,
     inspection_page,
+    k_candidates,
     members_page,
     names_of_run,
     naming,
@@ -57,12 +58,15 @@ def overview(request: Request) -> HTMLResponse:
             r = ws.get_run(run, "cluster")
             if r["params"].get("derived_from") is not None:
                 derived = {"from": r["params"]["derived_from"], "edit": r["params"]["edit"]}
+            groups = sum(1 for c in cards if c["id"] >= 0)
+            choices = [c for c in k_candidates(ws, r) if c["k"] != groups]
         runs = [{"id": r["id"], "kind": r["kind"], "status": r["status"],
                  "error": r["error"]} for r in ws.runs()][-15:]
         skipped = ws.unusable_images(limit=200)
     return render(request, "overview.html.j2", title="imgatlas", counts=counts,
                   usable=counts.get("ok", 0), run=run, clusters=cards, runs=runs[::-1],
-                  skipped=skipped, index=st.index()[2], derived=derived)
+                  skipped=skipped, index=st.index()[2], derived=derived,
+                  k_choices=choices if run is not None else [])
 
 
 @router.get("/clusters/{cluster}", response_class=HTMLResponse)

@@ -43,6 +43,20 @@ def names_of_run(ws: Workspace, run: int) -> dict[int, Any]:
     return cluster_names(ws, run)
 
 
+def k_candidates(ws: Workspace, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The granularities ``--k auto`` found support for, of ``run`` or, for a correction,
+    of the run it derives from (what the overview offers before "fewer / more groups")."""
+    seen = set()
+    while run is not None and run["id"] not in seen:
+        seen.add(run["id"])
+        sweep = (run.get("results") or {}).get("k_selection") or {}
+        if sweep.get("candidates"):
+            return list(sweep["candidates"])
+        origin = run["params"].get("derived_from")
+        run = ws.get_run(int(origin), "cluster") if origin is not None else None
+    return []
+
+
 def naming(n: Any) -> dict[str, Any]:
     """What a page shows of a cluster's name: the person's, else the suggestion (marked),
     and the tags."""
