@@ -15,7 +15,6 @@ other sets is scored on the set left out.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, preamble, write_section  # noqa: E402
-from bench_labels import BUDGETS, load  # noqa: E402
+from bench_labels import BUDGETS, labelled_set_args, load  # noqa: E402
 
 
 def records(X: np.ndarray, y: np.ndarray, seeds: int) -> list[dict]:
@@ -84,13 +83,7 @@ def pick(r: dict, rule: str, order: tuple[str, ...]) -> str:
 def main() -> None:
     from imgatlas.classify._choose import ORDER
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sets", nargs="+",
-                    default=["clothing", "rooms", "imagenette", "cifar10", "fashion-mnist"])
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--max-images", type=int, default=3000)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
+    args = labelled_set_args(seeds=2)
     tmp = Path(tempfile.mkdtemp(prefix="bench_label_choice_"))
     recs = {}
     for ds in args.sets:

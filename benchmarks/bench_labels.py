@@ -97,16 +97,21 @@ def load(ds: str, tmp: Path, max_images: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, np.float32), y
 
 
-def main() -> None:
-    from imgatlas.classify._choose import ORDER
-
+def labelled_set_args(seeds: int) -> argparse.Namespace:
+    """The options of the benchmarks over the labelled dev sets."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+",
                     default=["clothing", "rooms", "imagenette", "cifar10", "fashion-mnist"])
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=seeds)
     ap.add_argument("--max-images", type=int, default=3000)
     ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    from imgatlas.classify._choose import ORDER
+
+    args = labelled_set_args(seeds=3)
     tmp = Path(tempfile.mkdtemp(prefix="bench_labels_"))
     rows = {}
     for ds in args.sets:

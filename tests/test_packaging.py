@@ -96,3 +96,12 @@ def test_python_dash_m_is_the_imgatlas_command(capsys):
         assert res.returncode == code == main(argv)
         out, err = capsys.readouterr()
         assert res.stdout == out and res.stderr.strip() == err.strip()
+
+
+def test_pip_wheel_of_the_tree_holds_every_package_file(built, tmp_path):
+    """``pip wheel .`` builds from the tree itself, not from the sdist: the same files."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    assert ci.compare(ci.package_files_in_tree(), ci.package_files_in_wheel(wheel),
+                      wheel.name) == []
