@@ -214,3 +214,25 @@ def test_suggest_passes_over_avoided_images():
     again = [p["row"] for p in suggest(X, np.array([], int), np.array([]), 3,
                                        avoid=np.array(first))]
     assert not set(first) & set(again) and {y[r] for r in again} == {0, 1, 2}
+
+
+def test_the_estimate_reuses_the_collections_space(ws, tmp_path, monkeypatch):
+    from imgatlas.classify import _label_stage, estimate_workspace
+
+    with Workspace.open(ws) as w:
+        rows = w.images()
+    api.set_labels(ws, {r.id: r.label for r in rows
+                        if r.display.endswith(("/0.png", "/1.png", "/2.png"))})
+    made = []
+    real = _label_stage.LabelSpace
+
+    def counting(*a, **k):
+        made.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_label_stage, "LabelSpace", counting)
+    spaces: dict = {}
+    with Workspace.open(ws) as w:
+        first = estimate_workspace(w, spaces=spaces)
+        again = estimate_workspace(w, spaces=spaces)
+    assert first == again and len(made) == 1 and len(spaces) == 1

@@ -143,14 +143,24 @@ def _write_csv(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def estimate_workspace(ws: Workspace, *, labels: str = "user", features: str | None = None,
-                       seed: int = defaults.SEED) -> dict[str, Any] | None:
+                       seed: int = defaults.SEED, spaces: dict[str, LabelSpace] | None = None
+                       ) -> dict[str, Any] | None:
     """The estimated share of the collection that spreading the labels would get right, by
     the method the labels favour (see :func:`estimate_accuracy`); None while there are too
-    few labels."""
+    few labels. ``spaces``: a cache of the collection's clustering space and graph (they
+    depend on the features only) that a caller asking again and again keeps (the web app's
+    label page asks after every label; at 10,000 images they take seconds)."""
     g = _given(ws, labels, features, strict=False)
     if not len(g.rows):
         return None
-    return estimate_accuracy(g.X, g.rows, g.labels, seed)
+    key = f"{fingerprint(g.ids, g.store)}:{seed}"
+    space = spaces.get(key) if spaces is not None else None
+    if space is None:
+        space = LabelSpace(np.asarray(g.X), seed)
+        if spaces is not None:
+            spaces.clear()  # one collection at a time: the latest
+            spaces[key] = space
+    return estimate_accuracy(g.X, g.rows, g.labels, seed, space=space)
 
 
 def suggest_workspace(ws: Workspace, *, n: int = 20, labels: str = "user",

@@ -376,7 +376,8 @@ def labels_estimate(request: Request) -> dict[str, Any]:
 
     st = state(request)
     with st.read() as ws:
-        return {"estimate": estimate_workspace(ws), "labels": len(ws.user_labels())}
+        return {"estimate": estimate_workspace(ws, spaces=st.label_spaces),
+                "labels": len(ws.user_labels())}
 
 
 @router.get("/suggestions")

@@ -47,6 +47,7 @@ class AppState:
         self._embedder: Any = None
         self._index: Any = None
         self._model: Any = None
+        self.label_spaces: dict[str, Any] = {}  # the label page's estimate reuses it
         with self.read() as ws:  # fail now, with one line, if it is not a workspace
             ws.pick_store()
 
