@@ -147,6 +147,14 @@ def test_k_auto_run_shows_the_sweep(report_ws, tmp_path):
     assert (out / "assets" / "k_selection.png").stat().st_size > 1000
     rows = re.search(r'id="k">.*?<table class="grid">(.*?)</table>', html, re.S).group(1)
     assert rows.count("<tr") == 1 + 7 and rows.count('class="hl"') == 1
+    cands = res["k_selection"]["candidates"]
+    assert cands[0]["k"] == res["k_selection"]["chosen_k"]
+    if len(cands) > 1:  # the other granularities, each with its evidence
+        table = re.search(r'id="k-candidates">(.*?)</table>', html, re.S).group(1)
+        assert table.count("<tr") == 1 + len(cands)
+        assert all(f'<td class="n">{c["k"]}</td>' in table for c in cands)
+    else:
+        assert 'id="k-candidates"' not in html
 
 
 def test_hierarchical_report_has_dendrogram_and_cophenetic_table(report_ws, tmp_path):
