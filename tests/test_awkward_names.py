@@ -98,3 +98,34 @@ def test_whole_job_survives_awkward_names(awkward_dir, tmp_path, cache_dir, caps
 def _cli(capsys, *argv: str) -> str:
     assert main(list(argv)) == 0
     return capsys.readouterr().out
+
+
+def test_the_dataset_export_and_label_spreading_survive_awkward_names(
+        awkward_dir, tmp_path, cache_dir, capsys, monkeypatch):
+    monkeypatch.setenv("IMGATLAS_CACHE", str(cache_dir))
+    ws = str(tmp_path / "ws")
+    assert main(["run", os.fsdecode(awkward_dir), "-w", ws, "--labels-from-folders",
+                 "--backbone", "test_tiny", "--k", "3", "--json"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "ds"
+    res = json.loads(_cli(capsys, "export", "-w", ws, "--as-dataset", str(out), "--split",
+                          "0.5,0.5", "--copy", "--exclude", "none", "--json"))
+    assert sum(res["splits"].values()) == len(NAMES) * len(FOLDERS)
+    for path in out.rglob("*"):  # every name written is valid UTF-8, without markup
+        name = path.name
+        name.encode("utf-8")
+        assert "<" not in name and "\n" not in name
+    assert set(res["labels"]) == {"d\\xe9j\\xe0 vu", "<svg onload=alert(3)>", "plain"}
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert any("line\nbreak.png" in r["source_path"] for r in rows)
+    text = _cli(capsys, "export", "-w", ws, "--as-dataset", str(tmp_path / "ds2"),
+                "--exclude", "none")
+    assert "d\\xe9j\\xe0 vu" in text and "\udce9" not in text
+    # everything set apart by inspect: one line saying what and how to keep it
+    assert main(["export", "-w", ws, "--as-dataset", str(tmp_path / "ds3")]) == 2
+    err = capsys.readouterr().err
+    assert "No labelled image is left" in err and "--exclude none" in err
+    spread = json.loads(_cli(capsys, "label-propagate", "-w", ws, "--labels", "folders",
+                             "--json"))
+    assert spread["n_images"] == len(NAMES) * len(FOLDERS)

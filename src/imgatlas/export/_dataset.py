@@ -56,7 +56,10 @@ def export_dataset(ws: Workspace, out: Path, *, split: str = "0.7,0.15,0.15",
             why[i] = "no label"
     keep = [i for i in sorted(rows) if i not in why]
     if not keep:
-        raise ConfigError("No labelled image is left to export (see --labels and --exclude).")
+        why_counts = Counter(w.split(":")[0] for w in why.values())
+        raise ConfigError("No labelled image is left to export: " + ", ".join(
+            f"{n} {w}" for w, n in why_counts.most_common()) + " (--exclude none keeps "
+            "what inspect set apart; --labels says where labels come from).")
     in_group = {i for g in groups for i in g}
     units = [[i for i in g if i not in why] for g in groups]
     units = [u for u in units if u] + [[i] for i in keep if i not in in_group]
