@@ -2,11 +2,12 @@
 
 While the labels are few (fewer than :data:`TYPICAL_UNTIL` a class seen so far, or fewer
 than two classes): **typical and diverse** (TypiClust-like). The collection, in the
-clustering space, is cut into as many clusters as there will then be labels (k-means,
-k = labels so far + B: with no labels yet, B clusters); every cluster holding no label yet,
-largest first, gives its typical image, the one nearest the centre of the cluster's larger
-half (the centre of the whole cluster is often an in-between image; its larger half's is
-the cluster's majority kind). Cluster-then-label then gives each cluster that image's label.
+clustering space, is cut into as many clusters as there will then be labels (the default
+clustering's k-means, k = labels so far + B: with no labels yet, B clusters); every
+cluster holding no label yet, largest first, gives its typical image, the one nearest the
+centre of the cluster's larger half (the centre of the whole cluster is often an
+in-between image; its larger half's is the cluster's majority kind). Cluster-then-label
+then gives each cluster that image's label.
 Later, **uncertain and diverse**: the unlabelled images are cut into B groups and each
 gives the one whose prediction margin (top two probabilities of a logistic head on the
 labelled images) is smallest. On the dev sets this order beat random picks at 1, 2, 5 and
@@ -80,8 +81,13 @@ def _typical(Z: np.ndarray, labelled: np.ndarray, n: int, seed: int, avoided: np
              ) -> list[dict[str, Any]]:
     from sklearn.cluster import KMeans
 
+    from imgatlas.cluster import build_method
+
     k = int(min(len(labelled) + n, len(Z)))
-    groups = KMeans(k, n_init=3, random_state=seed).fit(Z).labels_
+    # the default clustering's own k-means (10 starts): with one label a cluster, its
+    # partition is what gets named (3 starts named fewer images right: Fashion-MNIST 0.686
+    # against 0.719, clothing 0.573 against 0.588, a scratch probe on 4 seeds)
+    groups = np.asarray(build_method("kmeans", k, {}, seed).fit(Z).labels_)
     covered = set(groups[labelled].tolist()) if len(labelled) else set()
     out = []
     for g in np.argsort(-np.bincount(groups, minlength=k), kind="stable"):
