@@ -70,9 +70,9 @@ def head_on_split(ws: Path, seed: int, features: str) -> dict:
     given), given the 70 % training part as a labels file, scored on the 30 % test part."""
     import csv
 
+    from imgatlas.classify._features import read_features
     from imgatlas.classify._model import open_model
     from imgatlas.classify._split import holdout_split
-    from imgatlas.classify._train import read_features
     from imgatlas.evaluate.classification import expected_calibration_error
     from imgatlas.store import Workspace
 

