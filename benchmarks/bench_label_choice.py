@@ -87,7 +87,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_label_choice_"))
     recs = {}
     for ds in args.sets:
-        X, y = load(ds, tmp, args.max_images)
+        X, y, _ = load(ds, tmp, args.max_images)
         recs[ds] = records(X, y, args.seeds)
         print(ds, "done", flush=True)
     rules = [("argmax", ORDER)] + [(f"fixed:{m}", ORDER) for m in ORDER] + [

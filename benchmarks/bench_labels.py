@@ -13,7 +13,10 @@ to cross-validate), is also chosen leave-one-set-out: on the other sets (the met
 best mean at 1 label a class), scored on the set left out.
 
     python benchmarks/bench_labels.py [--sets clothing rooms imagenette cifar10 fashion-mnist]
-        [--max-images 3000] [--seeds 3]
+        [--max-images 3000] [--seeds 3] [--second-backbone]
+
+``--second-backbone``: Lite0's and Lite2's features side by side, as ``label-propagate``
+reads them when the ``lite`` extra is installed (its own section in RESULTS).
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ from _common import ROOT, SHARED, preamble, write_section  # noqa: E402
 BUDGETS = (1, 2, 5, 10)
 
 
-def curve(X: np.ndarray, y: np.ndarray, C: int, picker: str, seed: int
-          ) -> dict[str, dict[int, float]]:
+def curve(X: np.ndarray, y: np.ndarray, C: int, picker: str, seed: int,
+          cluster_X: np.ndarray | None = None) -> dict[str, dict[int, float]]:
     """``{method: {labels per class: accuracy over every image}}`` for one seed;
-    ``auto_method`` holds the method auto chose at each budget."""
+    ``auto_method`` holds the method auto chose at each budget. ``cluster_X``: the features
+    the collection is clustered on when ``X`` holds two backbones side by side."""
     from imgatlas.classify._choose import ORDER, choose
     from imgatlas.classify._propagate import LabelSpace, propagate_proba
     from imgatlas.classify._suggest import suggest
 
-    space = LabelSpace(X, seed=0)
+    space = LabelSpace(X, seed=0, cluster_X=cluster_X)
     rng = np.random.default_rng(seed)
     labelled = np.array([], dtype=np.int64)
     out: dict[str, dict[int, float]] = {m: {} for m in ("auto", *ORDER)}
@@ -79,22 +83,37 @@ def clusters_named(X: np.ndarray, y: np.ndarray, C: int) -> float:
     return float(right / len(y))
 
 
-def load(ds: str, tmp: Path, max_images: int) -> tuple[np.ndarray, np.ndarray]:
-    from imgatlas import api
+def load(ds: str, tmp: Path, max_images: int, second: bool = False
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(X, y, cluster_X)``: the default features, or with ``second`` Lite0's and Lite2's
+    side by side as ``label-propagate`` reads them with the lite extra (then ``cluster_X``
+    holds Lite0's alone)."""
+    from imgatlas import api, defaults
+    from imgatlas.classify._features import read_features
+    from imgatlas.store import Workspace
 
     ws = tmp / ds
     api.scan(SHARED / ds, ws, labels_from_folders=True)
     api.embed(ws)
-    _, X, meta = api.load_features(ws)
+    ids, X, meta = api.load_features(ws)
+    X0 = None
+    if second:
+        api.embed(ws, backbone=defaults.SECOND_BACKBONE, make_default=False)
+        with Workspace.open(ws) as w:
+            base = w.pick_store()
+            have, X = read_features([base, w.pick_store(defaults.SECOND_BACKBONE)], ids)
+        assert np.array_equal(have, ids), "Lite2 lacks images Lite0 has"
+        X0 = X[:, :base.dim]
     names = sorted({r["label"] for r in meta})
     y = np.array([names.index(r["label"]) for r in meta])
     if len(y) > max_images:  # a seeded, class-stratified sample
         from sklearn.model_selection import train_test_split
 
-        keep, _ = train_test_split(np.arange(len(y)), train_size=max_images, stratify=y,
-                                   random_state=0)
-        X, y = X[np.sort(keep)], y[np.sort(keep)]
-    return np.asarray(X, np.float32), y
+        keep = np.sort(train_test_split(np.arange(len(y)), train_size=max_images,
+                                        stratify=y, random_state=0)[0])
+        X, y = X[keep], y[keep]
+        X0 = None if X0 is None else X0[keep]
+    return np.asarray(X, np.float32), y, X0
 
 
 def labelled_set_args(seeds: int) -> argparse.Namespace:
@@ -105,6 +124,8 @@ def labelled_set_args(seeds: int) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=seeds)
     ap.add_argument("--max-images", type=int, default=3000)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--second-backbone", action="store_true",
+                    help="Lite0 and Lite2 side by side, as label-propagate with the lite extra")
     return ap.parse_args()
 
 
@@ -115,12 +136,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_labels_"))
     rows = {}
     for ds in args.sets:
-        X, y = load(ds, tmp, args.max_images)
+        X, y, X0 = load(ds, tmp, args.max_images, args.second_backbone)
         C = int(y.max() + 1)
         t = time.perf_counter()
-        res = {p: [curve(X, y, C, p, s) for s in range(args.seeds)]
+        res = {p: [curve(X, y, C, p, s, X0) for s in range(args.seeds)]
                for p in ("suggested", "random")}
-        rows[ds] = {"n": len(y), "classes": C, "clusters": clusters_named(X, y, C),
+        rows[ds] = {"n": len(y), "classes": C,
+                    "clusters": clusters_named(X if X0 is None else X0, y, C),
                     "seconds": time.perf_counter() - t}
         for p, runs in res.items():
             rows[ds][p] = {meth: {m: float(np.mean([r[meth][m] for r in runs]))
@@ -140,7 +162,10 @@ def main() -> None:
         f"its majority. Sets above {args.max_images:,} images: a seeded stratified sample "
         "of that size. Dev data: the picking rule (typical images below 5 labels a class) "
         "was chosen on clothing and rooms; the method while nothing can be held out is "
-        "chosen leave-one-set-out below.", "",
+        "chosen leave-one-set-out below." + (
+            " Features: Lite0's and Lite2's side by side (as `label-propagate` reads them "
+            "with the `lite` extra installed); the clusters and *clusters named* on Lite0's "
+            "alone." if args.second_backbone else ""), "",
         "| set | images | clusters named | picks | method | 1 | 2 | 5 | 10 |",
         "|---|---|---|---|---|---|---|---|---|"]
     for ds, r in rows.items():
@@ -175,8 +200,9 @@ def main() -> None:
         lines.append(f"| {ds} | {best} | {rows[ds]['suggested'][best][1]:.3f} | "
                      f"{rows[ds]['clusters']:.3f} |")
     if not args.no_write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", "Few labels, the whole collection "
-                      "(dev sets)", "\n".join(lines))
+        title = "Few labels, the whole collection " + (
+            "(dev sets, Lite0 and Lite2 side by side)" if args.second_backbone else "(dev sets)")
+        write_section(ROOT / "benchmarks" / "RESULTS.md", title, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -121,3 +121,38 @@ def test_silhouettes_of_a_few_rows_are_scikit_learns():
     a, sil = internal_validation(Z, labels, 0, known=known)
     b, _ = internal_validation(Z, labels, 0)
     assert np.isclose(a["silhouette"], b["silhouette"]) and np.allclose(sil[ok], ref[ok])
+
+
+def test_silhouettes_sampled_above_the_sample_size_and_kept_so_when_images_are_added(
+        monkeypatch):
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import silhouette_score
+
+    from imgatlas.evaluate import internal
+
+    monkeypatch.setattr(internal, "SILHOUETTE_SAMPLE", 400)
+    Z, labels = make_blobs(1500, centers=5, n_features=8, cluster_std=3.0, random_state=0)
+    res, sil = internal.internal_validation(Z, labels, 0)
+    assert res["silhouette_images"] == 400 and res["silhouette_sampled"]
+    assert np.isnan(sil).sum() == 1100
+    assert abs(res["silhouette"] - silhouette_score(Z, labels)) < 0.03
+    assert internal.internal_validation(Z, labels, 0)[0] == res  # seeded
+    small, _ = internal.internal_validation(Z[:300], labels[:300], 0)
+    assert small["silhouette_images"] == 300 and not small["silhouette_sampled"]
+
+    # 50 images added to a sampled clustering: the sample keeps its size, nothing n^2
+    calls = []
+    real = internal.silhouettes_of
+    monkeypatch.setattr(internal, "silhouettes_of",
+                        lambda Z, labels, rows: calls.append(len(rows)) or real(Z, labels, rows))
+    Z2, labels2 = np.vstack([Z, Z[:50] + 0.01]), np.concatenate([labels, labels[:50]])
+    grown, sil2 = internal.internal_validation(Z2, labels2, 0,
+                                               known=np.concatenate([sil, np.full(50, np.nan)]))
+    assert calls == [0] and grown["silhouette_images"] == 400
+    # a clustering known exactly gets every added image's silhouette
+    calls.clear()
+    _, exact = internal.internal_validation(Z[:300], labels[:300], 0)
+    grown, _ = internal.internal_validation(
+        np.vstack([Z[:300], Z[:20]]), np.concatenate([labels[:300], labels[:20]]), 0,
+        known=np.concatenate([exact, np.full(20, np.nan)]))
+    assert calls == [20] and grown["silhouette_images"] == 320

@@ -390,3 +390,18 @@ def test_the_cached_layout_kernel_lays_out_as_umaps_own():
     finally:
         layouts._nb_optimize_layout_euclidean_single_epoch = cached
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_sampled_silhouette_says_so(report_ws, tmp_path, monkeypatch):
+    from imgatlas.evaluate import internal
+
+    out = tmp_path / "rep0"
+    api.report(report_ws, out, map="pca")
+    assert "over 37 images" in (out / "index.html").read_text(encoding="utf-8")
+    monkeypatch.setattr(internal, "SILHOUETTE_SAMPLE", 20)
+    res = api.cluster(report_ws, k=3, seed=1)
+    assert res["internal"]["silhouette_sampled"]
+    out = tmp_path / "rep"
+    api.report(report_ws, out, run=res["run_id"], map="pca")
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "on a seeded sample of 20 of the 37 images" in html
