@@ -7,7 +7,8 @@ non-zero; anything else escaping is a bug.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+import threading
+from typing import Any
 
 
 class ImgatlasError(Exception):
@@ -21,10 +22,6 @@ class ConfigError(ImgatlasError, ValueError):
 
     exit_code = 2
 
-
-class NotFittedError(ImgatlasError, _SklearnNotFitted):
-    """An estimator was used before ``fit`` (also scikit-learn's NotFittedError, so its
-    tools and estimator checks recognise it)."""
 
 
 class DecodeError(ImgatlasError):
@@ -61,15 +58,42 @@ class MissingExtra(ImgatlasError):
     """An optional dependency (an extra of the package) is not installed."""
 
 
+def __getattr__(name: str) -> Any:
+    # NotFittedError is made on first use: it subclasses scikit-learn's, and importing
+    # scikit-learn is a second of every command's start (``--version``, ``status``, ``scan``)
+    if name == "NotFittedError":
+        with _MAKING:
+            if name in globals():  # made by another thread meanwhile
+                return globals()[name]
+            return _make_not_fitted()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_MAKING = threading.Lock()
+
+
+def _make_not_fitted() -> type:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+    class NotFittedError(ImgatlasError, _SklearnNotFitted):
+        """An estimator was used before ``fit`` (also scikit-learn's NotFittedError, so its
+        tools and estimator checks recognise it)."""
+
+    NotFittedError.__module__ = __name__
+    globals()["NotFittedError"] = NotFittedError
+    return NotFittedError
+
+
 def as_user_error(e: BaseException) -> ImgatlasError | None:
     """The one place where errors raised *inside* the libraries on a user's bad value become
     imgatlas errors (the CLI and the web app both ask): scikit-learn's own parameter checks
     (``InvalidParameterError``: ``n_clusters`` must be >= 1 ...), NumPy's seed range and
     SQLite's integer range.
     None: not a user's error (a bug, which the faces report as one)."""
-    from sklearn.utils._param_validation import InvalidParameterError
+    import sys
 
-    if isinstance(e, InvalidParameterError):
+    checks = sys.modules.get("sklearn.utils._param_validation")  # not loaded: not its error
+    if checks is not None and isinstance(e, checks.InvalidParameterError):
         text = str(e).splitlines()[0] if str(e) else type(e).__name__
         return ConfigError(f"Invalid value: {text}")
     if isinstance(e, ValueError) and "Seed must be between" in str(e):

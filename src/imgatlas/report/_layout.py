@@ -130,11 +130,8 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
     from sklearn.preprocessing import normalize
 
     Z = normalize(X)
-    if method not in MAP_METHODS:
-        raise ConfigError(f"Unknown map {method!r}; use {', '.join(MAP_METHODS)}.")
-    if method == "auto":
-        method = "umap" if len(Z) <= UMAP_MAP_MAX else "pca"
-    cache = ws.path / "maps" / f"run-{run['id']}-{method}.npy"
+    method = map_method(method, len(Z))
+    cache = map_cache(ws, run["id"], method)
     if cache.exists():
         xy = np.load(cache)
         if xy.shape == (len(Z), 2):
@@ -144,7 +141,19 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
         if xy is not None:
             _save_atomic(cache, xy)
             return xy, method
-    seed = run["params"].get("seed", 0)
+    xy, method = lay_out(Z, method, run["params"].get("seed", 0))
+    _save_atomic(cache, xy)
+    return xy, method
+
+
+def map_cache(ws: Workspace, run_id: int, method: str) -> Path:
+    """Where the map of run ``run_id`` laid out by ``method`` is kept."""
+    return ws.path / "maps" / f"run-{run_id}-{method}.npy"
+
+
+def lay_out(Z: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
+    """``(xy, method used)``: the 2-D map of the unit-length rows ``Z`` by ``method``
+    (``umap`` or ``pca``; ``pca`` below 5 rows), scaled to [0, 1]."""
     if method == "pca" or len(Z) < 5:
         from sklearn.decomposition import PCA
 
@@ -153,16 +162,21 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
     else:
         xy = _umap_2d(Z, seed)
     lo, hi = xy.min(0), xy.max(0)
-    xy = ((xy - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
-    _save_atomic(cache, xy)
-    return xy, method
+    return ((xy - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32), method
+
+
+def map_method(method: str, n: int) -> str:
+    """The layout ``method`` names for a map of ``n`` images (``auto``: UMAP up to
+    ``UMAP_MAP_MAX``, PCA above)."""
+    if method not in MAP_METHODS:
+        raise ConfigError(f"Unknown map {method!r}; use {', '.join(MAP_METHODS)}.")
+    return method if method != "auto" else "umap" if n <= UMAP_MAP_MAX else "pca"
 
 
 def _from_parent_map(ws: Workspace, run: dict[str, Any], ids: np.ndarray, Z: np.ndarray,
                      method: str, neighbours: int = 5) -> np.ndarray | None:
     parent = run["params"].get("derived_from")
-    cache = ws.path / "maps" / f"run-{parent}-{method}.npy"
-    if parent is None or not cache.exists():
+    if parent is None or not (cache := map_cache(ws, int(parent), method)).exists():
         return None
     parent_ids = ws.assignments(int(parent))[0]
     xy_parent = np.load(cache)
@@ -236,7 +250,10 @@ def use_cached_layout_kernel() -> bool:
         return False
     _UMAP_KERNEL = current
     try:
-        setattr(layouts, name, numba.njit(source, fastmath=True, parallel=False, cache=True))
+        # nogil: a map laid out in a background thread (``run``'s map ahead) leaves the
+        # interpreter to the steps running beside it
+        setattr(layouts, name, numba.njit(source, fastmath=True, parallel=False, cache=True,
+                                          nogil=True))
     except Exception:  # noqa: BLE001 - nowhere to cache: umap-learn's kernel as it is
         return False
     return True
