@@ -15,6 +15,11 @@ into one folder tree (20 labelled folders). For each size (1,000 and 10,000 by d
    embedded, inspected and placed; the report rewritten).
 
     python benchmarks/bench_run.py [--sizes 1000,10000] [--precision auto] [--cold-cache]
+        [--against REF]
+
+``--against REF`` also runs the same job with the code of git ref REF (a worktree of it,
+on the same images, in fresh workspaces) before and after this code's run: what a change
+gained, side by side on the same machine.
 
 Writes "The whole job against the model alone" in benchmarks/RESULTS.md.
 """
@@ -111,7 +116,7 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[dict, float, float]:
 
 
 def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: Path | None,
-             precision: str = "auto") -> dict:
+             precision: str = "auto", against: Path | None = None) -> dict:
     root = tmp / f"n{n}"
     paths = build_folder(root / "images", n, root / "extra")
     sample = paths[:min(model_sample, n)]
@@ -120,7 +125,9 @@ def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: P
     cmd = [str(Path(sys.executable).parent / "imgatlas"), "run", str(root / "images"),
            "--workspace", str(root / "ws"), "--labels-from-folders", "--json",
            "--no-progress", "--precision", precision]
+    before = run_against(cmd, env, against, root / "ws-against-1")
     res, wall, rss = run_once(cmd, env)
+    after = run_against(cmd, env, against, root / "ws-against-2")
     open_s = time_report_open(Path(res["report"]["index"]))
     per_image8.append(model_only(sample, cache, int8=True))
     per_image.append(model_only(sample, cache))
@@ -134,7 +141,28 @@ def one_size(n: int, tmp: Path, env: dict[str, str], model_sample: int, cache: P
             "rerun_cluster": again["cluster"], "cluster": res["cluster"],
             "precision": res["embed"].get("precision", "fp32"),
             "acc": (res["evaluation"] or {}).get("acc"), "report": res["report"],
-            "open_s": open_s}
+            "open_s": open_s,
+            "against": None if against is None else {
+                "walls": [before[1], after[1]], "steps": [before[0]["seconds"],
+                                                         after[0]["seconds"]]}}
+
+
+def run_against(cmd: list[str], env: dict[str, str], src: Path | None, ws: Path
+                ) -> tuple[dict, float, float] | None:
+    """The same job with the imgatlas of ``src`` (a worktree's src/) in workspace ``ws``."""
+    if src is None:
+        return None
+    cmd = [*cmd]
+    cmd[cmd.index("--workspace") + 1] = str(ws)
+    return run_once(cmd, {**env, "PYTHONPATH": str(src)})
+
+
+def worktree(ref: str, tmp: Path) -> Path:
+    """A checkout of git ref ``ref`` under ``tmp``; its src/ folder."""
+    dst = tmp / "against"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(dst), ref],
+                   check=True, capture_output=True)
+    return dst / "src"
 
 
 def main() -> None:
@@ -147,15 +175,18 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"],
                     help="what `imgatlas run` embeds with (auto: int8 for the default)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--against", metavar="REF",
+                    help="also time the job with the code of this git ref, side by side")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_run_"))
+    against = worktree(args.against, tmp) if args.against else None
     try:
         env = dict(os.environ)
         cache = None
         if args.cold_cache:
             cache = tmp / "model-cache"
             env["IMGATLAS_CACHE"] = str(cache)
-        rows = [one_size(int(n), tmp, env, args.model_sample, cache, args.precision)
+        rows = [one_size(int(n), tmp, env, args.model_sample, cache, args.precision, against)
                 for n in args.sizes.split(",")]
         stages = ["scan", "embed", "inspect", "cluster", "evaluate", "report"]
         lines = preamble("onnxruntime", "faiss", "umap") + [
@@ -194,12 +225,24 @@ def main() -> None:
                 + (f"the clusters kept, run {rc['run_id']} derived from run "
                    f"{rc.get('derived_from')} ({rc['edit']['added']} images placed)"
                    if rc.get("derived_from") else "clustered again") + ".")
+        for r in rows:
+            if r["against"] is not None:
+                base = float(np.mean(r["against"]["walls"]))
+                lines.append(
+                    f"- Side by side, {r['n']:,} images: the same job with the code of "
+                    f"`{args.against}` before and after this run took "
+                    f"{r['against']['walls'][0]:.1f} and {r['against']['walls'][1]:.1f} s "
+                    f"(stages {r['against']['steps'][0]}); this code {r['wall']:.1f} s, "
+                    f"**{r['wall'] / base:.2f}** of it.")
         body = "\n".join(lines)
         print(body)
         if not args.no_write:
             write_section(ROOT / "benchmarks" / "RESULTS.md",
                           "The whole job against the model alone", body)
     finally:
+        if against is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(against.parent)], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -731,16 +731,6 @@ def report(workspace: PathLike, out: PathLike | None = None, *, run: int | None 
                                  f"{e.strerror or e} ({e.filename or out}).") from e
 
 
-def _map_ahead(workspace: PathLike, store: str, seed: int, refit: bool) -> Any:
-    """The report's map laid out in a background thread while inspect and cluster run
-    (a first clustering whose report maps every image), else None."""
-    from imgatlas.report._ahead import map_ahead
-    from imgatlas.report._report import FULL_MAX
-
-    with Workspace.open(workspace) as ws:
-        return map_ahead(ws, store, seed, refit=refit, most=FULL_MAX)
-
-
 def run(directory: PathLike, workspace: PathLike | None = None, *,
         labels_from_folders: bool = False, backbone: str = defaults.BACKBONE,
         k: int | str | None = defaults.K, k_range: tuple[int, int] | None = None,
@@ -771,7 +761,6 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
     embed_res = embed(workspace, backbone=backbone, cache_dir=cache_dir, precision=precision,
                       progress=progress)
     steps["embed"] = time.perf_counter() - t
-    ahead = _map_ahead(workspace, embed_res["store"], seed, refit) if make_report else None
     inspect_res = None
     if make_inspection:
         t = time.perf_counter()
@@ -781,9 +770,6 @@ def run(directory: PathLike, workspace: PathLike | None = None, *,
     cluster_res = cluster(workspace, features=embed_res["store"], k=k, k_range=k_range,
                           seed=seed, reuse=True, grow=not refit)
     steps["cluster"] = time.perf_counter() - t
-    if ahead is not None:
-        with Workspace.open(workspace) as ws:
-            ahead.adopt(ws, ws.get_run(cluster_res["run_id"], "cluster"))
     st = status(workspace)
     eval_res = None
     if st["labels"]:
