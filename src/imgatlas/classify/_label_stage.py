@@ -53,11 +53,11 @@ def _read(ws: Workspace, features: str | None) -> tuple[str, np.ndarray, np.ndar
         base = ws.pick_store()
         second = second_store(ws, base)
         stores = [base] if second is None else [base, second]
-    ids, X = stores[0].read()
-    if len(stores) == 1:
-        return stores[0].key, ids, X, None
-    have, both = read_features(stores, ids)
-    return "+".join(s.key for s in stores), have, both, X[np.isin(ids, have)]
+    ids, X = read_features(stores)
+    # the first store's block: its features L2-normalised, as the clustering space's own
+    # first step makes them
+    Xc = None if len(stores) == 1 else X[:, :stores[0].dim]
+    return "+".join(s.key for s in stores), ids, X, Xc
 
 
 def _given(ws: Workspace, labels: str, features: str | None, *, strict: bool = True

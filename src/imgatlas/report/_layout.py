@@ -250,9 +250,7 @@ def use_cached_layout_kernel() -> bool:
         return False
     _UMAP_KERNEL = current
     try:
-        # nogil: a map laid out in a thread leaves the interpreter to other threads
-        setattr(layouts, name, numba.njit(source, fastmath=True, parallel=False, cache=True,
-                                          nogil=True))
+        setattr(layouts, name, numba.njit(source, fastmath=True, parallel=False, cache=True))
     except Exception:  # noqa: BLE001 - nowhere to cache: umap-learn's kernel as it is
         return False
     return True
