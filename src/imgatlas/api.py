@@ -440,7 +440,7 @@ def _with_second_backbone(workspace: PathLike, cache_dir: PathLike | None, progr
     alone. ``what`` names the user in the note."""
     import importlib.util
 
-    from imgatlas.classify._features import pairs_with_second
+    from imgatlas.classify import pairs_with_second
 
     with Workspace.open(workspace) as ws:
         base = ws.pick_store()

@@ -14,6 +14,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["build_tail"], "._lite_torch"),
     **dict.fromkeys(["PROPAGATORS"], "._propagate"),
     **dict.fromkeys(["Labels", "resolve_labels"], "._labels"),
+    **dict.fromkeys(["pairs_with_second"], "._features"),
 })
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "compare",
     "estimate_workspace",
     "open_model",
+    "pairs_with_second",
     "predict_files",
     "propagate_workspace",
     "resolve_labels",
