@@ -405,3 +405,72 @@ def test_a_sampled_silhouette_says_so(report_ws, tmp_path, monkeypatch):
     api.report(report_ws, out, run=res["run_id"], map="pca")
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "on a seeded sample of 20 of the 37 images" in html
+
+
+def test_larger_maps_take_fewer_epochs(monkeypatch):
+    """From MAP_FEWER_EPOCHS_FROM images the layout runs half UMAP's 200 epochs."""
+    import umap.umap_
+
+    from imgatlas.report import _layout
+
+    assert _layout.map_epochs(_layout.MAP_FEWER_EPOCHS_FROM - 1) == 200
+    assert _layout.map_epochs(_layout.MAP_FEWER_EPOCHS_FROM) == 100
+    seen = []
+    real = umap.umap_.simplicial_set_embedding
+
+    def spy(*args, **kw):
+        seen.append(args[8])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(umap.umap_, "simplicial_set_embedding", spy)
+    Z = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    _layout._umap_2d(Z, 0)
+    monkeypatch.setattr(_layout, "MAP_FEWER_EPOCHS_FROM", 50)
+    _layout._umap_2d(Z, 0)
+    assert seen == [200, 100]
+
+
+def test_figures_drawn_in_the_thumbnail_process(report_ws, tmp_path, monkeypatch):
+    """With a thumbnail process, the k sweep and silhouette figures are drawn there: the
+    same files as drawn inline, and the report names them."""
+    from imgatlas.report._thumbs import ThumbnailJob
+
+    api.cluster(report_ws, k="auto", k_range=(2, 6))
+    inline = tmp_path / "inline"
+    api.report(report_ws, inline, map="pca")
+    shutil.rmtree(report_ws / "thumbs")
+    monkeypatch.setattr(ThumbnailJob, "INLINE_BELOW", 0)
+    calls = []
+    real = ThumbnailJob.first_result
+
+    def spy(self):
+        got = real(self)
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(ThumbnailJob, "first_result", spy)
+    child = tmp_path / "child"
+    api.report(report_ws, child, map="pca")
+    assert calls == [{"k_selection": "k_selection.png", "silhouette": "silhouette.png"}]
+    for name in calls[0].values():
+        assert (child / "assets" / name).stat().st_size > 1000
+        assert f"assets/{name}" in (child / "index.html").read_text()
+        assert (inline / "assets" / name).exists()
+
+
+def _fails() -> None:
+    raise RuntimeError("drawing failed")
+
+
+def test_a_failed_job_in_the_thumbnail_process_is_done_by_the_caller(report_ws, monkeypatch):
+    from imgatlas.report._thumbs import ThumbnailJob
+    from imgatlas.store import Workspace
+
+    with Workspace.open(report_ws) as ws:
+        rows = ws.images()
+        assert ThumbnailJob(ws, rows, first=(_fails, ())).first_result() is None  # inline
+        shutil.rmtree(report_ws / "thumbs")
+        monkeypatch.setattr(ThumbnailJob, "INLINE_BELOW", 0)
+        job = ThumbnailJob(ws, rows, first=(_fails, ()))
+        assert job.first is not None and job.first_result() is None
+        assert all(p is not None for p in job.result().values())

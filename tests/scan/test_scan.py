@@ -199,3 +199,33 @@ def test_a_workspace_scanned_by_the_old_probe_is_corrected_by_the_next_scan(tmp_
     con = sqlite3.connect(ws / "catalog.sqlite")
     assert con.execute("SELECT count(*) FROM embedded").fetchone()[0] == 1  # features kept
     con.close()
+
+
+@pytest.mark.parametrize("side, threaded", [(24, False), (400, True)])
+def test_small_files_are_probed_in_one_thread(tmp_path, monkeypatch, side, threaded):
+    """Files below the median size where threads pay are probed by the scanning thread
+    itself (threads only pass the GIL to and fro); larger ones by the thread pool. The
+    catalog is the same either way."""
+    import threading
+
+    from imgatlas.scan import _scan
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for i in range(6):  # noise compresses badly: big files at 400 px, tiny ones at 24
+        noise = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(tmp_path / "in" / f"{i}.png")
+    assert (_scan._median_size(sorted(_scan.walk(os.fsencode(tmp_path / "in"), frozenset()),
+                                      key=lambda f: f.path))
+            >= _scan._THREADS_FROM_BYTES) == threaded
+    where = set()
+    real = _scan.probe
+
+    def spy(path, max_pixels):
+        where.add(threading.current_thread() is threading.main_thread())
+        return real(path, max_pixels)
+
+    monkeypatch.setattr(_scan, "probe", spy)
+    res = api.scan(tmp_path / "in", tmp_path / "ws")
+    assert res["new"] == 6 and res["by_status"] == {"ok": 6}
+    assert where == {not threaded}

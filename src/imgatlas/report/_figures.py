@@ -30,6 +30,21 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def basic_figures(results: dict[str, Any], clusters: np.ndarray, sil: np.ndarray,
+                  colors: list[str], assets: Path) -> dict[str, str]:
+    """The figures every run gets, ``{name: file name}`` in ``assets``: the k sweep (when
+    k was chosen) and the silhouettes (when there are any). Takes only plain data, so a
+    report can draw them in its thumbnail process while it lays out the map."""
+    figs: dict[str, str] = {}
+    if results.get("k_selection"):
+        k_selection(results["k_selection"], assets / "k_selection.png")
+        figs["k_selection"] = "k_selection.png"
+    if (~np.isnan(sil)).any():
+        silhouette_plot(clusters, sil, colors, assets / "silhouette.png")
+        figs["silhouette"] = "silhouette.png"
+    return figs
+
+
 def k_selection(sweep: dict[str, Any], path: Path) -> Path:
     """SSE with the elbow and the chosen k marked; silhouette, Davies-Bouldin, CH, BIC."""
     plt = _plt()

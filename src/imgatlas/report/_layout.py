@@ -19,6 +19,11 @@ UMAP_MAP_MAX = 100_000  # above, UMAP's 2-D layout takes minutes on 2 cores: PCA
 MAP_PREPCA = 50  # UMAP runs on a 50-d PCA of the features: same picture, faster kNN
 MAP_PCA_SAMPLE = 3000  # images the PCA's directions are found on
 MAP_NEIGHBORS = 15
+# Layout epochs: UMAP's own 200 up to MAP_FEWER_EPOCHS_FROM images, half that above. On dev
+# CIFAR-10 + Fashion-MNIST, 10,000 images: 100 epochs kept trustworthiness (0.957 either way)
+# and 0.182 of each image's 15 neighbours against 0.190, in 2.6 s instead of 4.8 s.
+MAP_EPOCHS = 200
+MAP_FEWER_EPOCHS_FROM = 5_000
 
 
 def clustering_space(ws: Workspace, run: dict[str, Any], ids: np.ndarray, reduce: bool = True
@@ -196,8 +201,8 @@ def _umap_2d(Z: np.ndarray, seed: int) -> np.ndarray:
     handing UMAP the kNN graph skips pynndescent's (~6 s), and building the fuzzy graph here
     skips ``fuzzy_simplicial_set``'s (~9 s on 2 cores; the arithmetic itself takes 0.1 s at
     10,000 images); the layout's epoch kernel is compiled once per machine
-    (:func:`use_cached_layout_kernel`). 200 epochs (UMAP uses 500 up to 10,000 points) give
-    the same picture in a fraction of the time.
+    (:func:`use_cached_layout_kernel`). 200 epochs (UMAP uses 500 up to 10,000 points), 100
+    from 5,000 images (:func:`map_epochs`), give the same picture in a fraction of the time.
     """
     import faiss
     from sklearn.decomposition import PCA
@@ -222,11 +227,17 @@ def _umap_2d(Z: np.ndarray, seed: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xy, _ = simplicial_set_embedding(
-            Z, graph, 2, 1.0, a, b, 1.0, 5, 200, "spectral", check_random_state(seed),
+            Z, graph, 2, 1.0, a, b, 1.0, 5, map_epochs(len(Z)), "spectral",
+            check_random_state(seed),
             udist.named_distances["euclidean"], {}, False, {}, False,
             udist.named_distances_with_gradients["euclidean"], {}, True, False, False,
             tqdm_kwds={"disable": True})
     return np.asarray(xy)
+
+
+def map_epochs(n: int) -> int:
+    """Layout epochs for a map of ``n`` images (see :data:`MAP_EPOCHS`)."""
+    return MAP_EPOCHS if n < MAP_FEWER_EPOCHS_FROM else MAP_EPOCHS // 2
 
 
 def use_cached_layout_kernel() -> bool:

@@ -7,7 +7,10 @@ a new one) and written atomically, so reports can be built while another process
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -97,7 +100,10 @@ class ThumbnailJob:
     CHUNK = 500
     INLINE_BELOW = 300
 
-    def __init__(self, ws: Workspace, rows: list[ImageRow], *, progress: bool = False) -> None:
+    def __init__(self, ws: Workspace, rows: list[ImageRow], *, progress: bool = False,
+                 first: tuple[Callable[..., Any], tuple[Any, ...]] | None = None) -> None:
+        """``first``: ``(function, args)`` to run in the thumbnail process before the
+        thumbnails, when there is one (:meth:`first_result`)."""
         folder = thumb_dir(ws)
         folder.mkdir(parents=True, exist_ok=True)
         self.paths: dict[int, Path] = {}
@@ -111,13 +117,26 @@ class ThumbnailJob:
         self.progress = progress
         self.pool = None
         self.futures: list = []
+        self.first: Future[Any] | None = None
         if len(self.todo) >= self.INLINE_BELOW:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
             self.pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
+            if first is not None:
+                self.first = self.pool.submit(first[0], *first[1])
             self.futures = [self.pool.submit(_make_many, self.todo[i:i + self.CHUNK])
                             for i in range(0, len(self.todo), self.CHUNK)]
+
+    def first_result(self) -> Any:
+        """What ``first`` returned, or None when it did not run here (no thumbnail
+        process) or failed there: the caller then does it itself."""
+        if self.first is None:
+            return None
+        try:
+            return self.first.result()
+        except Exception:  # noqa: BLE001 - a dead worker or a failed call: done inline
+            return None
 
     def result(self) -> dict[int, Path | None]:
         """Every row's thumbnail path; ``None`` where the image could not be read."""

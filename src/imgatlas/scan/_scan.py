@@ -14,6 +14,10 @@ from imgatlas.scan._walk import Found, walk
 from imgatlas.store import ScannedFile, Status, Workspace
 
 _COMMIT_EVERY = 256  # rows per transaction: a killed scan loses at most this much work
+# Below this median file size the probe is Python work that holds the GIL, and threads only
+# hand it to and fro: 10,000 dev 28-32 px files took 0.77 s in one thread and 1.5-1.9 s in
+# 2-4 (10 KB dev photos: 0.10 s against 0.12; 29 KB ones: 0.44 s against 0.30 in 4).
+_THREADS_FROM_BYTES = 16 * 1024
 
 
 def scan_directory(
@@ -81,8 +85,10 @@ def scan_directory(
         record(problems)
 
         bar = progress_bar(total=len(to_probe), desc="scan", unit="file", enable=progress)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = pool.map(lambda f: (f, probe(f.path, max_pixels)), to_probe)
+        threads = workers if _median_size(to_probe) >= _THREADS_FROM_BYTES else 1
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            mapper = pool.map if threads > 1 else map
+            results = mapper(lambda f: (f, probe(f.path, max_pixels)), to_probe)
             while batch := list(islice(results, _COMMIT_EVERY)):
                 record(batch)
                 bar.update(len(batch))
@@ -97,6 +103,17 @@ def scan_directory(
         run.results = {**counts, "by_status": by_status, "exact_duplicates": dup,
                        "seconds": round(time.perf_counter() - t0, 3), "run_id": run.id}
     return run.results
+
+
+def _median_size(files: list[Found], sample: int = 64) -> int:
+    """Median size in bytes of up to ``sample`` files spread over ``files`` (0 if none)."""
+    sizes = []
+    for f in files[::max(1, len(files) // sample)][:sample]:
+        try:
+            sizes.append(os.stat(f.path).st_size)
+        except OSError:
+            continue
+    return sorted(sizes)[len(sizes) // 2] if sizes else 0
 
 
 def _same_stat(path: bytes, size: int | None, mtime_ns: int | None) -> bool:
