@@ -22,6 +22,28 @@ REFINE_FACTOR = 8  # +rerank: the PQ search returns k * this candidates for exac
 # (hnswpq:64 1-recall@10 0.953 -> 0.880 and 0.927 for two sample seeds), and their training
 # is cheap.
 TRAIN_SAMPLE = 262_144
+# From this many lists the coarse quantiser is trained by two-level k-means (sqrt(nlist)
+# groups, then each group split in proportion to its size; faiss' recipe for large IVF
+# indexes): each training vector is compared with ~2 sqrt(nlist) centroids instead of nlist.
+# Below 39 vectors a list (faiss' minimum) the groups could not be split: one level then.
+TWO_LEVEL_FROM = 2048
+
+
+def train_index(index: Any, X: np.ndarray, seed: int | None) -> None:
+    """Train ``index`` on ``X``; the lists of a large L2 IVF index by two-level k-means."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if (ivf is not None and ivf.nlist >= TWO_LEVEL_FROM and ivf.metric_type == faiss.METRIC_L2
+            and not ivf.quantizer.ntotal and len(X) >= 39 * ivf.nlist):
+        from faiss.contrib.clustering import two_level_clustering
+
+        centroids, _ = two_level_clustering(np.ascontiguousarray(X, dtype=np.float32),
+                                            math.isqrt(ivf.nlist), ivf.nlist,
+                                            seed=1234 if seed is None else int(seed))
+        ivf.quantizer.train(centroids)
+        ivf.quantizer.add(centroids)  # faiss then trains only what follows the lists
+    index.train(X)
 
 
 def training_sample(X: np.ndarray, seed: int | None) -> np.ndarray:

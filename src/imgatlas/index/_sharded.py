@@ -20,7 +20,7 @@ from imgatlas import defaults
 from imgatlas._shards import StoreFile, map_shards, sample_rows, split
 from imgatlas.errors import ConfigError
 from imgatlas.index._codes import CodeIndex, _family, _unit
-from imgatlas.index._faiss_util import TRAIN_SAMPLE, set_search_params
+from imgatlas.index._faiss_util import TRAIN_SAMPLE, set_search_params, train_index
 from imgatlas.index._spec import Spec, parse_spec
 
 SHARD_SIZE = defaults.SHARD_SIZE
@@ -46,7 +46,7 @@ def build_sharded(source: StoreFile, ids: np.ndarray, codes: str, *, seed: int =
     factory, metric = family.factory_string(d, n)
     index = faiss.index_factory(d, factory, metric)
     rows = sample_rows(n, TRAIN_SAMPLE, seed)  # what fit() trains on (training_sample)
-    index.train(_unit(source.rows(ids[rows]), copy=False))
+    train_index(index, _unit(source.rows(ids[rows]), copy=False), seed)
     trained = faiss.serialize_index(index)
     shards = [(ids[a:b], a) for a, b in split(n, shard_size)]
     for part in map_shards(_add_shard, shards, (trained, source), engine=engine,

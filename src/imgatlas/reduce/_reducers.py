@@ -140,7 +140,10 @@ class KNNSmoother(_Float32Out, TransformerMixin, BaseEstimator):
     A feature-space diffusion over the cosine kNN graph (exact search with faiss): an image's
     vector moves towards its neighbourhood, so clusters tighten and stray views of a class
     join it. On the dev sets it raised k-means ACC on all five (benchmarks/RESULTS.md).
-    ``transform`` of new points takes one step against the fitted, smoothed collection.
+    ``transform`` of new points takes one step against the fitted, smoothed collection,
+    their neighbours found in the same index as the graph's (exact below ``exact_below``
+    fitted points, the HNSW graph above: at a million images placed against a 100,000-image
+    sample, exact search was most of the clustering's time).
     """
 
     _parameter_constraints: dict = {
@@ -166,10 +169,13 @@ class KNNSmoother(_Float32Out, TransformerMixin, BaseEstimator):
 
         Xn = np.ascontiguousarray(normalize(X), dtype=np.float32)
         k = min(self.n_neighbors, len(Xn) - 1)
-        index = faiss.IndexFlatIP(Xn.shape[1])  # exact, for transform() of new points
-        index.add(Xn)
-        neighbours = (knn_graph(Xn, k, self.exact_below, exact=index) if k > 0
-                      else np.zeros((len(Xn), 0), int))
+        if k > 0:
+            index = neighbour_index(Xn, k, self.exact_below)
+            neighbours = knn_graph(Xn, k, index=index)
+        else:
+            index = faiss.IndexFlatIP(Xn.shape[1])
+            index.add(Xn)
+            neighbours = np.zeros((len(Xn), 0), int)
         Z = Xn
         for _ in range(self.n_iter):
             Z = normalize(Z + Z[neighbours].sum(axis=1)).astype(np.float32)
@@ -186,29 +192,35 @@ class KNNSmoother(_Float32Out, TransformerMixin, BaseEstimator):
         return normalize(Q + self.embedding_[nn].sum(axis=1)).astype(np.float32)
 
 
-def knn_graph(Xn: np.ndarray, k: int, exact_below: int = 50_000, exact: Any = None
-              ) -> np.ndarray:
-    """Each row's ``k`` nearest other rows by inner product (cosine for unit vectors).
-
-    Exact (faiss flat; ``exact`` may be a flat index already holding ``Xn``) below
-    ``exact_below`` rows; above, from an HNSW graph, since exact search is quadratic (1M
-    points would take hours on 2 cores). A row is removed from its own list by id, not by
-    position: with duplicate images the row itself need not come first.
-    """
+def neighbour_index(Xn: np.ndarray, k: int, exact_below: int = 50_000) -> Any:
+    """A faiss index over the unit rows ``Xn`` for their ``k`` nearest by inner product:
+    exact (flat) below ``exact_below`` rows; above, an HNSW graph, since exact search is
+    quadratic (1M points would take hours on 2 cores)."""
     import faiss
 
     Xn = np.ascontiguousarray(Xn, dtype=np.float32)
     if len(Xn) < exact_below:
-        if exact is None:
-            exact = faiss.IndexFlatIP(Xn.shape[1])
-            exact.add(Xn)
-        found = exact.search(Xn, k + 1)[1]
+        index = faiss.IndexFlatIP(Xn.shape[1])
     else:
-        graph = faiss.IndexHNSWFlat(Xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = 80
-        graph.add(Xn)
-        graph.hnsw.efSearch = max(64, 4 * k)
-        found = graph.search(Xn, k + 1)[1]
+        index = faiss.IndexHNSWFlat(Xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    index.add(Xn)
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = max(64, 4 * k)
+    return index
+
+
+def knn_graph(Xn: np.ndarray, k: int, exact_below: int = 50_000, index: Any = None
+              ) -> np.ndarray:
+    """Each row's ``k`` nearest other rows by inner product (cosine for unit vectors), found
+    in ``index`` (one :func:`neighbour_index` holding ``Xn``; made when not given). A row is
+    removed from its own list by id, not by position: with duplicate images the row itself
+    need not come first.
+    """
+    Xn = np.ascontiguousarray(Xn, dtype=np.float32)
+    if index is None:
+        index = neighbour_index(Xn, k, exact_below)
+    found = index.search(Xn, k + 1)[1]
     not_self = found != np.arange(len(Xn))[:, None]
     order = np.argsort(~not_self, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(found, order, axis=1)

@@ -15,6 +15,7 @@ from imgatlas.index._faiss_util import (
     pq_m,
     read_index,
     set_search_params,
+    train_index,
     training_sample,
 )
 from imgatlas.index.families._base import CodeFamily, register_family
@@ -43,7 +44,8 @@ class FaissFamily(CodeFamily):
         index = faiss.index_factory(d, factory, metric)
         if not index.is_trained:
             ivf = faiss.try_extract_index_ivf(index) is not None
-            index.train(training_sample(X, self.random_state) if ivf else X)
+            train_index(index, training_sample(X, self.random_state) if ivf else X,
+                        self.random_state)
         index.add(X)
         set_search_params(index)
         self.index, self.factory, self.n, self.dim = index, factory, n, d
