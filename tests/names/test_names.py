@@ -63,7 +63,9 @@ def test_scores_from_features_through_the_head():
     assert np.all(np.diff(probs, axis=1) <= 0)  # most likely first
     full = np.exp(logits - logits.max(1, keepdims=True))
     full /= full.sum(1, keepdims=True)
-    assert np.allclose(probs[:, 0], full.max(1), atol=1e-5)
+    expected = np.argsort(-full, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(classes, expected)
+    assert np.allclose(probs, np.take_along_axis(full, expected, axis=1), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,19 @@ def test_the_label_page_starts_from_the_cluster_names(imagenette, cache_dir):
     picks = c.get("/api/suggestions", params={"n": 3}).json()["results"]
     names = {r["name"] or r["suggested_name"] for r in api.clusters(ws, run)}
     assert picks and all(p["suggested_label"] in names for p in picks)
+
+
+def test_tags_recorded_and_scored_now_agree(imagenette):
+    from imgatlas.names import image_tags
+    from imgatlas.store import Workspace
+
+    ws, _ = imagenette
+    with Workspace.open(ws) as w:
+        store = w.pick_store(None)
+        ids = store.done_ids()
+        recorded = image_tags(w, store, ids[::-1])  # any order in, ascending out
+        w.tag_arrays = lambda key, wanted=None: (np.empty(0, np.int64),) * 3  # none recorded
+        scored = image_tags(w, store, ids[::-1])
+    assert np.array_equal(recorded[0], ids) and np.array_equal(scored[0], ids)
+    assert np.array_equal(recorded[1], scored[1])
+    assert np.allclose(recorded[2], scored[2], atol=1e-6)

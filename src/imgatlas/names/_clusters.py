@@ -55,17 +55,16 @@ def cluster_names(ws: Workspace, run_id: int) -> dict[int, ClusterName]:
     store = ws.run_store(run)
     tagged = None
     if class_head(store) is not None and len(ids):
-        tid, classes, probs = image_tags(ws, store, ids)
-        row = {int(i): r for r, i in enumerate(tid.tolist())}
-        tagged = (row, classes, probs)
+        tagged = image_tags(ws, store, ids)  # ids ascending
     out = {}
     for c in np.unique(clusters).tolist():
         members = ids[clusters == c]
         sug = None
         if tagged is not None:
-            row, classes, probs = tagged
-            rows = [row[int(i)] for i in members if int(i) in row]
-            sug = suggest(classes[rows], probs[rows]) if rows else None
+            tid, classes, probs = tagged
+            rows = np.minimum(np.searchsorted(tid, members), max(len(tid) - 1, 0))
+            rows = rows[tid[rows] == members] if len(tid) else rows[:0]
+            sug = suggest(classes[rows], probs[rows]) if len(rows) else None
         out[int(c)] = ClusterName(int(c), int(len(members)), given.get(c), sug)
     return out
 

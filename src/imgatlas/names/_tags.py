@@ -45,14 +45,19 @@ def score(X: np.ndarray, head: tuple[np.ndarray, np.ndarray], k: int = TOP_K
           ) -> tuple[np.ndarray, np.ndarray]:
     """``(classes (n, k) int16, probabilities (n, k) float32)``, most likely first."""
     W, b = head
-    logits = np.asarray(X, np.float32) @ W.T + b
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    p /= p.sum(axis=1, keepdims=True)
-    top = np.argpartition(-p, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(p, top, axis=1), axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    return top.astype(np.int16), np.take_along_axis(p, top, axis=1).astype(np.float32)
+    logits = np.asarray(X, np.float32) @ W.T
+    logits += b
+    # the top k are picked on the logits (softmax keeps their order); only their
+    # probabilities are needed, and the normaliser: a third less work than the full softmax
+    top = np.argpartition(logits, -k, axis=1)[:, -k:]
+    picked = np.take_along_axis(logits, top, axis=1)
+    peak = logits.max(axis=1, keepdims=True)
+    logits -= peak
+    np.exp(logits, out=logits)
+    probs = np.exp(picked - peak) / logits.sum(axis=1, keepdims=True)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    return (np.take_along_axis(top, order, axis=1).astype(np.int16),
+            np.take_along_axis(probs, order, axis=1).astype(np.float32))
 
 
 def ensure_tags(ws: Workspace, store: FeatureStore) -> int:
@@ -61,10 +66,8 @@ def ensure_tags(ws: Workspace, store: FeatureStore) -> int:
     head = class_head(store)
     if head is None:
         return 0
-    have = set(ws.tags(store.key))
-    todo = np.array([i for i in store.done_ids().tolist() if i not in have], dtype=np.int64)
-    for start in range(0, len(todo), _CHUNK):
-        ids, X = store.read(todo[start:start + _CHUNK])
+    todo = np.setdiff1d(store.done_ids(), ws.tag_arrays(store.key)[0])
+    for ids, X in store.read_chunks(todo, _CHUNK):
         classes, probs = score(X, head)
         ws.record_tags(store.key, zip(ids.tolist(), classes, probs, strict=True))
     return int(len(todo))
@@ -72,25 +75,25 @@ def ensure_tags(ws: Workspace, store: FeatureStore) -> int:
 
 def image_tags(ws: Workspace, store: FeatureStore, ids: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, classes (n, k), probabilities (n, k))`` of the store's images (or ``ids``):
-    recorded ones read, missing ones scored now (a read-only reader cannot record them).
-    A one-line error when the backbone has no ImageNet classes."""
+    """``(ids ascending, classes (n, k), probabilities (n, k))`` of the store's images (or
+    ``ids``): recorded ones read, missing ones scored now (a read-only reader cannot record
+    them). A one-line error when the backbone has no ImageNet classes."""
     head = class_head(store)
     if head is None:
         raise ConfigError(f"The features {store.key} come with no ImageNet classes (only "
                           "the EfficientNet-Lite backbones have them), so there are no tags.")
-    wanted = store.done_ids() if ids is None else np.asarray(ids, dtype=np.int64)
-    got = ws.tags(store.key, None if ids is None else wanted.tolist())
-    missing = np.array([i for i in wanted.tolist() if i not in got], dtype=np.int64)
-    for start in range(0, len(missing), _CHUNK):
-        have, X = store.read(missing[start:start + _CHUNK])
-        for i, c, p in zip(have.tolist(), *score(X, head), strict=True):
-            got[i] = (c.astype(np.int64), p)
-    out_ids = np.array([i for i in wanted.tolist() if i in got], dtype=np.int64)
-    if not len(out_ids):
-        return out_ids, np.empty((0, TOP_K), np.int64), np.empty((0, TOP_K), np.float32)
-    return (out_ids, np.stack([got[i][0] for i in out_ids]),
-            np.stack([got[i][1] for i in out_ids]))
+    wanted = store.done_ids() if ids is None else np.unique(np.asarray(ids, dtype=np.int64))
+    got = ws.tag_arrays(store.key, wanted.tolist())
+    parts = [got] if len(got[0]) else []
+    for have, X in store.read_chunks(np.setdiff1d(wanted, got[0]), _CHUNK):
+        classes, probs = score(X, head)
+        parts.append((have, classes.astype(np.int64), probs))
+    if not parts:
+        return np.empty(0, np.int64), np.empty((0, TOP_K), np.int64), np.empty((0, TOP_K),
+                                                                               np.float32)
+    out_ids, classes, probs = (np.concatenate(a) for a in zip(*parts, strict=True))
+    order = np.argsort(out_ids, kind="stable")
+    return out_ids[order], classes[order], probs[order]
 
 
 def describe(classes: np.ndarray, probs: np.ndarray, n: int = 3) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,21 +98,38 @@ class FeatureStore:
 
         ``X`` is a fresh array, ``ids`` ascending. Passing ``ids`` restricts to those.
         """
+        have = self._usable(ids)
+        return have, self._rows(have)
+
+    def read_chunks(self, ids: np.ndarray | None = None, chunk: int = 8192
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`read` in pieces of at most ``chunk`` images (bounded memory), the usable
+        images looked up once (at a million, once per piece cost more than the reading)."""
+        have = self._usable(ids)
+        for start in range(0, len(have), chunk):
+            part = have[start:start + chunk]
+            yield part, self._rows(part)
+
+    def _usable(self, ids: np.ndarray | None) -> np.ndarray:
         have = self.usable_ids()
         if ids is not None:
             have = np.intersect1d(have, np.asarray(ids, dtype=np.int64))
+        return have
+
+    def _rows(self, have: np.ndarray) -> np.ndarray:
         if have.size == 0:
-            return have, np.empty((0, self.dim), dtype=self.dtype)
+            return np.empty((0, self.dim), dtype=self.dtype)
         if not self.path.exists():
             raise WorkspaceError(
                 f"Feature file {self.path} is missing; run 'imgatlas embed' again.")
-        return have, read_rows(self.path, self.dtype, self.dim, have - 1)
+        return read_rows(self.path, self.dtype, self.dim, have - 1)
 
     def usable_ids(self) -> np.ndarray:
         """Ascending ids of the usable images (status ok) whose vectors are stored."""
         q = ("SELECT e.image_id FROM embedded e JOIN images i ON i.id = e.image_id "
              "WHERE e.store=? AND i.status='ok' ORDER BY e.image_id")
-        return np.array([r[0] for r in self.ws._con.execute(q, (self.key,))], dtype=np.int64)
+        rows = self.ws._con.execute(q, (self.key,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
 
 READ_CHUNK = 64 << 20  # bytes read per call: bounded, and no second copy of a large run
