@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# first: picks faiss' OpenBLAS kernel before anything loads it (imgatlas/_blas.py)
+from imgatlas import _blas  # noqa: F401
 from imgatlas._version import __version__
 from imgatlas.api import (
     algorithms,
