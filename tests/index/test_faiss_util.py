@@ -70,3 +70,29 @@ def test_few_vectors_a_list_train_in_one_level(two_level_calls: list[int]) -> No
 def test_few_lists_train_in_one_level(two_level_calls: list[int]) -> None:
     index = _trained(_clustered(32 * 60), 32)
     assert two_level_calls == [] and index.is_trained
+
+
+@pytest.mark.parametrize("factory", ["IVF16,PQ8x4", "PQ8x4", "HNSW16_PQ8x4", "PQ8x4,RFlat"])
+def test_pq_codes_skip_polysemous_training_and_search_the_same(factory: str) -> None:
+    X = _clustered(3000)
+    Q = _clustered(200, seed=2)
+
+    def built(polysemous: bool) -> object:
+        index = faiss.index_factory(X.shape[1], factory, faiss.METRIC_L2)
+        if polysemous:
+            index.train(X)  # faiss' default: index_factory asks for polysemous training
+        else:
+            _faiss_util.train_index(index, X, 0)
+        index.add(X)
+        _faiss_util.set_search_params(index)
+        return index
+
+    plain, polysemous = built(False), built(True)
+    pq = faiss.downcast_index(getattr(plain, "storage", None) or getattr(
+        plain, "base_index", None) or plain)
+    assert not pq.do_polysemous_training
+    # renumbered centroids, the same PQ distances: the same neighbours (ties aside)
+    D0, I0 = plain.search(Q, 10)
+    D1, I1 = polysemous.search(Q, 10)
+    np.testing.assert_allclose(D0, D1, rtol=1e-4, atol=1e-5)
+    assert np.mean(I0 == I1) > 0.97
