@@ -45,6 +45,16 @@ def test_sharded_ivfpq_equals_one_piece(tmp_path, n, monkeypatch):
     assert (one.search(Q, 10)[1] == shards.search(Q, 10)[1]).all()
 
 
+def test_sharded_ivfpq_merged_from_ray_tasks_equals_local(ray_cluster, tmp_path):
+    # locally the shards go straight into one index; on Ray each task's lists are merged
+    source, ids, _ = _store_file(tmp_path, 2000)
+    local = build_sharded(source, ids, "ivfpq:8", seed=1, shard_size=300)
+    on_ray = build_sharded(source, ids, "ivfpq:8", seed=1, shard_size=300, engine="ray")
+    for (ia, ca), (ib, cb) in zip(invlists(local), invlists(on_ray), strict=True):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(ca, cb)
+
+
 def test_sharded_kmeans_assignments_equal_one_piece(tmp_path):
     source, ids, X = _store_file(tmp_path, 5000)
     rows = sample_rows(len(ids), 1200, seed=1)
