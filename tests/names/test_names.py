@@ -179,3 +179,25 @@ def test_tags_recorded_and_scored_now_agree(imagenette):
     assert np.array_equal(recorded[0], ids) and np.array_equal(scored[0], ids)
     assert np.array_equal(recorded[1], scored[1])
     assert np.allclose(recorded[2], scored[2], atol=1e-6)
+
+
+def test_large_clusters_are_named_from_a_seeded_sample(imagenette, monkeypatch):
+    import imgatlas.names._clusters as nc
+    from imgatlas.names import cluster_names
+    from imgatlas.store import Workspace
+
+    ws, run = imagenette
+    with Workspace.open(ws) as w:
+        whole = cluster_names(w, run)
+        seen: list[int] = []
+        real = nc.image_tags
+        monkeypatch.setattr(nc, "image_tags", lambda w_, s, ids: seen.append(len(ids))
+                            or real(w_, s, ids))
+        monkeypatch.setattr(nc, "NAME_SAMPLE", 6)
+        sampled = cluster_names(w, run)
+        again = cluster_names(w, run, w.assignments(run))
+    assert seen[0] == 6 * len(whole) < sum(n.size for n in whole.values())
+    # twelve photos of one class each: six of them name it as all twelve do; sizes whole
+    assert {c: (n.suggested_name, n.size) for c, n in sampled.items()} == {
+        c: (n.suggested_name, n.size) for c, n in whole.items()}
+    assert again == sampled  # the same sample every time

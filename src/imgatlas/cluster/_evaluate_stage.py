@@ -24,14 +24,16 @@ def evaluate_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
     return out
 
 
-def score_run(ws: Workspace, run_id: int | None = None) -> dict[str, Any]:
+def score_run(ws: Workspace, run_id: int | None = None,
+              assignments: tuple[Any, ...] | None = None) -> dict[str, Any]:
     """ACC (Hungarian), NMI, ARI, purity, confusion matrix and cluster composition.
 
     Labels only score: they never reach the clustering. Images without a label are left out
     and counted in ``unlabelled``. Reads only: a report can score a run without the lock.
+    ``assignments``: the run's, when the caller has read them already.
     """
     run = ws.get_run(run_id, "cluster")
-    _ids, clusters, labels, _sil = ws.assignments(run["id"])
+    _ids, clusters, labels, _sil = assignments or ws.assignments(run["id"])
     has = np.array([lab is not None for lab in labels], bool)
     if not has.any():
         raise ConfigError(

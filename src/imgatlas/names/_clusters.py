@@ -47,26 +47,42 @@ class ClusterName:
                 "display": self.display, "suggested": self.suggested}
 
 
-def cluster_names(ws: Workspace, run_id: int) -> dict[int, ClusterName]:
-    """Every cluster of run ``run_id`` with its names, by cluster id."""
+# A larger cluster is named from a seeded sample of this many members: the share of members
+# under a WordNet node is then known within about 0.7 points (its standard error), and a
+# million images are named in a second instead of ten.
+NAME_SAMPLE = 5_000
+
+
+def cluster_names(ws: Workspace, run_id: int, assignments: tuple[Any, ...] | None = None
+                  ) -> dict[int, ClusterName]:
+    """Every cluster of run ``run_id`` with its names, by cluster id. ``assignments``: the
+    run's, when the caller has read them already."""
     run = ws.get_run(run_id, "cluster")
-    ids, clusters, _, _ = ws.assignments(run["id"])
+    ids, clusters = (assignments or ws.assignments(run["id"]))[:2]
     given = ws.cluster_names(run["id"])
     store = ws.run_store(run)
-    tagged = None
-    if class_head(store) is not None and len(ids):
-        tagged = image_tags(ws, store, ids)  # ids ascending
+    named = class_head(store) is not None and len(ids)
+    members = {int(c): ids[clusters == c] for c in np.unique(clusters).tolist()}
+    judged = {c: _sample(m, NAME_SAMPLE, c) for c, m in members.items()} if named else {}
+    tagged = image_tags(ws, store, np.concatenate(list(judged.values()))) if named else None
     out = {}
-    for c in np.unique(clusters).tolist():
-        members = ids[clusters == c]
+    for c, m in members.items():
         sug = None
         if tagged is not None:
-            tid, classes, probs = tagged
-            rows = np.minimum(np.searchsorted(tid, members), max(len(tid) - 1, 0))
-            rows = rows[tid[rows] == members] if len(tid) else rows[:0]
+            tid, classes, probs = tagged  # ids ascending
+            rows = np.minimum(np.searchsorted(tid, judged[c]), max(len(tid) - 1, 0))
+            rows = rows[tid[rows] == judged[c]] if len(tid) else rows[:0]
             sug = suggest(classes[rows], probs[rows]) if len(rows) else None
-        out[int(c)] = ClusterName(int(c), int(len(members)), given.get(c), sug)
+        out[c] = ClusterName(c, int(len(m)), given.get(c), sug)
     return out
+
+
+def _sample(members: np.ndarray, size: int, cluster: int) -> np.ndarray:
+    """At most ``size`` of ``members``, the same ones on every call (seeded by the cluster)."""
+    if len(members) <= size:
+        return members
+    rng = np.random.default_rng(abs(cluster))
+    return np.sort(rng.choice(members, size, replace=False))
 
 
 def accept_suggestions(ws: Workspace, run_id: int, clusters: list[int] | None = None

@@ -151,7 +151,8 @@ def write_report(ws: Workspace, out: Path, run_id: int | None = None, *, map_met
             c.update(thumb=thumb_rel.get(c["id"]), name=display.get(c["id"], str(c["id"])),
                      label=None, silhouette=None)
     has_labels = any(lab is not None for lab in sel.labels)
-    scores = score_run(ws, run["id"]) if has_labels else None
+    read = (sel.ids, sel.clusters, sel.labels, sel.sil)  # the run's assignments, read once
+    scores = score_run(ws, run["id"], read) if has_labels else None
     retrieval = _retrieval(ws)
     figures = _all_figures(run, Z, sel, retrieval, assets, thumb_job.first_result())
     ctx, card, pages = _page_data(ws, run, sel, xy, map_used, thumb_rel, display, scores,
@@ -237,7 +238,7 @@ def _page_data(ws: Workspace, run: dict[str, Any], sel: _Selection, xy: np.ndarr
     """The pages' context (cluster cards, the map's data, the run's figures and scores),
     the card of a row, and each cluster's number of pages."""
     ids, clusters, labels, sil, res = sel.ids, sel.clusters, sel.labels, sel.sil, run["results"]
-    named = cluster_names(ws, run["id"])
+    named = cluster_names(ws, run["id"], (ids, clusters, labels, sil))
     # a person's name, else the suggestion (marked as one); cluster-N stays the id alone
     names = {c: n.display for c, n in named.items() if n.name or n.suggested}
     cluster_ids = sorted(int(c) for c in np.unique(clusters))
