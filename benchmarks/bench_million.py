@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _common import ROOT, SHARED, preamble, write_section
+from _common import ROOT, SHARED, git_rev, preamble, write_section
 
 IMGATLAS = [str(Path(sys.executable).parent / "imgatlas")]
 
@@ -158,7 +158,9 @@ def main() -> None:
     saved = w / "earlier.json"
     if args.stages_only:
         earlier = json.loads(saved.read_text())
-        lines += earlier["lines"]
+        lines += [f"Part 1 and the scan of the million: measured by the full run at commit "
+                  f"{earlier.get('commit', '?')}, {earlier.get('date', '?')}; reused here "
+                  "(`--stages-only`).", ""] + earlier["lines"]
         log += [tuple(x) for x in earlier["log"]]
     else:
         t = time.perf_counter()
@@ -205,8 +207,8 @@ def main() -> None:
         t = time.perf_counter()
         desc = write_million_store(rws, bws)
         print(f"store written in {time.perf_counter() - t:.0f} s", flush=True)
-        saved.write_text(json.dumps({"lines": lines[n_pre:], "log": log,
-                                     "desc": desc}))
+        saved.write_text(json.dumps({"lines": lines[n_pre:], "log": log, "desc": desc,
+                                     "commit": git_rev(), "date": time.strftime("%Y-%m-%d")}))
     c = stage("cluster (sample 100k, assign in shards)",
               ["cluster", "--workspace", str(bws), "--k", args.k,
                "--sample-size", "100000"], log)
