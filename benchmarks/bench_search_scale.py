@@ -144,7 +144,17 @@ def main() -> None:
                     "hnswpq:64+rerank,itq:128+dsh",
                     help="code specs; SPEC/ef=N or SPEC/nprobe=N sets the search breadth")
     ap.add_argument("--data", choices=("synthetic", "replicated"), default="synthetic")
+    ap.add_argument("--title", help="the RESULTS section to write (default: 'Search at "
+                    "scale', with ' (replicated dev features)' for --data replicated); another "
+                    "title keeps that section, e.g. when re-measuring one family")
+    ap.add_argument("--one-level", action="store_true",
+                    help="train IVF lists by one-level k-means, as before two-level training "
+                         "came in (imgatlas.index._faiss_util.TWO_LEVEL_FROM): to compare")
     args = ap.parse_args()
+    if args.one_level:
+        from imgatlas.index import _faiss_util
+
+        _faiss_util.TWO_LEVEL_FROM = 1 << 62
     if args.data == "synthetic":
         allX, sigma = data(args.n + args.queries, args.dim)
         desc = (f"{args.n:,} x {args.dim} unit vectors around 1,000 random centres (noise 0.5)")
@@ -218,11 +228,13 @@ def main() -> None:
             "R@10 of the PQ literature); 'same codes, exhaustive': 10-recall@10 of a brute-force "
             "search over the index's own compressed codes, the most its graph or lists could "
             "reach. The last row bounds every 64-byte code on this data (see the script's "
-            "docstring).", "",
+            "docstring)." + (" IVF lists trained by one-level k-means (`--one-level`)."
+                             if args.one_level else ""), "",
             "| codes | faiss | build s | code bytes | bytes/vector on disk | open s | p50 ms | "
             "p99 ms | 10-recall@10 | 1-recall@10 | same codes, exhaustive |",
             "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
-    title = "Search at scale" + (" (replicated dev features)" if args.data == "replicated" else "")
+    title = args.title or ("Search at scale" + (" (replicated dev features)"
+                                                if args.data == "replicated" else ""))
     write_section(ROOT / "benchmarks" / "RESULTS.md", title, "\n".join(body))
 
 

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,11 +15,6 @@ from imgatlas.decode import DEFAULT_MAX_PIXELS, decode_rgb, load_rgb, read_file,
 from imgatlas.errors import DecodeError
 
 Item = tuple[Hashable, "str | bytes | os.PathLike[str]"]
-# Niceness of the decode threads (Linux: a thread's own priority). ONNX Runtime's threads
-# meet at a barrier after every parallel operator: a decode thread that takes a core from
-# one of them stalls the others, so decoding yields the cores to the model and runs in its
-# gaps (between batches, in its single-threaded operators). 0: equal priority.
-DECODE_NICE = 10
 
 
 class Batch(NamedTuple):
@@ -135,7 +128,7 @@ def decoded_batches(decode: Callable[[Any], tuple[np.ndarray, Any]], items: Iter
     """What :meth:`Embedder.iter_pixels` yields, for any ``decode(path) -> (pixels,
     measured)``: a file that fails is a ``(key, reason)`` failure, the batch goes on."""
     it = iter(items)
-    with ThreadPoolExecutor(max_workers=max(1, workers), initializer=_yield_to_model) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         queue: deque[list[tuple[Hashable, Future[tuple[np.ndarray, Any]]]]] = deque()
 
         def submit_next() -> bool:
@@ -164,18 +157,6 @@ def decoded_batches(decode: Callable[[Any], tuple[np.ndarray, Any]], items: Iter
                 measures.append(measured)
                 keys.append(k)
             yield keys, (np.stack(arrays) if arrays else None), failures, measures
-
-
-def _yield_to_model() -> None:
-    """Lower the calling thread's priority by :data:`DECODE_NICE` where the OS allows it."""
-    # Linux only: there a thread id is a scheduling entity; elsewhere it could name a process
-    if DECODE_NICE and sys.platform.startswith("linux"):
-        try:
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid)
-                           + DECODE_NICE)
-        except OSError:  # not permitted here: equal priority, as before
-            pass
 
 
 def _cores() -> int:
