@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import MutableMapping
 
 ENV = "OPENBLAS_CORETYPE"
 
@@ -41,7 +42,7 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def choose_kernel(environ: os._Environ[str] | dict[str, str] = os.environ) -> str | None:
+def choose_kernel(environ: MutableMapping[str, str] = os.environ) -> str | None:
     """Set ``OPENBLAS_CORETYPE`` in ``environ`` where it is unset, on x86-64 Linux; returns
     the kernel in force (None: OpenBLAS detects it)."""
     if environ.get(ENV):

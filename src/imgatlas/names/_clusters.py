@@ -61,15 +61,15 @@ def cluster_names(ws: Workspace, run_id: int, assignments: tuple[Any, ...] | Non
     ids, clusters = (assignments or ws.assignments(run["id"]))[:2]
     given = ws.cluster_names(run["id"])
     store = ws.run_store(run)
-    named = class_head(store) is not None and len(ids)
+    named = class_head(store) is not None and len(ids) > 0
     members = {int(c): ids[clusters == c] for c in np.unique(clusters).tolist()}
-    judged = {c: _sample(m, NAME_SAMPLE, c) for c, m in members.items()} if named else {}
-    tagged = image_tags(ws, store, np.concatenate(list(judged.values()))) if named else None
+    if named:
+        judged = {c: _sample(m, NAME_SAMPLE, c) for c, m in members.items()}
+        tid, classes, probs = image_tags(ws, store, np.concatenate(list(judged.values())))
     out = {}
     for c, m in members.items():
         sug = None
-        if tagged is not None:
-            tid, classes, probs = tagged  # ids ascending
+        if named:  # tid: ids ascending
             rows = np.minimum(np.searchsorted(tid, judged[c]), max(len(tid) - 1, 0))
             rows = rows[tid[rows] == judged[c]] if len(tid) else rows[:0]
             sug = suggest(classes[rows], probs[rows]) if len(rows) else None

@@ -85,8 +85,7 @@ def image_tags(ws: Workspace, store: FeatureStore, ids: np.ndarray | None = None
     wanted = store.done_ids() if ids is None else np.unique(np.asarray(ids, dtype=np.int64))
     got = ws.tag_arrays(store.key, wanted.tolist())
     parts = [got] if len(got[0]) else []
-    missing = np.setdiff1d(wanted, got[0])
-    for have, X in store.read_chunks(missing, _CHUNK) if len(missing) else ():
+    for have, X in store.read_chunks(np.setdiff1d(wanted, got[0]), _CHUNK):
         classes, probs = score(X, head)
         parts.append((have, classes.astype(np.int64), probs))
     if not parts:
