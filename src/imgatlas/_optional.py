@@ -15,6 +15,8 @@ INSTALL = {
     "serve": "pip install 'imgatlas[serve]'",
     "ray": "pip install 'imgatlas[ray]'",
     "lite": "pip install 'imgatlas[lite]'",
+    "foundation": "pip install torch==2.13.0 'imgatlas[foundation]' (the first command takes "
+                  "the CPU wheel)",
 }
 
 

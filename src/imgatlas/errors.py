@@ -58,6 +58,22 @@ class MissingExtra(ImgatlasError):
     """An optional dependency (an extra of the package) is not installed."""
 
 
+class UnsupportedModel(ImgatlasError):
+    """A Hugging Face model whose architecture imgatlas cannot run as a backbone."""
+
+    exit_code = 2
+
+
+class ExportMismatch(ImgatlasError):
+    """An exported ONNX graph does not give what the PyTorch model gives."""
+
+
+class NoTextTower(ImgatlasError):
+    """Text search on features whose backbone has no text encoder (and no ImageNet head)."""
+
+    exit_code = 2
+
+
 def __getattr__(name: str) -> Any:
     # NotFittedError is made on first use: it subclasses scikit-learn's, and importing
     # scikit-learn is a second of every command's start (``--version``, ``status``, ``scan``)

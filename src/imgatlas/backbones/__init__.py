@@ -1,7 +1,7 @@
 """Backbones: a registry of feature extractors, all run through ONNX Runtime."""
 
 from imgatlas._lazy import lazy_exports
-from imgatlas.backbones import efficientnet_lite, raw_pixels, tiny  # noqa: F401  (registers)
+from imgatlas.backbones import efficientnet_lite, hf, raw_pixels, tiny  # noqa: F401  (registers)
 from imgatlas.backbones._base import Backbone, graph_input, run_features
 from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones._registry import (

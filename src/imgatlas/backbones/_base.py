@@ -29,6 +29,9 @@ class Backbone:
     fp32: Backbone | None = None
     #: a network tuned on a workspace's collection: {"kind", "fingerprint", "base"}
     derived: dict[str, str] | None = None
+    #: the backbone's own int8 graph, where it has one that is not the shipped static
+    #: recipe (a Hugging Face export's dynamic int8); None: ``bundled_int8`` makes it
+    quantized: Callable[[], Backbone] | None = None
 
     def __init__(self, cfg: BackboneCfg, onnx_path: Path,
                  build: Callable[[Path], None] | None = None, identity: str | None = None,
@@ -45,6 +48,10 @@ class Backbone:
         when it has none. Read from the weights, not the ONNX graph: a workspace's stored
         features give every image's class scores without running the network again."""
         return None if self._head is None else self._head()
+
+    def text_tower(self) -> Any:
+        """The encoder of words into this backbone's feature space (CLIP, SigLIP), or None."""
+        return None
 
     def identity(self) -> str:
         """What pins the weights: given by the factory (a hash it already knows), or the

@@ -19,13 +19,22 @@ _cfgs: dict[str, BackboneCfg] = {}
 _variants: dict[str, Callable[[str, str, Path | None], Backbone | None]] = {}
 
 
-def register_backbone(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-    """Register ``fn`` under its own name; it returns a :class:`Backbone`. Its cfg is the
-    entry of the same name in its module's ``default_cfgs`` (as timm does)."""
-    _factories[fn.__name__] = fn
-    cfg = getattr(sys.modules.get(fn.__module__), "default_cfgs", {}).get(fn.__name__)
+_info: dict[str, dict[str, Any]] = {}
+
+
+def register_backbone(fn: Callable[..., Backbone], *, name: str | None = None,
+                      info: dict[str, Any] | None = None) -> Callable[..., Backbone]:
+    """Register ``fn`` under its own name (or ``name``); it returns a :class:`Backbone`. Its
+    cfg is the entry of the same name in its module's ``default_cfgs`` (as timm does);
+    ``info``: what ``describe_backbones`` shows of a backbone with no cfg until first use
+    (dim, input_size, weights, licence, cost, help)."""
+    name = name or fn.__name__
+    _factories[name] = fn
+    cfg = getattr(sys.modules.get(fn.__module__), "default_cfgs", {}).get(name)
     if cfg is not None:
-        _cfgs[fn.__name__] = cfg
+        _cfgs[name] = cfg
+    if info:
+        _info[name] = info
     return fn
 
 
@@ -51,6 +60,10 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
         from imgatlas.backbones.onnx_file import onnx_file
 
         return onnx_file(Path(name), **kwargs)
+    if name.startswith("hf:"):
+        from imgatlas.backbones.hf import hf_backbone
+
+        return hf_backbone(name, cache_dir=cache_dir, **kwargs)
     for marker, build in _variants.items():
         base, found, suffix = name.partition(marker)
         if found and base in _factories:
@@ -61,8 +74,8 @@ def create_backbone(name: str, *, cache_dir: str | Path | None = None, **kwargs:
         factory = _factories[name]
     except KeyError:
         raise UnknownBackbone(
-            f"Unknown backbone {name!r}; choose one of {', '.join(list_backbones())} "
-            "or give a path to an .onnx file."
+            f"Unknown backbone {name!r}; choose one of {', '.join(list_backbones())}, "
+            "hf:ORG/NAME for a Hugging Face model, or a path to an .onnx file."
         ) from None
     return factory(cache_dir=Path(cache_dir) if cache_dir else None, **kwargs)
 
@@ -74,8 +87,10 @@ def describe_backbones() -> list[dict[str, Any]]:
     for name in list_backbones():
         cfg = _cfgs.get(name)
         doc = (_factories[name].__doc__ or "").strip().splitlines()
-        out.append({"name": name, "help": doc[0] if doc else (cfg.weights if cfg else ""),
-                    "input_size": list(cfg.input_size) if cfg else None,
-                    "dim": cfg.dim if cfg else None, "weights": cfg.weights if cfg else None,
-                    "params": []})
+        row = {"name": name, "help": doc[0] if doc else (cfg.weights if cfg else ""),
+               "input_size": list(cfg.input_size) if cfg else None,
+               "dim": cfg.dim if cfg else None, "weights": cfg.weights if cfg else None,
+               "params": []}
+        row.update(_info.get(name, {}))
+        out.append(row)
     return out

@@ -88,7 +88,8 @@ def decode_rgb(
     """Decode one file to an ``(H, W, 3)`` uint8 array, resized to ``size=(W, H)`` if given.
 
     ``src`` is a path (str, bytes or PathLike). ``resize`` is ``squash`` (whole image to
-    exactly ``size``) or ``center_crop`` (shorter side to ``size``, centre cropped). JPEGs
+    exactly ``size``), ``center_crop`` (shorter side to ``size``, centre cropped) or
+    ``center_crop:S`` (shorter side to ``S`` pixels, then the centre ``size`` cropped). JPEGs
     are DCT-downscaled while decoding when the target is much smaller than the source.
     Raises :class:`DecodeError` with a one-line reason.
     """
@@ -198,11 +199,23 @@ def _rotated(img: Image.Image) -> bool:
 
 
 def _draft_request(src: tuple[int, int], size: tuple[int, int], resize: str) -> tuple[int, int]:
-    if resize == "center_crop":
+    if resize.startswith("center_crop"):
         s = min(src)
-        scale = max(size) / s
+        scale = max(max(size), shorter_side(resize) or 0) / s
         return (max(1, int(src[0] * scale)), max(1, int(src[1] * scale)))
     return size
+
+
+def shorter_side(resize: str) -> int | None:
+    """The shorter side a ``center_crop:S`` mode resizes to before cropping (Hugging Face's
+    ``size={"shortest_edge": S}`` then ``crop_size``: DINOv2 takes 256 then 224); None for
+    ``center_crop`` (the shorter side becomes the crop's) and ``squash``."""
+    _, sep, side = resize.partition(":")
+    if not sep:
+        return None
+    if not side.isdigit() or int(side) < 1:
+        raise ValueError(f"unknown resize mode {resize!r}")
+    return int(side)
 
 
 def resize_for_model(a: np.ndarray, size: tuple[int, int], mode: str, interpolation: int
@@ -216,8 +229,9 @@ def resize_for_model(a: np.ndarray, size: tuple[int, int], mode: str, interpolat
     h, w = a.shape[:2]
     if mode == "squash":
         tw, th = size
-    elif mode == "center_crop":
-        scale = max(size[0] / w, size[1] / h)
+    elif mode.partition(":")[0] == "center_crop":
+        side = shorter_side(mode)
+        scale = side / min(w, h) if side else max(size[0] / w, size[1] / h)
         tw, th = max(size[0], round(w * scale)), max(size[1], round(h * scale))
     else:
         raise ValueError(f"unknown resize mode {mode!r}")
@@ -226,7 +240,7 @@ def resize_for_model(a: np.ndarray, size: tuple[int, int], mode: str, interpolat
         a = cv2.resize(a, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
     if a.shape[1] != tw or a.shape[0] != th:
         a = cv2.resize(a, (tw, th), interpolation=interpolation)
-    if mode == "center_crop":
+    if mode != "squash":
         left, top = (tw - size[0]) // 2, (th - size[1]) // 2
         a = a[top:top + size[1], left:left + size[0]]
     return np.ascontiguousarray(a)

@@ -34,6 +34,8 @@ def with_precision(ws: Workspace, base: Backbone, precision: str,
         precision = _precision_in_use(ws, base) or base.default_precision
     if precision == "fp32":
         return base
+    if base.quantized is not None:  # its own int8 graph (a Hugging Face export)
+        return base.quantized()
     # an older workspace's own calibration sticks for the features it already holds
     stem = int8_model_name(base, "*")
     for path in sorted((ws.path / MODEL_DIR).glob(stem)):
@@ -44,6 +46,8 @@ def with_precision(ws: Workspace, base: Backbone, precision: str,
 def reopen_int8(ws_path: Path, base: Backbone, calibration: str,
                 cache_dir: Path | None = None) -> Backbone:
     """The int8 graph a feature store was made with, or a one-line error naming it."""
+    if base.quantized is not None:
+        return base.quantized()
     if calibration == bundled_calibration():
         return bundled_int8(base, cache_dir)
     path = ws_path / MODEL_DIR / int8_model_name(base, calibration)

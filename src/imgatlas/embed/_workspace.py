@@ -25,7 +25,9 @@ def store_key(backbone: Backbone, l2_normalize: bool, dtype: str) -> str:
     tag = hashlib.sha256(f"{backbone.cfg.fingerprint()}:{backbone.identity()}".encode()
                          ).hexdigest()
     q = "" if backbone.precision == "fp32" else f"-{backbone.precision}"
-    return f"{backbone.name}-{tag[:10]}{q}{'-l2' if l2_normalize else ''}-{dtype}"
+    # a store's key is a file name: hf:ORG/NAME becomes hf-ORG--NAME
+    name = backbone.name.replace(":", "-").replace("/", "--")
+    return f"{name}-{tag[:10]}{q}{'-l2' if l2_normalize else ''}-{dtype}"
 
 
 @dataclass

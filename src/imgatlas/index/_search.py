@@ -31,6 +31,8 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
         d = record["derived"]
         bb = reopen_derived(store.ws.path, create_backbone(d["base"], cache_dir=cache_dir),
                             d["kind"], d["fingerprint"])
+    elif str(record.get("weights", "")).startswith("hf:"):  # pinned to the export's commit
+        bb = create_backbone(record["weights"], cache_dir=cache_dir)
     else:
         try:
             bb = create_backbone(record["name"], cache_dir=cache_dir)
