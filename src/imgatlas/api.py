@@ -594,9 +594,10 @@ def search(workspace: PathLike, images: list[PathLike] | None = None, *,
            ids: list[int] | None = None, text: str | None = None, k: int = 10,
            codes: str | None = None, cache_dir: PathLike | None = None,
            ef_search: int | None = None, nprobe: int | None = None) -> list[dict[str, Any]]:
-    """Top-k images for query files (embedded on the fly), for image ids, or for ``text``
-    (an ImageNet class or a WordNet group: "golden retriever", "dog", "vehicle"; ranked by
-    its probability in each image's tags). ``ef_search`` (graph indexes) and ``nprobe``
+    """Top-k images for query files (embedded on the fly), for image ids, or for ``text``:
+    any words on a CLIP or SigLIP store (its text tower), else an ImageNet class or a
+    WordNet group ("golden retriever", "dog", "vehicle"; ranked by its probability in each
+    image's tags). ``ef_search`` (graph indexes) and ``nprobe``
     (IVF-PQ) widen the search for recall at some speed."""
     from imgatlas.index import search_files, search_ids
 
@@ -696,6 +697,30 @@ def algorithms() -> dict[str, list[dict[str, Any]]]:
     return {"backbones": describe_backbones(), "reductions": REDUCERS.describe(),
             "clustering": CLUSTERERS.describe(), "codes": CODES.describe(),
             "checks": CHECKS.describe(), "propagation": PROPAGATORS.describe()}
+
+
+def backbones() -> list[dict[str, Any]]:
+    """Every backbone that can be named: the EfficientNet-Lite family shipped with imgatlas,
+    and the short names of Hugging Face foundation models (size, licence, what each is good
+    for; ``ready``: exported in the model cache, so it runs offline now)."""
+    from imgatlas.backbones import describe_backbones
+    from imgatlas.backbones.hf import CATALOG, export_folder, parse_name
+
+    out = []
+    for row in describe_backbones():
+        entry = CATALOG.get(row["name"])
+        if entry is not None:
+            row["ready"] = export_folder(parse_name("hf:" + entry.repo), None) is not None
+        out.append(row)
+    return out
+
+
+def fetch_backbone(name: str, *, cache_dir: PathLike | None = None) -> dict[str, Any]:
+    """Download (on a connected machine) and export a Hugging Face backbone once; the answer
+    names the folder to copy to an offline machine's model cache."""
+    from imgatlas.backbones.hf import fetch
+
+    return fetch(name, cache_dir=cache_dir_or_default(cache_dir))
 
 
 # -- report and the whole job ------------------------------------------------------------------

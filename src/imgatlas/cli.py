@@ -161,7 +161,8 @@ precision_opt = click.option(
 @cli.command()
 @workspace_opt
 @click.option("--backbone", default=defaults.BACKBONE, show_default=True,
-              help="Registered backbone name, or a path to an .onnx file with a .json spec.")
+              help="Registered backbone name (imgatlas backbones), hf:ORG/NAME[@REVISION] for "
+                   "a Hugging Face model, or a path to an .onnx file with a .json spec.")
 @click.option("--batch-size", type=BATCH, default=api_default(api.embed, "batch_size"),
               show_default=True)
 @click.option("--device", type=click.Choice(defaults.DEVICES),
@@ -1078,6 +1079,51 @@ def algorithms_cmd(as_json):
     _emit(res, as_json, human)
 
 
+# -- backbones -------------------------------------------------------------------------------
+@cli.group("backbones", invoke_without_command=True)
+@json_opt
+@click.pass_context
+def backbones_cmd(ctx, as_json):
+    """The backbones you can name: the shipped EfficientNet-Lite family and foundation
+    models from the Hugging Face hub (any hf:ORG/NAME of the dinov2, clip and siglip
+    families; these short names for the common ones)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    res = api.backbones()
+
+    def human(rows):
+        for r in rows:
+            size = "x".join(str(v) for v in r["input_size"] or []) or "-"
+            extra = ""
+            if "licence" in r:
+                state = "ready" if r.get("ready") else "fetch on first use"
+                extra = (f"  {r['params_m']}M params, {r['licence']}, "
+                         f"{'text + image' if r['text'] else 'image'}; {state}")
+            click.echo(f"{r['name']:<20} {r['dim'] or '-':>5}-d {size:>9}  {r['help']}{extra}")
+
+    _emit(res, as_json, human)
+
+
+@backbones_cmd.command("fetch")
+@click.argument("name")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="imgatlas' model cache [$IMGATLAS_CACHE or ~/.cache/imgatlas].")
+@json_opt
+def backbones_fetch(name, cache_dir, as_json):
+    """Download a Hugging Face model (NAME: a short name or hf:ORG/NAME[@REVISION]) and
+    export it for imgatlas once, on a connected machine with the foundation extra."""
+    res = api.fetch_backbone(name, cache_dir=cache_dir)
+
+    def human(r):
+        q = "int8" if r["int8"] else "fp32 (int8 disagreed with it)"
+        click.echo(f"{r['backbone']}: {r['dim']}-d {r['family']} at commit {r['commit'][:12]}, "
+                   f"runs at {q}{', with a text tower' if r['text_tower'] else ''}"
+                   f"{'' if r['exported'] else ' (already exported)'}")
+        click.echo(f"offline machines: copy {r['folder']} to {r['copy_to']}")
+
+    _emit(res, as_json, human)
+
+
 @cli.command("evaluate-sketch")
 @workspace_opt
 @click.argument("sketch_dir", type=click.Path())
@@ -1193,7 +1239,8 @@ def report(workspace, run_id, compare, out, map_method, progress, as_json):
               help="Workspace directory (default: DIRECTORY/../<name>.imgatlas).")
 @click.option("--labels-from-folders", is_flag=True,
               help="Use folder names as labels: they only score the clustering.")
-@click.option("--backbone", default=defaults.BACKBONE, show_default=True)
+@click.option("--backbone", default=defaults.BACKBONE, show_default=True,
+              help="A backbone name (imgatlas backbones) or hf:ORG/NAME[@REVISION].")
 @click.option("--k", "k", default=str(defaults.K), show_default=True,
               help="Number of clusters, or 'auto'.")
 @click.option("--k-range", default=None,

@@ -156,6 +156,7 @@ def int8_backbone(base: Backbone, model_path: Path, calibration: str,
     bb.precision = "int8"
     bb.calibration = calibration
     bb.fp32 = base
+    bb.text_tower = base.text_tower  # type: ignore[method-assign]  # words: the same space
     return bb
 
 

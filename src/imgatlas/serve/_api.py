@@ -270,8 +270,9 @@ def search_text(request: Request, q: str = Query(max_length=200), k: int = Query
     with st.read() as ws:
         out = text_search(ws, ws.pick_store(), q, k)
         st.annotate(ws, out["results"])
-    return {"results": out["results"], "index": "tags: " + ", ".join(
-        m["name"] for m in out["matched"])}
+    by = [m["by"] for m in out["matched"] if "by" in m]
+    return {"results": out["results"], "index": f"text tower of {by[0]}" if by else
+            "tags: " + ", ".join(m["name"] for m in out["matched"])}
 
 
 @router.get("/images/{image_id}")

@@ -51,8 +51,11 @@ def open_export(model: ModelName, folder: Path) -> Backbone:
                              "or damaged; delete the folder and run again.")
     d = spec["decode"]
     text = spec.get("text")
+    # named as the user names it; a commit pins the export, not the name (the identity
+    # holds the commit), so a store reopened at its commit keeps its key
+    label = model.display if not _is_commit(model.revision) else f"hf:{model.repo}"
     cfg = BackboneCfg(
-        name=model.display, input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
+        name=label, input_size=tuple(d["input_size"]),  # type: ignore[arg-type]
         mean=tuple(d["mean"]), std=tuple(d["std"]),  # type: ignore[arg-type]
         dim=int(spec["dim"]), interpolation=d["interpolation"], resize=d["resize"],
         input_format="uint8_nhwc", feature_output="features",
@@ -91,6 +94,10 @@ def _text(folder: Path, text: dict[str, Any] | None) -> Any:
     from imgatlas.backbones.hf._text import TextTower
 
     return TextTower(folder, text)
+
+
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
 
 
 def _read_spec(folder: Path) -> dict[str, Any] | None:
