@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+# The tests never reach the Hugging Face hub, and never read the user's cache: set before
+# anything imports huggingface_hub (it reads both once, at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="imgatlas-test-hf-")
+os.environ.pop("HF_HUB_CACHE", None)
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 
 import numpy as np
 import pytest
@@ -177,3 +185,23 @@ def write_scene(path: Path, w: int = 320, h: int = 240, seed: int = 0, **save: o
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(scene(w, h, seed)).save(path, **save)
     return path
+
+
+# Tiny randomly initialised foundation models under the real repo names (imgatlas'
+# short names point there), written once per session into the test HF cache.
+HF_MODELS = {"dinov2": "facebook/dinov2-small", "clip": "openai/clip-vit-base-patch32",
+             "siglip": "google/siglip-base-patch16-224"}
+
+
+@pytest.fixture(scope="session")
+def hf_hub() -> Path:
+    """The test session's Hugging Face hub cache holding :data:`HF_MODELS` (tiny, random).
+    Needs the ``foundation`` extra (transformers, PyTorch), which CI installs."""
+    pytest.importorskip("transformers", reason="the foundation extra is not installed")
+    pytest.importorskip("torch", reason="the foundation extra is not installed")
+    from imgatlas.backbones.hf._fake import write_fake_model
+
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    for family, repo in HF_MODELS.items():
+        write_fake_model(hub, repo, family)
+    return hub

@@ -18,7 +18,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["export_onnx", "pixel_input_wrapper", "save_graph"], "._export"),
     **dict.fromkeys(["derived_path", "reopen_derived"], "._derived"),
     **dict.fromkeys(["UnreadableCheckpoint", "load_state_dict"], "._torch_file"),
-    **dict.fromkeys(["CALIBRATION_IMAGES", "PRECISIONS", "bundled_calibration", "bundled_int8",
+    **dict.fromkeys(["CALIBRATION_IMAGES", "DYNAMIC_INT8", "PRECISIONS", "bundled_calibration",
+                     "bundled_int8", "portable_calibration",
                      "calibration_fingerprint", "calibration_pixels", "int8_backbone",
                      "int8_model_name", "quantize_onnx"], "._quantize"),
 })
@@ -26,6 +27,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = [
     "BN_EPS",
     "CALIBRATION_IMAGES",
+    "DYNAMIC_INT8",
     "PRECISIONS",
     "VARIANTS",
     "Backbone",
@@ -48,6 +50,7 @@ __all__ = [
     "list_backbones",
     "load_state_dict",
     "pixel_input_wrapper",
+    "portable_calibration",
     "quantize_onnx",
     "reopen_derived",
     "register_backbone",

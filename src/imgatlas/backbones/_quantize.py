@@ -136,6 +136,17 @@ def high_resolution_convs(model: Any, side: int, share: float,
     return out
 
 
+# weights-only int8 (dynamic quantisation, the Hugging Face exports): no calibration data,
+# so its features too are a function of the image alone
+DYNAMIC_INT8 = "dynamic-qint8"
+
+
+def portable_calibration(calibration: str | None) -> bool:
+    """Whether int8 features made with ``calibration`` are the same for an image in every
+    workspace (the shipped set, or none at all), so a model trained on them serves any."""
+    return calibration == DYNAMIC_INT8 or calibration == bundled_calibration()
+
+
 def calibration_fingerprint(shas: Iterable[str]) -> str:
     """Names one calibration set under one recipe."""
     text = RECIPE + "\n" + "\n".join(sorted(shas))

@@ -158,7 +158,12 @@ class MLPHead(LogitsClassifier):
         if X_val is None:
             from sklearn.model_selection import train_test_split
 
-            strat = yi if np.bincount(yi).min() >= 2 else None
+            # stratified only when both parts can hold every class (few images a class:
+            # a plain random split, as scikit-learn cannot stratify it)
+            n_val = int(np.ceil(self.validation_fraction * len(yi)))
+            k = len(self.classes_)
+            strat = (yi if np.bincount(yi).min() >= 2 and k <= n_val <= len(yi) - k
+                     else None)
             tr, va = train_test_split(np.arange(len(yi)), test_size=self.validation_fraction,
                                       stratify=strat, random_state=self.random_state)
             X, X_val, yi, yv = X[tr], X[va], yi[tr], yi[va]

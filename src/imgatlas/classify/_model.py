@@ -231,7 +231,10 @@ def _recorded_backbone(record: dict[str, Any], cache_dir: Path) -> Any:
     from imgatlas.errors import UnknownBackbone
 
     try:
-        bb = create_backbone(record["name"], cache_dir=cache_dir)
+        pinned = str(record.get("weights") or "")
+        # a Hugging Face export: opened at the commit the head was trained on
+        bb = create_backbone(pinned if pinned.startswith("hf:") else record["name"],
+                             cache_dir=cache_dir)
     except UnknownBackbone:
         try:
             bb = create_backbone(record.get("weights") or record["name"], cache_dir=cache_dir)
@@ -245,12 +248,12 @@ def _recorded_backbone(record: dict[str, Any], cache_dir: Path) -> Any:
         raise ConfigError(f"The backbone {record['name']!r} here is not the one the model "
                           "was trained with (different weights); retrain the model.")
     if record.get("precision", "fp32") != "fp32":
-        from imgatlas.backbones import bundled_calibration, bundled_int8
+        from imgatlas.backbones import bundled_int8, portable_calibration
 
-        if record.get("calibration") != bundled_calibration():
+        if not portable_calibration(record.get("calibration")):
             raise ConfigError(f"The model was trained on {record['precision']} features "
                               "calibrated differently from this imgatlas's; retrain it.")
-        bb = bundled_int8(bb, cache_dir)
+        bb = bb.quantized() if bb.quantized is not None else bundled_int8(bb, cache_dir)
     return bb
 
 

@@ -281,19 +281,20 @@ def _restrict(lab: Labels, have: np.ndarray) -> Labels:
 
 
 def _backbone_record(store: Any) -> dict[str, Any]:
-    from imgatlas.backbones import bundled_calibration, create_backbone
+    from imgatlas.backbones import create_backbone, portable_calibration
     from imgatlas.errors import UnknownBackbone
 
     rec = store.cfg["backbone"]
     precision = rec.get("precision", "fp32")
-    if precision != "fp32" and rec.get("calibration") != bundled_calibration():
+    if precision != "fp32" and not portable_calibration(rec.get("calibration")):
         # calibrated on that workspace's own images: no other collection gets its features
         raise ConfigError(f"Store {store.key} holds {precision} features calibrated on this "
                           "collection; embed again (the int8 graph is now calibrated on "
                           "images shipped with imgatlas) or choose an fp32 store with "
                           "--features.")
+    identity = (rec.get("extra") or {}).get("identity")  # recorded (a Hugging Face export)
     try:
-        identity = create_backbone(rec["name"]).identity()
+        identity = identity or create_backbone(rec["name"]).identity()
     except (UnknownBackbone, Exception):  # noqa: BLE001 - a user's ONNX file: by its path
         identity = None
     out = {"name": rec["name"], "weights": rec.get("weights"), "identity": identity,

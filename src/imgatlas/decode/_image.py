@@ -153,8 +153,44 @@ def load_rgb(
 
 def resize_rgb(a: np.ndarray, size: tuple[int, int], resize: str = "squash",
                interpolation: str = "bilinear") -> np.ndarray:
-    """An RGB array to a model's input ``size=(W, H)`` (``squash`` or ``center_crop``)."""
+    """An RGB array to a model's input ``size=(W, H)`` (``squash`` or ``center_crop``).
+    ``pil-bicubic``/``pil-bilinear`` resize with Pillow's antialiased filters and Hugging
+    Face's rounding, as transformers' image processors do (foundation backbones: their
+    cost is the model's, not the resize's)."""
+    if interpolation in PIL_FILTERS:
+        return resize_like_hf(a, size, resize, PIL_FILTERS[interpolation])
     return resize_for_model(a, size, resize, INTERPOLATION[interpolation])
+
+
+# Pillow's filters by the names a preprocessing spec uses
+PIL_FILTERS = {"pil-bicubic": Image.Resampling.BICUBIC,
+               "pil-bilinear": Image.Resampling.BILINEAR,
+               "pil-lanczos": Image.Resampling.LANCZOS,
+               "pil-nearest": Image.Resampling.NEAREST}
+
+
+def resize_like_hf(a: np.ndarray, size: tuple[int, int], mode: str, resample: int
+                   ) -> np.ndarray:
+    """transformers' resize then centre crop: the shorter side to ``S`` with the longer one
+    floored (``int(S * long / short)``), or straight to ``size`` (``squash``)."""
+    h, w = a.shape[:2]
+    if mode == "squash":
+        tw, th = size
+    elif mode.partition(":")[0] == "center_crop":
+        side = shorter_side(mode) or min(size)
+        if w <= h:
+            tw, th = side, int(side * h / w)
+        else:
+            tw, th = int(side * w / h), side
+        tw, th = max(tw, size[0]), max(th, size[1])
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}")
+    if (tw, th) != (w, h):
+        a = np.asarray(Image.fromarray(a).resize((tw, th), resample=resample))
+    if mode != "squash":
+        top, left = (th - size[1]) // 2, (tw - size[0]) // 2
+        a = a[top:top + size[1], left:left + size[0]]
+    return np.ascontiguousarray(a)
 
 
 def upright_size(img: Image.Image) -> tuple[int, int]:

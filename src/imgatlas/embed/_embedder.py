@@ -196,12 +196,12 @@ class MultiEmbedder:
     def features(self, pixels: np.ndarray) -> np.ndarray:
         from sklearn.preprocessing import normalize
 
-        from imgatlas.decode import INTERPOLATION, resize_for_model
+        from imgatlas.decode import resize_rgb
 
         parts = []
         for e in self.embedders:
             cfg = e.backbone.cfg
-            small = np.stack([resize_for_model(p, cfg.input_size, cfg.resize,
-                                      INTERPOLATION[cfg.interpolation]) for p in pixels])
+            small = np.stack([resize_rgb(p, cfg.input_size, cfg.resize, cfg.interpolation)
+                              for p in pixels])
             parts.append(normalize(e.features(small)))
         return np.hstack(parts).astype(np.float32)

@@ -89,9 +89,11 @@ def tower_search(ws: Workspace, store: FeatureStore, text: str, k: int = 10,
     for r, sc in zip(order.tolist(), scores.tolist(), strict=True):
         i = int(best_ids[r])
         path, label = info.get(i, (None, None))
+        cos = float(best_cos[r])
+        # similarity: 0..1 as every face shows it (a text-image cosine below 0 is no match)
         results.append({"id": i, "path": path, "label": label, "score": round(float(sc), 4),
-                        "similarity": round(float(best_cos[r]), 4), "tags": [],
-                        "exact": False})
+                        "cosine": round(cos, 4), "similarity": round(min(max(cos, 0.0), 1.0), 4),
+                        "tags": [], "exact": False})
     return {"query": text.strip(), "matched": [{"name": text.strip(), "by": bb.name,
                                                 "scores": "sigmoid" if tower.sigmoid
                                                 else "cosine"}],

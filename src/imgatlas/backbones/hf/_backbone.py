@@ -14,7 +14,7 @@ from imgatlas.backbones._cfg import BackboneCfg
 from imgatlas.backbones.hf._hub import ModelName, export_root, known_commit, parse_name
 from imgatlas.errors import ConfigError, MissingWeights
 
-INT8_CALIBRATION = "dynamic-qint8"  # what names the int8 graph in a store's record
+from imgatlas.backbones._quantize import DYNAMIC_INT8 as INT8_CALIBRATION
 
 
 def hf_backbone(name: str, cache_dir: str | os.PathLike[str] | None = None,
@@ -51,6 +51,7 @@ def open_export(model: ModelName, folder: Path) -> Backbone:
                              "or damaged; delete the folder and run again.")
     d = spec["decode"]
     text = spec.get("text")
+    identity = f"hf-{spec['commit'][:12]}-v{spec['export_version']}"
     # named as the user names it; a commit pins the export, not the name (the identity
     # holds the commit), so a store reopened at its commit keeps its key
     label = model.display if not _is_commit(model.revision) else f"hf:{model.repo}"
@@ -61,13 +62,12 @@ def open_export(model: ModelName, folder: Path) -> Backbone:
         input_format="uint8_nhwc", feature_output="features",
         weights=f"hf:{spec['repo']}@{spec['commit']}",
         extra={"family": spec["family"], "repo": spec["repo"], "commit": spec["commit"],
-               "text_tower": text is not None},
+               "text_tower": text is not None, "identity": identity},
     )
     for f in [spec["image"]["fp32"]] + ([text["graph"], text["tokenizer"]] if text else []):
         if not (folder / f).is_file():
             raise MissingWeights(f"The export of {model.display} lacks {folder / f}; delete "
                                  f"{folder} and run again.")
-    identity = f"hf-{spec['commit'][:12]}-v{spec['export_version']}"
     bb = Backbone(cfg, folder / spec["image"]["fp32"], identity=identity)
     int8_file = spec["image"].get("int8")
     bb.default_precision = "int8" if int8_file else "fp32"

@@ -74,7 +74,10 @@ def write_fake_model(hub_cache: str | os.PathLike[str], repo: str, family: str, 
     """Write a randomly initialised ``family`` model as ``repo`` into ``hub_cache``; returns
     its commit. ``size``: ``tiny`` or a key of :data:`REAL`."""
     import torch
+    import transformers
 
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     model, tokenizer = _build(family, size)
     commit = hashlib.sha1(f"{repo}:{family}:{size}:{seed}".encode()).hexdigest()

@@ -9,7 +9,8 @@ from typing import Any
 from imgatlas.errors import UnsupportedModel
 
 # PIL's resample codes, as the configs store them
-_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area", 5: "area"}
+# (Pillow's own filters, as transformers resizes: the model's cost dwarfs the resize's)
+_RESAMPLE = {0: "pil-nearest", 1: "pil-lanczos", 2: "pil-bilinear", 3: "pil-bicubic"}
 
 
 def decode_settings(pp: dict[str, Any], repo: str) -> dict[str, Any]:
@@ -50,6 +51,6 @@ def decode_settings(pp: dict[str, Any], repo: str) -> dict[str, Any]:
         mean, std = [0.0] * 3, [1.0 / rescale] * 3
     if len(mean) != 3 or len(std) != 3:
         raise UnsupportedModel(f"{repo}'s preprocessor is not for RGB images.")
-    interpolation = _RESAMPLE.get(int(pp.get("resample", 3)), "bicubic")
+    interpolation = _RESAMPLE.get(int(pp.get("resample", 3)), "pil-bicubic")
     return {"input_size": (w, h), "resize": resize, "interpolation": interpolation,
             "mean": tuple(round(m, 6) for m in mean), "std": tuple(round(s, 6) for s in std)}
