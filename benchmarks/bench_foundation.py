@@ -111,7 +111,6 @@ def speed(models: list[str], n_images: int, hub: Path, cache: Path) -> list[str]
 
 def whole_job(n: int, hub: Path, cache: Path, env: dict[str, str]) -> list[str]:
     from bench_run import build_folder
-
     from imgatlas.backbones.hf._fake import write_fake_model
 
     write_fake_model(hub, "facebook/dinov2-small", "dinov2", size="dinov2-small")

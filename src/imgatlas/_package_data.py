@@ -12,6 +12,7 @@ from imgatlas.errors import IncompleteInstall
 
 # Data folders written by a script of the repository (a source checkout can regenerate them).
 GENERATED_BY = {
+    "names/vocabulary.json": "scripts/make_vocabulary.py",  # before its folder's script
     "backbones/calibration": "scripts/make_int8_calibration.py",
     "names": "scripts/make_imagenet_names.py",
     "sketch": "scripts/make_sketch_shift.py",

@@ -61,8 +61,21 @@ def cluster_names(ws: Workspace, run_id: int, assignments: tuple[Any, ...] | Non
     ids, clusters = (assignments or ws.assignments(run["id"]))[:2]
     given = ws.cluster_names(run["id"])
     store = ws.run_store(run)
-    named = class_head(store) is not None and len(ids) > 0
     members = {int(c): ids[clusters == c] for c in np.unique(clusters).tolist()}
+    tower = _text_tower(store)
+    if tower is not None and len(ids):  # open vocabulary: the text tower names them
+        from imgatlas.names._vocabulary import name_clusters
+
+        feats = {}
+        for c, m in members.items():
+            if c < 0:
+                continue
+            have, X = store.read(_sample(m, NAME_SAMPLE, c))
+            feats[c] = X
+        sugs = name_clusters(feats, tower)
+        return {c: ClusterName(c, int(len(m)), given.get(c), sugs.get(c))
+                for c, m in members.items()}
+    named = class_head(store) is not None and len(ids) > 0
     if named:
         judged = {c: _sample(m, NAME_SAMPLE, c) for c, m in members.items()}
         tid, classes, probs = image_tags(ws, store, np.concatenate(list(judged.values())))
@@ -75,6 +88,21 @@ def cluster_names(ws: Workspace, run_id: int, assignments: tuple[Any, ...] | Non
             sug = suggest(classes[rows], probs[rows]) if len(rows) else None
         out[c] = ClusterName(c, int(len(m)), given.get(c), sug)
     return out
+
+
+def _text_tower(store: Any) -> Any:
+    """The text tower of the backbone that made ``store``, when it has one and its export
+    is at hand (names are a suggestion: a missing export leaves clusters unnamed)."""
+    record = store.cfg.get("backbone", {})
+    if not (record.get("extra") or {}).get("text_tower") or store.cfg.get("view"):
+        return None
+    from imgatlas.errors import ImgatlasError
+    from imgatlas.index import store_backbone
+
+    try:
+        return store_backbone(store).text_tower()
+    except ImgatlasError:
+        return None
 
 
 def _sample(members: np.ndarray, size: int, cluster: int) -> np.ndarray:

@@ -11,10 +11,9 @@ from typing import Any
 
 from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._cfg import BackboneCfg
+from imgatlas.backbones._quantize import DYNAMIC_INT8 as INT8_CALIBRATION
 from imgatlas.backbones.hf._hub import ModelName, export_root, known_commit, parse_name
 from imgatlas.errors import ConfigError, MissingWeights
-
-from imgatlas.backbones._quantize import DYNAMIC_INT8 as INT8_CALIBRATION
 
 
 def hf_backbone(name: str, cache_dir: str | os.PathLike[str] | None = None,

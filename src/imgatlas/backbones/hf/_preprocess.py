@@ -30,9 +30,8 @@ def decode_settings(pp: dict[str, Any], repo: str) -> dict[str, Any]:
     if "height" in size and "width" in size:
         w, h = int(size["width"]), int(size["height"])
         resize = "squash"
-        if do_crop and crop:
-            if (int(crop["width"]), int(crop["height"])) != (w, h):
-                raise UnsupportedModel(f"{repo} resizes to {w}x{h} then crops: not supported.")
+        if do_crop and crop and (int(crop["width"]), int(crop["height"])) != (w, h):
+            raise UnsupportedModel(f"{repo} resizes to {w}x{h} then crops: not supported.")
     elif "shortest_edge" in size:
         side = int(size["shortest_edge"])
         if not do_crop or not crop:
