@@ -23,7 +23,7 @@ $(CORE): pyproject.toml | $(VENV)/bin/python
 # torch==2.13.0 first: it is the CPU wheel; a bare `torch` requirement would pull a CUDA build.
 $(FULL): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,train,lite,kmedoids,serve,ray]'
+	$(BIN)/pip install -q -e '.[dev,train,lite,kmedoids,serve,ray,foundation]'
 	touch $(CORE) $(FULL)
 
 # The report's browser test drives Debian's Chromium. Installed here when missing and we may

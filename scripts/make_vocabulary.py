@@ -46,11 +46,11 @@ NOTICE = ("WordNet 3.0 Copyright 2006 by Princeton University. All rights reserv
 
 def read(wordnet: Path) -> dict[str, dict]:
     counts = {}
-    for line in open(wordnet / "cntlist.rev", encoding="latin-1"):
+    for line in (wordnet / "cntlist.rev").read_text("latin-1").splitlines():
         key, _, n = line.split()
         counts[key] = int(n)
     nouns = {}
-    for line in open(wordnet / "data.noun", encoding="latin-1"):
+    for line in (wordnet / "data.noun").read_text("latin-1").splitlines(keepends=True):
         if line.startswith("  "):
             continue
         head, _, gloss = line.partition(" | ")

@@ -243,6 +243,30 @@ def test_text_tower_matches_pytorch(hf_cache, family):
         assert np.all((s > 0) & (s < 1)) and np.all(np.diff(s) > 0)
 
 
+def test_siglip_with_a_sentencepiece_tokenizer(tmp_path, hf_hub):
+    """SigLIP v1 repos ship only spiece.model: converted for the tokenizers library, with
+    SigLIP's lower-casing, punctuation stripping and closing </s> (checked at export)."""
+    spm = pytest.importorskip("sentencepiece")
+    import transformers
+
+    from imgatlas.backbones.hf import hf_backbone
+    from imgatlas.backbones.hf._fake import write_fake_model
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a photo of a dog\na red dress on a chair\ntwo cats on a sofa\n" * 40)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "spiece"), vocab_size=24,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>",
+        eos_piece="</s>", unk_piece="<unk>", add_dummy_prefix=False, minloglevel=2)
+    tok = transformers.SiglipTokenizer(vocab_file=str(tmp_path / "spiece.model"),
+                                       model_max_length=64)
+    write_fake_model(hf_hub, "acme/siglip-spm", "siglip", tokenizer=tok)
+    bb = hf_backbone("hf:acme/siglip-spm", tmp_path / "cache", say=lambda s: None)
+    mine, _ = bb.text_tower().tokenizer(["A Red dog!", "x"])
+    theirs = tok(["A Red dog!", "x"], padding="max_length", max_length=64)["input_ids"]
+    assert mine.tolist() == theirs
+
+
 def test_an_unsupported_architecture_names_those_that_are(hf_cache, hf_hub):
     from imgatlas.backbones.hf import hf_backbone
 

@@ -218,9 +218,17 @@ def _tokenizer_json(tokenizer: Any) -> str:
     if backend is not None and hasattr(backend, "to_str"):
         return backend.to_str()
     try:
+        from tokenizers import processors
         from transformers.convert_slow_tokenizer import SpmConverter
 
-        return SpmConverter(tokenizer).converted().to_str()
+        fast = SpmConverter(tokenizer).converted()
+        eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+        ends = tokenizer("x")["input_ids"]
+        if eos is not None and ends and ends[-1] == eos_id and fast.encode("x").ids[-1:] != [
+                eos_id]:  # SigLIP's slow tokenizer closes every text with </s>
+            fast.post_processor = processors.TemplateProcessing(
+                single=f"$A {eos}", special_tokens=[(eos, eos_id)])
+        return fast.to_str()
     except Exception as e:  # the converters raise whatever their parsers raise
         raise UnsupportedModel(f"The tokenizer of {type(tokenizer).__name__} cannot be "
                                f"converted for use without transformers ({e}).") from None

@@ -70,17 +70,19 @@ _TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
 
 def write_fake_model(hub_cache: str | os.PathLike[str], repo: str, family: str, *,
                      size: str = "tiny", seed: int = 0,
-                     preprocess: dict[str, Any] | None = None) -> str:
+                     preprocess: dict[str, Any] | None = None, tokenizer: Any = None) -> str:
     """Write a randomly initialised ``family`` model as ``repo`` into ``hub_cache``; returns
-    its commit. ``size``: ``tiny`` or a key of :data:`REAL`."""
+    its commit. ``size``: ``tiny`` or a key of :data:`REAL`; ``tokenizer``: a transformers
+    tokenizer to ship instead of the family's small one."""
     import torch
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
-    model, tokenizer = _build(family, size)
-    commit = hashlib.sha1(f"{repo}:{family}:{size}:{seed}".encode()).hexdigest()
+    model, tokenizer = _build(family, size, tokenizer)
+    kind = type(tokenizer).__name__ if tokenizer is not None else ""
+    commit = hashlib.sha1(f"{repo}:{family}:{size}:{seed}:{kind}".encode()).hexdigest()
     root = Path(hub_cache) / f"models--{repo.replace('/', '--')}"
     snap = root / "snapshots" / commit
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +113,7 @@ def _tiny_preprocess(pp: dict[str, Any]) -> dict[str, Any]:
     return pp
 
 
-def _build(family: str, size: str) -> tuple[Any, Any]:
+def _build(family: str, size: str, tokenizer: Any = None) -> tuple[Any, Any]:
     import transformers as tf
 
     if size == "tiny":
@@ -128,7 +130,7 @@ def _build(family: str, size: str) -> tuple[Any, Any]:
         if size == "tiny":
             vision = {**vision, "patch_size": 4}
         return tf.Dinov2Model(tf.Dinov2Config(**vision)).eval(), None
-    tokenizer = _tokenizer(family)
+    tokenizer = tokenizer or _tokenizer(family)
     vocab = len(tokenizer)
     if family == "clip":
         cfg = tf.CLIPConfig(
