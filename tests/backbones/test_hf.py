@@ -321,6 +321,14 @@ def test_run_cluster_search_and_train_on_dinov2(capsys, photos, tmp_path, hf_cac
     code, out, err = cli(capsys, "search", "-w", ws, str(SAMPLES[0]), "--k", "3", "--json")
     assert code == 0, err
     assert len(json.loads(out)[0]["results"]) == 3
+    code, out, err = cli(capsys, "index", "-w", ws, "--sketch")
+    assert code == 0, err
+    code, out, err = cli(capsys, "search", "-w", ws, "--sketch", str(SAMPLES[2]), "--json")
+    assert code == 0, err
+    code, out, err = cli(capsys, "inspect", "-w", ws, "--json")
+    assert code == 0, err
+    code, out, err = cli(capsys, "suggest-labels", "-w", ws, "--json")
+    assert code == 0, err
     code, out, err = cli(capsys, "train", "-w", ws, "--json")
     assert code == 0, err
     model = json.loads(out)["model"]
