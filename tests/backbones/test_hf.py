@@ -381,6 +381,11 @@ def test_serve_answers_words_on_a_clip_store(photos, tmp_path, hf_cache, monkeyp
     assert r.status_code == 200, r.text
     body = r.json()
     assert len(body["results"]) == 4 and "text tower" in body["index"]
+    # an upload is embedded by the store's own backbone (the export, at its precision)
+    r = c.post("/api/search", files={"image": ("q.jpg", SAMPLES[4].read_bytes(),
+                                               "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"][0]["similarity"] > 0.99  # the photo itself is in the store
 
 
 def test_missing_model_offline_is_two_lines_at_most_and_writes_no_store(

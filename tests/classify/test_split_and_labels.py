@@ -60,7 +60,7 @@ def test_labels_from_folders_runs_csv_and_user(ws, tmp_path):
     run = api.cluster(path, k=2)
     with Workspace.open(path, write=True) as w:
         assert Counter(resolve_labels(w, "folders").labels) == {"red": 6, "blue": 6}
-        with pytest.raises(ConfigError, match="no named cluster"):
+        with pytest.raises(ConfigError, match="no named cluster.*clusters --run .* --accept"):
             resolve_labels(w, f"run:{run['run_id']}")
         w.name_cluster(run["run_id"], 0, "warm")
         lab = resolve_labels(w, f"run:{run['run_id']}")

@@ -474,3 +474,22 @@ def test_a_failed_job_in_the_thumbnail_process_is_done_by_the_caller(report_ws, 
         job = ThumbnailJob(ws, rows, first=(_fails, ()))
         assert job.first is not None and job.first_result() is None
         assert all(p is not None for p in job.result().values())
+
+
+def test_the_map_graph_warns_about_nothing_on_a_small_collection():
+    """28 images, six of them the same picture: their bandwidth search shrinks towards 0,
+    and exp() of the masked-out side overflowed, so numpy printed "overflow encountered in
+    exp" to the user's terminal."""
+    import warnings
+
+    from sklearn.neighbors import NearestNeighbors
+
+    from imgatlas.report._layout import fuzzy_graph
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([np.tile(rng.normal(0, 1, (1, 8)), (6, 1)), rng.normal(0, 1, (22, 8))])
+    dist, nn = NearestNeighbors(n_neighbors=15).fit(X).kneighbors(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        G = fuzzy_graph(nn, dist)
+    assert G.shape == (28, 28) and np.isfinite(G.data).all()

@@ -53,8 +53,9 @@ def _from_run(ws: Workspace, source: str) -> Labels:
     sizes = ws.cluster_sizes(run["id"])
     unnamed = sorted(c for c in sizes if c not in names and c >= 0)
     if not names:
-        raise ConfigError(f"Run {run_id} has no named cluster; name them with "
-                          "'imgatlas name-cluster' first.")
+        raise ConfigError(f"Run {run_id} has no named cluster; take the suggested names "
+                          f"with 'imgatlas clusters --run {run_id} --accept', or name them "
+                          "with 'imgatlas name-cluster' first.")
     keep = [(int(i), names[int(c)]) for i, c in zip(ids, clusters, strict=True)
             if int(c) in names]
     notes = []

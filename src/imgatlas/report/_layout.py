@@ -289,7 +289,8 @@ def fuzzy_graph(nn: np.ndarray, dist: np.ndarray, n_iter: int = 64) -> Any:
     done = np.zeros(n, dtype=bool)
     for _ in range(n_iter):
         d = others - rho[:, None]
-        psum = np.where(d > 0, np.exp(-d / mid[:, None]), 1.0).sum(1)
+        # exp of the clipped distance: the masked-out side would overflow (and warn)
+        psum = np.where(d > 0, np.exp(-np.maximum(d, 0) / mid[:, None]), 1.0).sum(1)
         done |= np.abs(psum - target) < 1e-5
         up = ~done & (psum <= target)  # too few: a wider bandwidth
         down = ~done & (psum > target)
