@@ -61,8 +61,9 @@ def embed(workspace: PathLike, *, backbone: str = defaults.BACKBONE,
     image in every workspace), ``"fp32"`` the network as trained; its features go to their
     own store. ``"auto"`` keeps the precision of the workspace's store of this backbone, else
     the backbone's default: int8 for the EfficientNet-Lite family (1.3-1.4x the speed, the
-    quality figures within noise but for CIFAR-10's clustering: benchmarks/bench_int8_default.py),
-    fp32 for the others.
+    quality figures within noise but for CIFAR-10's clustering: benchmarks/bench_int8_default.py)
+    and for Hugging Face models whose dynamic int8 export agreed with fp32 at its export
+    (docs/guide/foundation.md), fp32 for the others.
 
     ``engine="ray"`` embeds on a Ray cluster (``address``, or a local one), ``num_workers``
     actors each holding one ONNX Runtime session; the same features as ``"local"``.

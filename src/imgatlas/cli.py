@@ -155,7 +155,8 @@ precision_opt = click.option(
     default=api_default(api.embed, "precision"), show_default=True,
     help="int8: a quantised copy of the backbone calibrated on images shipped with imgatlas "
          "(1.3-1.4x the model speed on 2 CPU cores; features at cosine ~0.995 to fp32). "
-         "auto: what the workspace already holds, else int8 for EfficientNet-Lite.")
+         "auto: what the workspace already holds, else int8 for EfficientNet-Lite and for "
+         "Hugging Face models whose int8 export agreed with fp32 (dynamic int8 weights).")
 
 
 @cli.command()
