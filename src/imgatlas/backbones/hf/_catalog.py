@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 FAMILIES = ("dinov2", "clip", "siglip")
 # model_type in a repo's config.json -> the family that exports it
+# (dinov2_with_registers is not: its position embeddings are resized with an antialiased
+# bicubic that the ONNX exporter cannot write)
 MODEL_TYPES = {"dinov2": "dinov2", "clip": "clip", "siglip": "siglip"}
 TEXT_FAMILIES = ("clip", "siglip")
 

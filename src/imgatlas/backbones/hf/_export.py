@@ -64,6 +64,11 @@ def export_model(name: ModelName, cache_dir: str | os.PathLike[str] | None,
     except (OSError, ValueError, KeyError) as e:
         raise _config_error(e, name) from None
     family = MODEL_TYPES.get(getattr(config, "model_type", ""))
+    if getattr(config, "model_type", "") == "siglip2":
+        raise UnsupportedModel(
+            f"{name.display} is a SigLIP 2 NaFlex model (variable resolution), which imgatlas "
+            "does not run yet; the fixed-resolution SigLIP 2 checkpoints "
+            "(hf:google/siglip2-base-patch16-224) work.")
     if family is None:
         raise UnsupportedModel(
             f"{name.display} is a {getattr(config, 'model_type', 'unknown')!r} model; imgatlas "
