@@ -14,6 +14,12 @@ So candidates come from both (each new image's nearest images by hash and by fea
 pair close by both is decided at once, and a pair close by only one is verified
 geometrically (:mod:`~imgatlas.inspect._verify`). Exact copies (same bytes) are pairs by
 definition.
+
+Mirrored and turned copies keep neither: their hash is as far as a stranger's and the
+features of a turned picture fall to 0.4-0.8. Each image's hashes of its mirrored and turned
+views (:data:`~imgatlas.inspect._pixels.TURNS`) are searched too: a turned copy's own hash is
+as close to one of them as a resized copy's is to its original's, and such a pair is
+verified with the mirror image tried as well.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgatlas.inspect._pixels import hash_bits
+from imgatlas.inspect._pixels import TURNS, hash_bits
 from imgatlas.inspect._verify import Verifier
 
 # Decided at once: hash this close (of 64 bits) and features this close. Measured on planted
@@ -39,6 +45,14 @@ SMALL_HASH, SMALL_COS = 6, 0.90  # pictures too small for keypoints: only this c
 # compared pixel by pixel (their hash and features are too coarse to go further)
 K_FEATURES = 10  # nearest images by features each new image is compared with
 K_HASH = 16  # ... by hash
+K_TURNED = 4  # ... by each of its mirrored and turned views' hashes
+TURNED_HASH = 12  # a view's hash this close to another image's: verified (as ZONES[0])
+# Each new image's nearest other image by features is verified from this cosine up: a crop
+# to 70 % of the frame, a picture shrunk into a screenshot or a stamped one keeps neither
+# its hash nor a close cosine (0.56-0.9 on planted dev copies), but is the nearest image.
+NEAREST_COS = 0.55
+# what a new image was compared under: a change of the rules compares everything again
+PAIRS_VERSION = 2
 K_NEIGHBOURS = 5  # similarities kept per image for the outlier check
 EXACT_UP_TO = 50_000  # exact nearest neighbours by features up to this many images
 RANDOM_BITS = 32.0  # the hash distance of unrelated pictures (half the bits)
@@ -65,10 +79,13 @@ class Collection:
     X: np.ndarray  # (n, d) unit feature rows
     hashes: np.ndarray  # (n,) signed 64-bit perceptual hashes
     sha: list[str]  # content hash per row
+    turns: np.ndarray | None = None  # (n, len(TURNS), 8) uint8: the hashes of TURNS' views
 
     def __post_init__(self) -> None:
         self.row = {int(i): r for r, i in enumerate(self.ids.tolist())}
         self.bits = hash_bits(self.hashes)
+        if self.turns is None:
+            self.turns = np.zeros((len(self.ids), len(TURNS), 8), np.uint8)
 
 
 def similarity(cosine: float, hash_distance: int) -> float:
@@ -102,10 +119,12 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     # hash's neighbours close enough to matter (their cosine computed for them alone)
     q = np.repeat(new_rows, feat_nn.shape[1])
     by_feat = np.stack([q, feat_nn.ravel(), feat_sim.ravel()], 1)
+    nearest = _nearest_other(feat_nn, new_rows)
     q = np.repeat(new_rows, hash_nn.shape[1])
     near = hash_d.ravel() <= max(z[0] for z in ZONES[:-1])
     by_hash = np.stack([q[near], hash_nn.ravel()[near]], 1)
     rc = np.concatenate([by_feat[:, :2].astype(np.int64), by_hash,
+                         _turned_candidates(c, new_rows),
                          np.array(exact, dtype=np.int64).reshape(-1, 2)])
     known = dict(zip(map(tuple, np.sort(by_feat[:, :2].astype(np.int64), axis=1).tolist()),
                      by_feat[:, 2].tolist(), strict=False))
@@ -118,6 +137,7 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
         k = todo[start:start + 8192]
         cos[k] = np.einsum("ij,ij->i", c.X[i[k]], c.X[j[k]])
     dist = np.unpackbits(c.bits[i] ^ c.bits[j], axis=1).sum(axis=1)
+    turned, view = _turned_distance(c, i, j)
     same = content[i] == content[j]
     sure = same | ((dist <= HASH_SAME) & (cos >= COS_WITH_HASH))
     zone = np.zeros(len(i), dtype=bool)
@@ -125,6 +145,12 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
         zone |= (dist <= max_dist) & (cos >= min_cos)
     small = verifier.small(c.ids[i]) | verifier.small(c.ids[j])
     zone &= ~small | ((dist <= SMALL_HASH) & (cos >= SMALL_COS))
+    # a view's hash close: verified, pictures large enough for keypoints only (a small
+    # picture's mirror image is too often another picture: shoes all face one way)
+    zone |= (turned <= TURNED_HASH) & ~small
+    rank1 = np.array([(a, b) in nearest or (b, a) in nearest for a, b in rc.tolist()],
+                     dtype=bool)
+    zone |= rank1 & (cos >= NEAREST_COS) & ~small
     sure &= ~small | same  # a small picture's hash and features are too coarse alone
 
     pairs = []
@@ -143,6 +169,61 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
             if verdict is not None and verdict.same_photo:
                 pairs.append(Pair(a, b, similarity(cs, d), cs, d, verdict.evidence))
     return pairs, neighbours
+
+
+def _nearest_other(feat_nn: np.ndarray, rows: np.ndarray) -> set[tuple[int, int]]:
+    """``(row, its nearest other row by features)`` for each query row."""
+    out = set()
+    for r, nn in zip(rows.tolist(), feat_nn.tolist(), strict=True):
+        other = next((o for o in nn if o >= 0 and o != r), None)
+        if other is not None:
+            out.add((r, other))
+    return out
+
+
+def _turned_candidates(c: Collection, rows: np.ndarray) -> np.ndarray:
+    """``(m, 2)`` rows: each new row with the images whose hash is close to one of its
+    mirrored or turned views' (a copy turned either way: the group is closed under it, so
+    the new image's views find the old copy and the old copy's find nothing new)."""
+    import faiss
+
+    if not len(rows) or c.turns is None or not c.turns.any():
+        return np.zeros((0, 2), np.int64)
+    index = faiss.IndexBinaryFlat(64)
+    index.add(c.bits)
+    views = np.ascontiguousarray(c.turns[rows].reshape(-1, 8))
+    d, nn = index.search(views, min(K_TURNED, len(c.ids)))
+    q = np.repeat(np.repeat(rows, len(TURNS)), nn.shape[1])
+    near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
+    out = [np.stack([q[near], nn.ravel()[near]], 1)]
+    # the other way round: a new picture that is what an older one's frame holds (the
+    # orientations are a group, so their searches are symmetric already; a frame is not)
+    framed = faiss.IndexBinaryFlat(64)
+    framed.add(np.ascontiguousarray(c.turns[:, -1]))
+    d, nn = framed.search(np.ascontiguousarray(c.bits[rows]), min(K_TURNED, len(c.ids)))
+    q = np.repeat(rows, nn.shape[1])
+    near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
+    out.append(np.stack([q[near], nn.ravel()[near]], 1))
+    return np.concatenate(out).astype(np.int64)
+
+
+def _turned_distance(c: Collection, i: np.ndarray, j: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the least distance between one image's hash and the other's mirrored or
+    turned views (either way round), and which view (index of TURNS)."""
+    assert c.turns is not None
+    best = np.full(len(i), 65, np.int64)
+    view = np.zeros(len(i), np.int64)
+    if not len(i) or not c.turns.any():
+        return best, view
+    for start in range(0, len(i), 8192):
+        a, b = i[start:start + 8192], j[start:start + 8192]
+        d1 = np.unpackbits(c.turns[a] ^ c.bits[b][:, None, :], axis=2).sum(axis=2)
+        d2 = np.unpackbits(c.turns[b] ^ c.bits[a][:, None, :], axis=2).sum(axis=2)
+        d = np.minimum(d1, d2)
+        best[start:start + 8192] = d.min(axis=1)
+        view[start:start + 8192] = d.argmin(axis=1)
+    return best, view
 
 
 def _feature_neighbours(c: Collection, rows: np.ndarray, k: int

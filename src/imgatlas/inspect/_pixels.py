@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 # Bump when a measure changes: stored rows of an older version are measured again.
-STATS_VERSION = 1
+# 2: the hashes of the picture mirrored and turned (``turns``)
+STATS_VERSION = 2
 SIDE = 256  # longest side the measures look at (see docs/guide/inspect.md)
 MIN_FOCUS_SIDE = 64  # below this the image is too small to judge its focus
 _EDGE_WINDOW = 21  # the neighbourhood whose contrast an edge's slope is compared with
@@ -41,6 +42,7 @@ class PixelStats:
     entropy: float  # bits, of the 64-bin luminance histogram
     chroma: float  # 99th percentile of (max - min channel) on a 64-px copy: 0 = grey
     side: int  # longer side of the picture measured
+    turns: bytes  # perceptual hashes of the picture's other views (TURNS), 8 bytes each
 
     def as_row(self) -> tuple:
         return astuple(self)
@@ -71,7 +73,8 @@ def pixel_stats(rgb: np.ndarray) -> PixelStats:
     spread = np.bincount((few.max(axis=2) - few.min(axis=2)).ravel(), minlength=256)
     chroma = float(np.searchsorted(np.cumsum(spread), 0.99 * spread.sum()) / 255.0)
     return PixelStats(phash=_phash(gray), edge_width=edge_width(gray), mean=mean, p01=p01,
-                      p99=p99, std=std, entropy=entropy, chroma=chroma, side=max(gray.shape))
+                      p99=p99, std=std, entropy=entropy, chroma=chroma, side=max(gray.shape),
+                      turns=turned_hashes(gray))
 
 
 def screen_gray(rgb: np.ndarray) -> np.ndarray:
@@ -96,6 +99,69 @@ def _phash(gray: np.ndarray) -> int:
     brightness or colour changes."""
     bits = cv2.img_hash.pHash(gray)
     return int.from_bytes(bits.tobytes(), "big", signed=True)
+
+
+# The picture's other views, as copies are made of it: its seven other orientations (the
+# dihedral group of the square: mirrored, turned a quarter either way or a half, and those
+# mirrored), and what a frame around it holds (a screenshot, a letterbox, a mount). Named
+# for the evidence a pair found through one of them gives.
+TURNS = ("mirrored", "turned 90°", "turned 180°", "turned 270°", "mirrored and turned 90°",
+         "flipped upside down", "mirrored and turned 270°", "framed")
+
+
+def turned_views(gray: np.ndarray) -> list[np.ndarray]:
+    """``gray`` in the views of :data:`TURNS`, in that order (the last: the picture inside
+    its frame, or the picture itself when it has none)."""
+    m = np.fliplr(gray)
+    box = framed_content(gray)
+    inside = gray if box is None else gray[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]
+    return [m, np.rot90(gray, -1), np.rot90(gray, 2), np.rot90(gray, 1), np.rot90(m, -1),
+            np.flipud(gray), np.rot90(m, 1), inside]
+
+
+def turned_hashes(gray: np.ndarray) -> bytes:
+    """The 64-bit perceptual hash of each of :func:`turned_views`, 8 big-endian bytes each:
+    a mirrored, turned or framed copy's own hash is close to one of its original's views'
+    (measured while the small grey picture is in memory: these hashes cost less than one
+    decode)."""
+    return b"".join(cv2.img_hash.pHash(np.ascontiguousarray(v)).tobytes()
+                    for v in turned_views(gray))
+
+
+FRAME_LEVELS = 10  # grey levels from the border's colour that still count as the frame
+
+
+def framed_content(gray: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x, y, w, h)`` of a picture shown inside a plain frame (a screenshot's window, a
+    letterbox, a mount), or None: the border is mostly one colour, and one solid region that
+    differs from it covers 10-85 % of the picture (title bars and captions are thinner than
+    the opening that removes them)."""
+    h, w = gray.shape
+    if min(h, w) < 32:
+        return None
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.int16)
+    bg = int(np.median(border))
+    if np.mean(np.abs(border - bg) <= FRAME_LEVELS) < 0.6:
+        return None
+    mask = (np.abs(gray.astype(np.int16) - bg) > FRAME_LEVELS).astype(np.uint8)
+    k = max(5, min(h, w) // 12)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        return None
+    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, bw, bh = (int(v) for v in stats[i, :4])
+    return (x, y, bw, bh) if 0.10 <= bw * bh / (h * w) <= 0.85 else None
+
+
+def turn_bits(turns: list[bytes | None]) -> np.ndarray:
+    """Stored ``turns`` -> ``(n, len(TURNS), 8)`` uint8 (zeros where a row has none)."""
+    out = np.zeros((len(turns), len(TURNS), 8), np.uint8)
+    for r, t in enumerate(turns):
+        if t is not None and len(t) == 8 * len(TURNS):
+            out[r] = np.frombuffer(t, np.uint8).reshape(len(TURNS), 8)
+    return out
 
 
 def hash_bits(hashes: np.ndarray) -> np.ndarray:

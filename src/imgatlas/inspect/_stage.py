@@ -19,10 +19,10 @@ from imgatlas._progress import progress_bar
 from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb, read_file
 from imgatlas.errors import ConfigError, DecodeError
 from imgatlas.inspect._checks import CHECKS, Measures, run_checks
-from imgatlas.inspect._duplicates import K_NEIGHBOURS, Collection, find_pairs
+from imgatlas.inspect._duplicates import K_NEIGHBOURS, PAIRS_VERSION, Collection, find_pairs
 from imgatlas.inspect._groups import near_duplicate_groups
 from imgatlas.inspect._leaks import check_splits
-from imgatlas.inspect._pixels import SIDE, STATS_VERSION, pixel_stats
+from imgatlas.inspect._pixels import SIDE, STATS_VERSION, pixel_stats, turn_bits
 from imgatlas.inspect._verify import Verifier
 from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
 
@@ -59,10 +59,12 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
         X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
         srow = np.array([have_stats[int(i)] for i in ids], dtype=np.int64)
         c = Collection(ids=ids, X=np.ascontiguousarray(X), hashes=stats["phash"][srow],
-                       sha=[rows[int(i)].sha256 or f"id{int(i)}" for i in ids])
+                       sha=[rows[int(i)].sha256 or f"id{int(i)}" for i in ids],
+                       turns=turn_bits(list(stats["turns"][srow])))
 
         t = time.perf_counter()
-        done = ws.inspected(store.key)
+        compared = compared_key(store.key)
+        done = ws.inspected(compared)
         new_rows = np.array([r for r, i in enumerate(ids.tolist()) if i not in done],
                             dtype=np.int64)
         if len(new_rows):
@@ -75,11 +77,11 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
             pairs, near = find_pairs(c, new_rows, verifier, bar.update)
             bar.close()
             ws.record_duplicate_pairs(p.row() for p in pairs)
-            ws.record_inspected(store.key, _merge_neighbours(done, near, c, new_rows).items())
+            ws.record_inspected(compared, _merge_neighbours(done, near, c, new_rows).items())
         timings["compare"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        neighbours = ws.inspected(store.key)
+        neighbours = ws.inspected(compared)
         width = {i: stats["edge_width"][r] for i, r in have_stats.items()}
         groups = near_duplicate_groups(ws, width)
         m = _measures(ws, rows, stats, neighbours, groups)
@@ -93,6 +95,13 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
             "seconds": round(time.perf_counter() - t0, 3),
             "timings": {k: round(v, 3) for k, v in timings.items()}, "run_id": run.id}
     return run.results
+
+
+def compared_key(store_key: str) -> str:
+    """What the ``inspected`` table keys an image's comparison by: the feature store and
+    the rules it was compared under (PAIRS_VERSION; version 1 wrote the bare store key), so
+    new rules compare every image again, once."""
+    return store_key if PAIRS_VERSION == 1 else f"{store_key}#pairs{PAIRS_VERSION}"
 
 
 def _measure_missing(ws: Workspace, rows: dict[int, Any], workers: int,

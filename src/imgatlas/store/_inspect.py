@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from imgatlas.store.workspace import Workspace
 
 STATS_COLUMNS = ("phash", "edge_width", "mean", "p01", "p99", "std", "entropy", "chroma",
-                 "side")
+                 "side", "turns")
 
 
 class InspectMixin:
@@ -50,6 +50,8 @@ class InspectMixin:
         for k, c in enumerate(STATS_COLUMNS, 1):
             if c == "phash":
                 out[c] = np.array([r[k] for r in rows], dtype=np.int64)
+            elif c == "turns":  # 7 hashes of 8 bytes (inspect/_pixels.py TURNS), as stored
+                out[c] = np.array([r[k] for r in rows], dtype=object)
             else:
                 out[c] = np.array([np.nan if r[k] is None else r[k] for r in rows],
                                   dtype=np.float64)

@@ -102,7 +102,8 @@ CREATE TABLE IF NOT EXISTS pixel_stats (  -- measured from the pixels (inspect/_
     phash       INTEGER NOT NULL,      -- 64-bit perceptual hash, signed
     edge_width  REAL,                  -- blur: sigma of the sharpest edges (px); NULL = none
     mean        REAL, p01 REAL, p99 REAL, std REAL, entropy REAL, chroma REAL,
-    side        INTEGER
+    side        INTEGER,
+    turns       BLOB                   -- the hashes of the picture mirrored and turned
 );
 CREATE TABLE IF NOT EXISTS inspected (    -- compared with the collection by inspect
     image_id    INTEGER PRIMARY KEY,
@@ -147,7 +148,8 @@ CREATE TABLE IF NOT EXISTS embedded (
 # the next write-open, so a workspace keeps working across versions within a schema version.
 ADDED_COLUMNS = (("runs", "error", "TEXT"),
                  # which probe recorded the row (scan/_probe.py PROBE_VERSION); NULL = 1
-                 ("images", "probe_version", "INTEGER"))
+                 ("images", "probe_version", "INTEGER"),
+                 ("pixel_stats", "turns", "BLOB"))
 
 IMAGE_COLUMNS = ("id, path, display, sha256, label, status, reason, width, height, root, size, "
                  "format, mode")
