@@ -46,11 +46,14 @@ SMALL_HASH, SMALL_COS = 6, 0.90  # pictures too small for keypoints: only this c
 K_FEATURES = 10  # nearest images by features each new image is compared with
 K_HASH = 16  # ... by hash
 K_TURNED = 4  # ... by each of its mirrored and turned views' hashes
+VERIFY_THREADS = 2
+FRAMED = TURNS.index("framed")
 TURNED_HASH = 12  # a view's hash this close to another image's: verified (as ZONES[0])
-# Each new image's nearest other image by features is verified from this cosine up: a crop
-# to 70 % of the frame, a picture shrunk into a screenshot or a stamped one keeps neither
-# its hash nor a close cosine (0.56-0.9 on planted dev copies), but is the nearest image.
-NEAREST_COS = 0.55
+# Two images that are each other's nearest by features are verified from this cosine up: a
+# crop to 70 % of the frame, a tilted or a cropped and mirrored copy keeps neither its hash
+# nor a close cosine (0.74-0.93 on planted dev copies), but is its original's nearest image.
+NEAREST_COS = 0.72
+MIRROR_COS = 0.75  # a mirror image's features stay this close (0.80-0.98 on planted copies)
 # what a new image was compared under: a change of the rules compares everything again
 PAIRS_VERSION = 2
 K_NEIGHBOURS = 5  # similarities kept per image for the outlier check
@@ -120,6 +123,11 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     q = np.repeat(new_rows, feat_nn.shape[1])
     by_feat = np.stack([q, feat_nn.ravel(), feat_sim.ravel()], 1)
     nearest = _nearest_other(feat_nn, new_rows)
+
+    def mutual(a: int, b: int) -> bool:
+        return nearest.get(a, b) == b and nearest.get(b, a) == a and (
+            a in nearest or b in nearest)
+
     q = np.repeat(new_rows, hash_nn.shape[1])
     near = hash_d.ravel() <= max(z[0] for z in ZONES[:-1])
     by_hash = np.stack([q[near], hash_nn.ravel()[near]], 1)
@@ -148,12 +156,15 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     # a view's hash close: verified, pictures large enough for keypoints only (a small
     # picture's mirror image is too often another picture: shoes all face one way)
     zone |= (turned <= TURNED_HASH) & ~small
-    rank1 = np.array([(a, b) in nearest or (b, a) in nearest for a, b in rc.tolist()],
-                     dtype=bool)
+    rank1 = np.array([mutual(a, b) for a, b in rc.tolist()], dtype=bool)
     zone |= rank1 & (cos >= NEAREST_COS) & ~small
+    # the mirror image is tried only where a mirrored copy could be: close features, or a
+    # mirrored view's hash the closest (it doubles the keypoint work of a pair)
+    mirror_hint = (cos >= MIRROR_COS) | np.isin(view, [k for k, t in enumerate(TURNS)
+                                                       if "mirror" in t or "flipped" in t])
     sure &= ~small | same  # a small picture's hash and features are too coarse alone
 
-    pairs = []
+    pairs, todo = [], []
     for k in np.flatnonzero(sure | zone):
         a, b = int(c.ids[i[k]]), int(c.ids[j[k]])
         d, cs = int(dist[k]), float(cos[k])
@@ -163,21 +174,32 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
             pairs.append(Pair(a, b, similarity(cs, d), cs, d,
                               f"hash {d} bits apart, features {cs:.2f}"))
         else:
-            verdict = verifier.match(a, b)
-            if progress is not None:
-                progress(1)
-            if verdict is not None and verdict.same_photo:
-                pairs.append(Pair(a, b, similarity(cs, d), cs, d, verdict.evidence))
+            todo.append((a, b, d, cs, bool(mirror_hint[k])))
+
+    def verify(job: tuple[int, int, int, float, bool]) -> Pair | None:
+        a, b, d, cs, mirror = job
+        verdict = verifier.match(a, b, mirror=mirror)
+        if progress is not None:
+            progress(1)
+        if verdict is not None and verdict.same_photo:
+            return Pair(a, b, similarity(cs, d), cs, d, verdict.evidence)
+        return None
+
+    # OpenCV's keypoints and matching release the GIL: two threads verify twice as fast
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
+        pairs += [p for p in pool.map(verify, todo) if p is not None]
     return pairs, neighbours
 
 
-def _nearest_other(feat_nn: np.ndarray, rows: np.ndarray) -> set[tuple[int, int]]:
-    """``(row, its nearest other row by features)`` for each query row."""
-    out = set()
+def _nearest_other(feat_nn: np.ndarray, rows: np.ndarray) -> dict[int, int]:
+    """``{row: its nearest other row by features}`` for each query row."""
+    out = {}
     for r, nn in zip(rows.tolist(), feat_nn.tolist(), strict=True):
         other = next((o for o in nn if o >= 0 and o != r), None)
         if other is not None:
-            out.add((r, other))
+            out[r] = other
     return out
 
 
@@ -197,13 +219,15 @@ def _turned_candidates(c: Collection, rows: np.ndarray) -> np.ndarray:
     near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
     out = [np.stack([q[near], nn.ravel()[near]], 1)]
     # the other way round: a new picture that is what an older one's frame holds (the
-    # orientations are a group, so their searches are symmetric already; a frame is not)
+    # orientations are a group, so their searches are symmetric already; a frame is not),
+    # and two frames holding one picture (a product on white shown in a white window)
     framed = faiss.IndexBinaryFlat(64)
-    framed.add(np.ascontiguousarray(c.turns[:, -1]))
-    d, nn = framed.search(np.ascontiguousarray(c.bits[rows]), min(K_TURNED, len(c.ids)))
-    q = np.repeat(rows, nn.shape[1])
-    near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
-    out.append(np.stack([q[near], nn.ravel()[near]], 1))
+    framed.add(np.ascontiguousarray(c.turns[:, FRAMED]))
+    for query in (c.bits[rows], c.turns[rows, FRAMED]):
+        d, nn = framed.search(np.ascontiguousarray(query), min(K_TURNED, len(c.ids)))
+        q = np.repeat(rows, nn.shape[1])
+        near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
+        out.append(np.stack([q[near], nn.ravel()[near]], 1))
     return np.concatenate(out).astype(np.int64)
 
 
@@ -221,6 +245,8 @@ def _turned_distance(c: Collection, i: np.ndarray, j: np.ndarray
         d1 = np.unpackbits(c.turns[a] ^ c.bits[b][:, None, :], axis=2).sum(axis=2)
         d2 = np.unpackbits(c.turns[b] ^ c.bits[a][:, None, :], axis=2).sum(axis=2)
         d = np.minimum(d1, d2)
+        inside = np.unpackbits(c.turns[a, FRAMED] ^ c.turns[b, FRAMED], axis=1).sum(axis=1)
+        d[:, FRAMED] = np.minimum(d[:, FRAMED], inside)
         best[start:start + 8192] = d.min(axis=1)
         view[start:start + 8192] = d.argmin(axis=1)
     return best, view

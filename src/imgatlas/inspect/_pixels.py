@@ -105,8 +105,9 @@ def _phash(gray: np.ndarray) -> int:
 # dihedral group of the square: mirrored, turned a quarter either way or a half, and those
 # mirrored), and what a frame around it holds (a screenshot, a letterbox, a mount). Named
 # for the evidence a pair found through one of them gives.
-TURNS = ("mirrored", "turned 90°", "turned 180°", "turned 270°", "mirrored and turned 90°",
-         "flipped upside down", "mirrored and turned 270°", "framed")
+TURNS = ("mirrored", "turned 90° one way", "turned 180°", "turned 90° the other way",
+         "mirrored and turned 90°", "flipped upside down", "mirrored and turned 90° the other way",
+         "framed", "turned 45° one way", "turned 45° the other way")
 
 
 def turned_views(gray: np.ndarray) -> list[np.ndarray]:
@@ -116,7 +117,19 @@ def turned_views(gray: np.ndarray) -> list[np.ndarray]:
     box = framed_content(gray)
     inside = gray if box is None else gray[box[1]:box[1] + box[3], box[0]:box[0] + box[2]]
     return [m, np.rot90(gray, -1), np.rot90(gray, 2), np.rot90(gray, 1), np.rot90(m, -1),
-            np.flipud(gray), np.rot90(m, 1), inside]
+            np.flipud(gray), np.rot90(m, 1), inside, _turned(gray, 45), _turned(gray, -45)]
+
+
+def _turned(gray: np.ndarray, degrees: float) -> np.ndarray:
+    """``gray`` turned on a canvas grown to hold it, the corners black (as an image editor's
+    "rotate" leaves them)."""
+    h, w = gray.shape
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    c, s = abs(M[0, 0]), abs(M[0, 1])
+    nw, nh = int(h * s + w * c), int(h * c + w * s)
+    M[0, 2] += nw / 2 - w / 2
+    M[1, 2] += nh / 2 - h / 2
+    return cv2.warpAffine(gray, M, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
 def turned_hashes(gray: np.ndarray) -> bytes:
@@ -133,9 +146,10 @@ FRAME_LEVELS = 10  # grey levels from the border's colour that still count as th
 
 def framed_content(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(x, y, w, h)`` of a picture shown inside a plain frame (a screenshot's window, a
-    letterbox, a mount), or None: the border is mostly one colour, and one solid region that
-    differs from it covers 10-85 % of the picture (title bars and captions are thinner than
-    the opening that removes them)."""
+    letterbox, a mount), or None: the border is mostly one colour, and the longest run of
+    rows that are mostly not that colour, then within them the longest run of such columns,
+    cover 10-85 % of the picture (title bars, captions and menus are separate, shorter or
+    sparser runs; the picture's own frame-coloured details are too few to break its rows)."""
     h, w = gray.shape
     if min(h, w) < 32:
         return None
@@ -143,16 +157,30 @@ def framed_content(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     bg = int(np.median(border))
     if np.mean(np.abs(border - bg) <= FRAME_LEVELS) < 0.6:
         return None
-    mask = (np.abs(gray.astype(np.int16) - bg) > FRAME_LEVELS).astype(np.uint8)
-    k = max(5, min(h, w) // 12)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN,
-                            cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n < 2:
+    mask = np.abs(gray.astype(np.int16) - bg) > FRAME_LEVELS
+    y0, y1 = _longest_run(mask.mean(axis=1) >= 0.25)
+    if y1 - y0 < 8:
         return None
-    i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, bw, bh = (int(v) for v in stats[i, :4])
-    return (x, y, bw, bh) if 0.10 <= bw * bh / (h * w) <= 0.85 else None
+    x0, x1 = _longest_run(mask[y0:y1].mean(axis=0) >= 0.5)
+    if x1 - x0 < 8:
+        return None
+    y0, y1 = (y0 + _longest_run(mask[y0:y1, x0:x1].mean(axis=1) >= 0.5)[0],
+              y0 + _longest_run(mask[y0:y1, x0:x1].mean(axis=1) >= 0.5)[1])
+    share = (x1 - x0) * (y1 - y0) / (h * w)
+    return (x0, y0, x1 - x0, y1 - y0) if 0.10 <= share <= 0.85 else None
+
+
+def _longest_run(flags: np.ndarray) -> tuple[int, int]:
+    """``(start, end)`` of the longest run of True in ``flags`` (end exclusive)."""
+    best, start = (0, 0), None
+    for k, f in enumerate([*flags.tolist(), False]):
+        if f and start is None:
+            start = k
+        elif not f and start is not None:
+            if k - start > best[1] - best[0]:
+                best = (start, k)
+            start = None
+    return best
 
 
 def turn_bits(turns: list[bytes | None]) -> np.ndarray:

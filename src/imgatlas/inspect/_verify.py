@@ -17,6 +17,7 @@ on demand (at :data:`~imgatlas.inspect._pixels.SIDE` pixels) and their keypoints
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,9 @@ class Match:
     mirrored: bool = False
     angle: float = 0.0  # degrees the placement turns the first picture by
     part: float = 1.0  # the smaller share of either picture its matched keypoints span
+    # that smaller share over the larger one: a crop spans less of its original than of
+    # itself (a plain background without keypoints shrinks both alike)
+    part_ratio: float = 1.0
     # matches with both ends where the placement puts the two pictures over each other (a
     # crop's other keypoints have no counterpart: their matches are noise, not evidence)
     overlapping: int | None = None
@@ -78,10 +82,11 @@ class Match:
             out.append("framed")
         turn = round(self.angle / 90.0) * 90 % 360
         if turn and abs(self.angle - round(self.angle / 90.0) * 90) <= 10:
-            out.append(f"turned {turn}°")
+            # a quarter turn one way from one picture is the other way from the other
+            out.append("turned 180°" if turn == 180 else "turned 90°")
         elif 2.0 <= abs(((self.angle + 45) % 90) - 45) <= 20:
             out.append("tilted")
-        if self.part < CROPPED and not self.framed:
+        if self.part_ratio < CROPPED and not self.framed:
             out.append("cropped")
         return out
 
@@ -115,11 +120,16 @@ class Verifier:
         self.sizes = sizes
         self.max_pixels = max_pixels
         self._pixels: dict[int, np.ndarray | None] = {}
-        self._orb = cv2.ORB_create(nfeatures=500)
-        self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        self._local = threading.local()  # ORB and the matcher, one per verifying thread
         self._keypoints: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
         self._mirrored: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
         self._framed: dict[int, Any] = {}
+
+    def _tools(self) -> tuple[Any, Any]:
+        if not hasattr(self._local, "orb"):
+            self._local.orb = cv2.ORB_create(nfeatures=500)
+            self._local.matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        return self._local.orb, self._local.matcher
 
     def small(self, image_ids: np.ndarray) -> np.ndarray:
         """Which of ``image_ids`` are too small for keypoints."""
@@ -154,12 +164,12 @@ class Verifier:
         if min(gray.shape) < MIN_FOCUS_SIDE:
             return None
         # equalised: a brightened or darkened copy has the same keypoints as its original
-        kp, des = self._orb.detectAndCompute(cv2.equalizeHist(gray), None)
+        kp, des = self._tools()[0].detectAndCompute(cv2.equalizeHist(gray), None)
         if des is None or len(kp) < 4:
             return None
         return np.float32([k.pt for k in kp]), des
 
-    def match(self, a: int, b: int) -> Match | PixelMatch | None:
+    def match(self, a: int, b: int, mirror: bool = True) -> Match | PixelMatch | None:
         """The verdict on images ``a`` and ``b``; None when either cannot be judged (no
         keypoints, unreadable)."""
         if self.small(np.array([a, b])).any():
@@ -170,8 +180,8 @@ class Verifier:
         sa, sb = self.gray(a).shape, self.gray(b).shape  # type: ignore[union-attr]
         direct = self._place(ka, sa, kb, sb, mirrored=False)
         if direct.same_photo:
-            return direct
-        km = self.mirrored_keypoints(b)
+            return self._framed_or(direct, a, b)
+        km = self.mirrored_keypoints(b) if mirror else None
         if km is not None:
             flipped = self._place(ka, sa, km, sb, mirrored=True)
             if flipped.same_photo:
@@ -184,8 +194,19 @@ class Verifier:
                                 fb[0] if fb else kb, fb[1] if fb else sb, mirrored=False)
             if inner.same_photo:
                 return Match(inner.inliers, inner.matches, inner.mirrored, inner.angle,
-                             inner.part, inner.overlapping, framed=True)
+                             inner.part, inner.part_ratio, inner.overlapping, framed=True)
         return direct
+
+    def _framed_or(self, m: Match, a: int, b: int) -> Match:
+        """``m``, marked framed when one picture shows the other inside a frame."""
+        if m.part_ratio >= CROPPED or m.framed:
+            return m
+        for i in (a, b):
+            gray = self.gray(i)
+            if gray is not None and framed_content(gray) is not None:
+                return Match(m.inliers, m.matches, m.mirrored, m.angle, m.part, m.part_ratio,
+                             m.overlapping, framed=True)
+        return m
 
     def framed_keypoints(self, image_id: int
                          ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[int, int]] | None:
@@ -211,7 +232,7 @@ class Verifier:
     def _place(self, ka: tuple[np.ndarray, np.ndarray], sa: tuple[int, ...],
                kb: tuple[np.ndarray, np.ndarray], sb: tuple[int, ...],
                mirrored: bool) -> Match:
-        pairs = self._matcher.match(ka[1], kb[1])
+        pairs = self._tools()[1].match(ka[1], kb[1])
         if len(pairs) < 4:
             return Match(0, len(pairs), mirrored)
         src = ka[0][[m.queryIdx for m in pairs]]
@@ -225,10 +246,10 @@ class Verifier:
         angle = float(np.degrees(np.arctan2(M[1, 0], M[0, 0])))
         if mirrored:  # the turn as seen from the picture itself, not its mirror image
             angle = -angle
-        part = min(_span(src[keep], sa), _span(dst[keep], sb))
+        spans = sorted((_span(src[keep], sa), _span(dst[keep], sb)))
         inside = _inside(src, src[keep]) & _inside(dst, dst[keep])
-        return Match(int(keep.sum()), len(pairs), mirrored, angle % 360, part,
-                     int(inside.sum()))
+        return Match(int(keep.sum()), len(pairs), mirrored, angle % 360, spans[0],
+                     spans[0] / max(spans[1], 1e-6), int(inside.sum()))
 
 
     def _pixel_match(self, a: int, b: int) -> PixelMatch | None:
