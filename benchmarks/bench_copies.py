@@ -114,7 +114,7 @@ def _framed(im: Image.Image, rng: random.Random) -> Image.Image:
     for k in range(4):  # captions and menu text
         ty = y + small.height + 6 + 12 * k
         if ty < h - 10:
-            d.text((x, ty), "IMG_%04d.jpg  shared by someone" % rng.randint(0, 9999),
+            d.text((x, ty), f"IMG_{rng.randint(0, 9999):04d}.jpg  shared by someone",
                    fill=(40, 40, 40))
     return canvas
 
@@ -232,6 +232,57 @@ def score(truth: dict, groups: list[list[str]]) -> dict[str, Any]:
             "false": sorted(" ~ ".join(sorted(p)) for p in got - set(want))}
 
 
+_TIMED = """
+import json, sys, time
+from imgatlas import api
+folder, ws = sys.argv[1], sys.argv[2]
+api.scan(folder, ws)
+api.embed(ws)
+t = time.perf_counter()
+res = api.inspect(ws)
+print(json.dumps({"inspect_s": time.perf_counter() - t, "timings": res["run"]["timings"],
+                  "groups": res["counts"]["near_duplicate_groups"]}))
+"""
+
+
+def speed(n: int, against: str, tmp: Path) -> list[str]:
+    """Inspect's time on ``n`` dev images (all dev sets mixed, as bench_inspect.py --speed)
+    with this code and with git ref ``against`` (a worktree), side by side: REF, this, REF."""
+    import random
+    import shutil
+    import subprocess
+
+    folder = tmp / "speed"
+    pool: list[Path] = []
+    for s in ["clothing", "rooms", "imagenette", "sketchy/photo", "cifar10", "fashion-mnist"]:
+        pool += class_balanced(SHARED / s, 10**6)
+    random.Random(0).shuffle(pool)
+    for k, p in enumerate(pool[:n]):
+        d = folder / p.parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, d / f"{k}{p.suffix}")
+    tree = tmp / "against"
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), against], cwd=ROOT,
+                   check=True)
+    try:
+        runs = []
+        for k, src in enumerate([tree / "src", ROOT / "src", tree / "src"]):
+            env = {**os.environ, "PYTHONPATH": str(src)}
+            r = subprocess.run([sys.executable, "-c", _TIMED, str(folder), str(tmp / f"w{k}")],
+                               env=env, capture_output=True, text=True, check=True)
+            runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            print(src, runs[-1], flush=True)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+    before = (runs[0]["inspect_s"] + runs[2]["inspect_s"]) / 2
+    return [f"Inspect at {n:,} images (dev sets mixed, features and measures made by embed): "
+            f"`{against}` {runs[0]['inspect_s']:.2f} and {runs[2]['inspect_s']:.2f} s before "
+            f"and after, this code {runs[1]['inspect_s']:.2f} s: "
+            f"**{runs[1]['inspect_s'] / before:.2f}x** "
+            f"(compare {runs[1]['timings']['compare']:.2f} s against "
+            f"{runs[0]['timings']['compare']:.2f} s)."]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", default=",".join(SOURCES))
@@ -240,6 +291,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the planted folder here")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--speed", type=int, default=0, help="also time inspect at N images")
+    ap.add_argument("--against", default="39c2685",
+                    help="the code --speed compares with (a git ref)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp, "planted")
@@ -249,6 +303,7 @@ def main() -> None:
             (folder.parent / f"{folder.name}-truth.json").write_text(json.dumps(truth))
         truth = json.loads((folder.parent / f"{folder.name}-truth.json").read_text())
         groups, seconds, _ = run(folder, Path(tmp, "ws"))
+        timing = speed(args.speed, args.against, Path(tmp)) if args.speed else []
     s = score(truth, groups)
     print(json.dumps({k: v for k, v in s.items() if k not in ("missed", "false")}, indent=1))
     print("missed:", *s["missed"][:40], sep="\n  ")
@@ -263,7 +318,7 @@ def main() -> None:
         f"Pair recall **{s['recall']:.3f}**, precision **{s['precision']:.3f}**, near-miss "
         f"pairs grouped **{s['near_false']:.3f}**; inspect {seconds:.1f} s.", "",
         "| kind | recall |", "|---|---|",
-        *[f"| {k} | {v:.2f} |" for k, v in s["per_kind"].items()]]
+        *[f"| {k} | {v:.2f} |" for k, v in s["per_kind"].items()], "", *timing]
     write_section(ROOT / "benchmarks" / "RESULTS.md", "Copies as people make them",
                   "\n".join(body))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +67,7 @@ KINDS = {
     "framed": (_framed, "framed"),
     "crop70": (lambda im: _crop(im, 0.7, 0.9, 0.2), "cropped"),
     "crop+mirror": (lambda im: ImageOps.mirror(_crop(im, 0.85, 0.3, 0.7)), "mirrored"),
-    "stamped": (_stamped, None),
+    "stamped": (_stamped, None),  # named "stamped" where most keypoints disagree
 }
 
 
@@ -182,3 +181,39 @@ def test_a_chance_placement_on_a_small_part_is_no_copy():
     assert not Match(20, 126, False, 2.1, 0.09, overlapping=33).same_photo
     assert Match(20, 126, False, 2.1, 0.45, overlapping=33).same_photo  # a crop
     assert not Match(20, 126, False, 33.0, 0.45, overlapping=33).same_photo  # turned oddly
+
+
+def test_the_keeper_is_the_least_processed_copy_and_the_group_says_why(tmp_path, cache_dir):
+    """Same pixels: the JPEG with the camera's EXIF is kept over a PNG saved from it (with an
+    alpha channel) and over a JPEG re-saved without EXIF, whatever the files' ages."""
+    import os
+    import time
+
+    im = Image.open(SAMPLES[11]).convert("RGB")
+    root = tmp_path / "photos"
+    root.mkdir()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Camera Maker", "Model 1"
+    im.save(root / "from-camera.jpg", quality=95, exif=exif.tobytes())
+    im.convert("RGBA").save(root / "saved-as.png")
+    im.save(root / "re-saved.jpg", quality=80)
+    old = time.time() - 86400
+    for name in ("saved-as.png", "re-saved.jpg"):  # the copies look older
+        os.utime(root / name, (old, old))
+    for f in SAMPLES[70:80]:
+        shutil.copy(f, root / f"other-{f.name}")
+    ws = tmp_path / "ws"
+    api.scan(root, ws)
+    api.embed(ws, cache_dir=cache_dir)
+    (g,) = [g for g in api.inspect(ws)["near_duplicate_groups"]
+            if "from-camera" in g["keep"] or any("from-camera" in c for c in g["copies"])]
+    assert os.path.basename(g["keep"]) == "from-camera.jpg"
+    assert "EXIF" in g["keep_reason"]
+    assert sorted(os.path.basename(c) for c in g["copies"]) == ["re-saved.jpg", "saved-as.png"]
+
+
+def test_a_stamped_copy_is_named_when_its_keypoints_mostly_disagree():
+    from imgatlas.inspect._verify import Match
+
+    assert "stamped" in Match(20, 126, False, 0.3, 0.9, 0.95, overlapping=40).kind
+    assert "stamped" not in Match(120, 126, False, 0.3, 0.9, 0.95, overlapping=120).kind

@@ -59,7 +59,7 @@ def inspection(ws: Workspace, limit: int | None = None) -> dict[str, Any]:
         "near_duplicate_groups": [
             {"keep": names[g.keep][0], "keep_id": g.keep,
              "copies": [names[i][0] for i in g.copies], "copy_ids": g.copies,
-             "similarity": round(g.similarity, 4),
+             "similarity": round(g.similarity, 4), "keep_reason": g.why,
              "evidence": [g.evidence[i] for i in g.copies]} for g in gs[:limit]],
         "flags": [{"id": i, "path": names[i][0], "flag": f, "score": round(s, 4),
                    "reason": r} for i, f, s, r in flags[:limit]],

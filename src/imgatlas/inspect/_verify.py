@@ -88,7 +88,15 @@ class Match:
             out.append("tilted")
         if self.part_ratio < CROPPED and not self.framed:
             out.append("cropped")
+        elif not self.framed and self.same_photo and not self._plain:
+            # the whole picture lines up, yet much of it does not match: something (text,
+            # a logo) covers part of it
+            out.append("stamped")
         return out
+
+    @property
+    def _plain(self) -> bool:
+        return self.inliers >= SURE_INLIERS or self.inliers >= MIN_INLIER_SHARE * self.matches
 
     @property
     def evidence(self) -> str:

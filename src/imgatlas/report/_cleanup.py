@@ -56,6 +56,7 @@ def cleanup_section(ws: Workspace, run_ids: np.ndarray) -> dict[str, Any] | None
                   for lk in shown_leaks],
         "n_run": int(len(run_ids)),
         "groups": [{"number": n, "similarity": g.similarity, "keep_card": {"id": g.keep},
+                    "why": g.why,
                     "copies": [{"id": i, "evidence": g.evidence[i]} for i in g.copies]}
                    for n, g in enumerate(shown_groups, 1)],
         "more_groups": max(0, len(gs) - GROUPS_SHOWN),

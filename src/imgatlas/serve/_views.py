@@ -123,6 +123,7 @@ def inspection_page(ws: Workspace, page: int, per_page: int) -> dict[str, Any]:
         "inspected": True, "counts": counts, "page": page,
         "pages": max(1, -(-len(gs) // per_page)),
         "groups": [{"number": (page - 1) * per_page + n + 1, "similarity": g.similarity,
+                    "why": g.why,
                     "keep": {"id": g.keep, "path": names[g.keep][0], "label": None},
                     "copies": [{"id": i, "path": names[i][0], "label": None,
                                 "evidence": g.evidence[i]} for i in g.copies]}
