@@ -217,3 +217,22 @@ def test_a_stamped_copy_is_named_when_its_keypoints_mostly_disagree():
 
     assert "stamped" in Match(20, 126, False, 0.3, 0.9, 0.95, overlapping=40).kind
     assert "stamped" not in Match(120, 126, False, 0.3, 0.9, 0.95, overlapping=120).kind
+
+
+def test_a_mirrored_copy_across_the_splits_is_a_leak(tmp_path, cache_dir):
+    """A mirrored copy in test/ of a train/ photo: found as a leak, so export --as-dataset
+    puts the pair in one split."""
+    root = tmp_path / "photos"
+    for k, f in enumerate(SAMPLES[::12][:8]):
+        split = "train" if k < 6 else "test"
+        (root / split / "x").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / split / "x" / f.name)
+    original = SAMPLES[0]
+    ImageOps.mirror(Image.open(original).convert("RGB")).save(
+        root / "test" / "x" / "mirrored.jpg", quality=90)
+    ws = tmp_path / "ws"
+    api.scan(root, ws, labels_from_folders=True)
+    api.embed(ws, cache_dir=cache_dir)
+    res = api.inspect(ws, splits="train,test")
+    members = [sorted(os.path.basename(p) for p in lk["members"]) for lk in res["leaks"]]
+    assert sorted([original.name, "mirrored.jpg"]) in members

@@ -54,6 +54,10 @@ TURNED_HASH = 12  # a view's hash this close to another image's: verified (as ZO
 # nor a close cosine (0.74-0.93 on planted dev copies), but is its original's nearest image.
 NEAREST_COS = 0.72
 MIRROR_COS = 0.75  # a mirror image's features stay this close (0.80-0.98 on planted copies)
+# A stamp (text, a logo) over much of a picture leaves too few keypoints agreeing, but the
+# hash and the features close: this close by both, a few keypoints in one placement suffice
+# (different dev photos: none within 7 bits; the closest near-miss pair, 9 bits at 0.83)
+STAMPED_HASH, STAMPED_COS, STAMPED_INLIERS = 8, 0.75, 10
 # what a new image was compared under: a change of the rules compares everything again
 PAIRS_VERSION = 2
 K_NEIGHBOURS = 5  # similarities kept per image for the outlier check
@@ -122,17 +126,16 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     # hash's neighbours close enough to matter (their cosine computed for them alone)
     q = np.repeat(new_rows, feat_nn.shape[1])
     by_feat = np.stack([q, feat_nn.ravel(), feat_sim.ravel()], 1)
-    nearest = _nearest_other(feat_nn, new_rows)
-
-    def mutual(a: int, b: int) -> bool:
-        return nearest.get(a, b) == b and nearest.get(b, a) == a and (
-            a in nearest or b in nearest)
+    nearest = np.full(len(c.ids), -1, np.int64)  # each new row's nearest other row
+    for r, o in _nearest_other(feat_nn, new_rows).items():
+        nearest[r] = o
+    big = ~verifier.small(c.ids)  # pictures with keypoints: the only ones turned views help
 
     q = np.repeat(new_rows, hash_nn.shape[1])
     near = hash_d.ravel() <= max(z[0] for z in ZONES[:-1])
     by_hash = np.stack([q[near], hash_nn.ravel()[near]], 1)
     rc = np.concatenate([by_feat[:, :2].astype(np.int64), by_hash,
-                         _turned_candidates(c, new_rows),
+                         _turned_candidates(c, new_rows[big[new_rows]], big),
                          np.array(exact, dtype=np.int64).reshape(-1, 2)])
     known = dict(zip(map(tuple, np.sort(by_feat[:, :2].astype(np.int64), axis=1).tolist()),
                      by_feat[:, 2].tolist(), strict=False))
@@ -156,7 +159,9 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     # a view's hash close: verified, pictures large enough for keypoints only (a small
     # picture's mirror image is too often another picture: shoes all face one way)
     zone |= (turned <= TURNED_HASH) & ~small
-    rank1 = np.array([mutual(a, b) for a, b in rc.tolist()], dtype=bool)
+    # each other's nearest (an older image's nearest is not known: its side is taken as yes)
+    na, nb = nearest[i], nearest[j]
+    rank1 = (((na == j) | (na < 0)) & ((nb == i) | (nb < 0)) & ((na >= 0) | (nb >= 0)))
     zone |= rank1 & (cos >= NEAREST_COS) & ~small
     # the mirror image is tried only where a mirrored copy could be: close features, or a
     # mirrored view's hash the closest (it doubles the keypoint work of a pair)
@@ -183,6 +188,11 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
             progress(1)
         if verdict is not None and verdict.same_photo:
             return Pair(a, b, similarity(cs, d), cs, d, verdict.evidence)
+        inliers = getattr(verdict, "inliers", 0)
+        if d <= STAMPED_HASH and cs >= STAMPED_COS and inliers >= STAMPED_INLIERS:
+            return Pair(a, b, similarity(cs, d), cs, d,
+                        f"stamped: hash {d} bits apart, features {cs:.2f}, {inliers} "
+                        "keypoints agree on one placement")
         return None
 
     # OpenCV's keypoints and matching release the GIL: two threads verify twice as fast
@@ -203,7 +213,7 @@ def _nearest_other(feat_nn: np.ndarray, rows: np.ndarray) -> dict[int, int]:
     return out
 
 
-def _turned_candidates(c: Collection, rows: np.ndarray) -> np.ndarray:
+def _turned_candidates(c: Collection, rows: np.ndarray, big: np.ndarray) -> np.ndarray:
     """``(m, 2)`` rows: each new row with the images whose hash is close to one of its
     mirrored or turned views' (a copy turned either way: the group is closed under it, so
     the new image's views find the old copy and the old copy's find nothing new)."""
@@ -211,23 +221,25 @@ def _turned_candidates(c: Collection, rows: np.ndarray) -> np.ndarray:
 
     if not len(rows) or c.turns is None or not c.turns.any():
         return np.zeros((0, 2), np.int64)
+    among = np.flatnonzero(big)  # ``big``: the rows large enough for keypoints
     index = faiss.IndexBinaryFlat(64)
-    index.add(c.bits)
+    index.add(np.ascontiguousarray(c.bits[among]))
     views = np.ascontiguousarray(c.turns[rows].reshape(-1, 8))
-    d, nn = index.search(views, min(K_TURNED, len(c.ids)))
+    k = min(K_TURNED, len(among))
+    d, nn = index.search(views, k)
     q = np.repeat(np.repeat(rows, len(TURNS)), nn.shape[1])
     near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
-    out = [np.stack([q[near], nn.ravel()[near]], 1)]
+    out = [np.stack([q[near], among[nn.ravel()[near]]], 1)]
     # the other way round: a new picture that is what an older one's frame holds (the
     # orientations are a group, so their searches are symmetric already; a frame is not),
     # and two frames holding one picture (a product on white shown in a white window)
     framed = faiss.IndexBinaryFlat(64)
-    framed.add(np.ascontiguousarray(c.turns[:, FRAMED]))
+    framed.add(np.ascontiguousarray(c.turns[among, FRAMED]))
     for query in (c.bits[rows], c.turns[rows, FRAMED]):
-        d, nn = framed.search(np.ascontiguousarray(query), min(K_TURNED, len(c.ids)))
+        d, nn = framed.search(np.ascontiguousarray(query), k)
         q = np.repeat(rows, nn.shape[1])
         near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
-        out.append(np.stack([q[near], nn.ravel()[near]], 1))
+        out.append(np.stack([q[near], among[nn.ravel()[near]]], 1))
     return np.concatenate(out).astype(np.int64)
 
 

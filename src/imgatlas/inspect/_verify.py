@@ -141,8 +141,11 @@ class Verifier:
 
     def small(self, image_ids: np.ndarray) -> np.ndarray:
         """Which of ``image_ids`` are too small for keypoints."""
-        return np.array([min(self.sizes.get(int(i), (0, 0))) < MIN_FOCUS_SIDE
-                         for i in image_ids], dtype=bool)
+        if not hasattr(self, "_large_ids"):  # once: asked of every candidate pair
+            self._large_ids = np.array(sorted(i for i, s in self.sizes.items()
+                                              if min(s) >= MIN_FOCUS_SIDE), dtype=np.int64)
+        # an image of unknown size counts as small
+        return ~np.isin(np.asarray(image_ids, dtype=np.int64), self._large_ids)
 
     def keypoints(self, image_id: int) -> tuple[np.ndarray, np.ndarray] | None:
         if image_id not in self._keypoints:
