@@ -68,10 +68,8 @@ class ExportMismatch(ImgatlasError):
     """An exported ONNX graph does not give what the PyTorch model gives."""
 
 
-class NoTextTower(ImgatlasError):
+class NoTextTower(ConfigError):
     """Text search on features whose backbone has no text encoder (and no ImageNet head)."""
-
-    exit_code = 2
 
 
 def __getattr__(name: str) -> Any:
