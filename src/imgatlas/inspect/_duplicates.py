@@ -48,12 +48,17 @@ K_HASH = 16  # ... by hash
 K_TURNED = 4  # ... by each of its mirrored and turned views' hashes
 VERIFY_THREADS = 2
 FRAMED = TURNS.index("framed")
-TURNED_HASH = 12  # a view's hash this close to another image's: verified (as ZONES[0])
+# A mirrored or turned view's hash this close to another image's hash: verified. Planted
+# mirrored and turned copies came within 8 bits; 12 (the plain hash's zone) tripled the
+# pairs verified at 10,000 images and found no more. A frame's content is cut less exactly
+# (the frame found, not known): its view gets the plain hash's 12.
+TURNED_HASH = 8
+FRAMED_HASH = 12
 # Two images that are each other's nearest by features are verified from this cosine up: a
 # crop to 70 % of the frame, a tilted or a cropped and mirrored copy keeps neither its hash
 # nor a close cosine (0.74-0.93 on planted dev copies), but is its original's nearest image.
 NEAREST_COS = 0.72
-MIRROR_COS = 0.75  # a mirror image's features stay this close (0.80-0.98 on planted copies)
+MIRROR_COS = 0.93  # a plain mirror image's features stay this close (0.94-0.98 planted)
 # A stamp (text, a logo) over much of a picture leaves too few keypoints agreeing, but the
 # hash and the features close: this close by both, a few keypoints in one placement suffice
 # (different dev photos: none within 7 bits; the closest near-miss pair, 9 bits at 0.83)
@@ -148,7 +153,7 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
         k = todo[start:start + 8192]
         cos[k] = np.einsum("ij,ij->i", c.X[i[k]], c.X[j[k]])
     dist = np.unpackbits(c.bits[i] ^ c.bits[j], axis=1).sum(axis=1)
-    turned, view = _turned_distance(c, i, j)
+    turned, view, framed_dist = _turned_distance(c, i, j)
     same = content[i] == content[j]
     sure = same | ((dist <= HASH_SAME) & (cos >= COS_WITH_HASH))
     zone = np.zeros(len(i), dtype=bool)
@@ -158,15 +163,21 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
     zone &= ~small | ((dist <= SMALL_HASH) & (cos >= SMALL_COS))
     # a view's hash close: verified, pictures large enough for keypoints only (a small
     # picture's mirror image is too often another picture: shoes all face one way)
-    zone |= (turned <= TURNED_HASH) & ~small
+    zone |= ((turned <= TURNED_HASH) | (framed_dist <= FRAMED_HASH)) & ~small
     # each other's nearest (an older image's nearest is not known: its side is taken as yes)
     na, nb = nearest[i], nearest[j]
     rank1 = (((na == j) | (na < 0)) & ((nb == i) | (nb < 0)) & ((na >= 0) | (nb >= 0)))
     zone |= rank1 & (cos >= NEAREST_COS) & ~small
-    # the mirror image is tried only where a mirrored copy could be: close features, or a
-    # mirrored view's hash the closest (it doubles the keypoint work of a pair)
-    mirror_hint = (cos >= MIRROR_COS) | np.isin(view, [k for k, t in enumerate(TURNS)
-                                                       if "mirror" in t or "flipped" in t])
+    # the second tries (a mirror image, a frame's content) double or triple a pair's
+    # keypoint work: made only where such a copy could be. A mirrored copy keeps its
+    # features (>= 0.94) or is the nearest image (cropped too: 0.80-0.93), or a mirrored
+    # view's hash is the closest; a framed one's frame-view hash is the closest, or it is
+    # the nearest image.
+    mirrored_views = [k for k, t in enumerate(TURNS) if "mirror" in t or "flipped" in t]
+    hinted = turned <= 3 * TURNED_HASH
+    mirror_hint = ((cos >= MIRROR_COS) | (rank1 & (cos >= NEAREST_COS))
+                   | (hinted & np.isin(view, mirrored_views)))
+    frame_hint = rank1 | (framed_dist <= 2 * FRAMED_HASH)
     sure &= ~small | same  # a small picture's hash and features are too coarse alone
 
     pairs, todo = [], []
@@ -179,11 +190,11 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
             pairs.append(Pair(a, b, similarity(cs, d), cs, d,
                               f"hash {d} bits apart, features {cs:.2f}"))
         else:
-            todo.append((a, b, d, cs, bool(mirror_hint[k])))
+            todo.append((a, b, d, cs, bool(mirror_hint[k]), bool(frame_hint[k])))
 
-    def verify(job: tuple[int, int, int, float, bool]) -> Pair | None:
-        a, b, d, cs, mirror = job
-        verdict = verifier.match(a, b, mirror=mirror)
+    def verify(job: tuple[int, int, int, float, bool, bool]) -> Pair | None:
+        a, b, d, cs, mirror, framed = job
+        verdict = verifier.match(a, b, mirror=mirror, framed=framed)
         if progress is not None:
             progress(1)
         if verdict is not None and verdict.same_photo:
@@ -215,53 +226,60 @@ def _nearest_other(feat_nn: np.ndarray, rows: np.ndarray) -> dict[int, int]:
 
 def _turned_candidates(c: Collection, rows: np.ndarray, big: np.ndarray) -> np.ndarray:
     """``(m, 2)`` rows: each new row with the images whose hash is close to one of its
-    mirrored or turned views' (a copy turned either way: the group is closed under it, so
-    the new image's views find the old copy and the old copy's find nothing new)."""
+    mirrored or turned views' (a copy turned either way: the orientations are a group, so
+    the new image's views find the old copy), or to what its frame holds, or whose frame
+    holds it, or whose frame holds what its frame holds (a product on white shown in a
+    white window). ``big``: the rows large enough for keypoints, the only ones searched."""
     import faiss
 
     if not len(rows) or c.turns is None or not c.turns.any():
         return np.zeros((0, 2), np.int64)
-    among = np.flatnonzero(big)  # ``big``: the rows large enough for keypoints
-    index = faiss.IndexBinaryFlat(64)
-    index.add(np.ascontiguousarray(c.bits[among]))
-    views = np.ascontiguousarray(c.turns[rows].reshape(-1, 8))
+    among = np.flatnonzero(big)
     k = min(K_TURNED, len(among))
-    d, nn = index.search(views, k)
-    q = np.repeat(np.repeat(rows, len(TURNS)), nn.shape[1])
-    near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
-    out = [np.stack([q[near], among[nn.ravel()[near]]], 1)]
-    # the other way round: a new picture that is what an older one's frame holds (the
-    # orientations are a group, so their searches are symmetric already; a frame is not),
-    # and two frames holding one picture (a product on white shown in a white window)
-    framed = faiss.IndexBinaryFlat(64)
-    framed.add(np.ascontiguousarray(c.turns[among, FRAMED]))
-    for query in (c.bits[rows], c.turns[rows, FRAMED]):
-        d, nn = framed.search(np.ascontiguousarray(query), k)
-        q = np.repeat(rows, nn.shape[1])
-        near = (d.ravel() <= TURNED_HASH) & (nn.ravel() >= 0)
+    out = []
+
+    def search(index_rows: np.ndarray, queries: np.ndarray, owner: np.ndarray,
+               limit: int) -> None:
+        index = faiss.IndexBinaryFlat(64)
+        index.add(np.ascontiguousarray(index_rows))
+        d, nn = index.search(np.ascontiguousarray(queries), k)
+        q = np.repeat(owner, nn.shape[1])
+        near = (d.ravel() <= limit) & (nn.ravel() >= 0)
         out.append(np.stack([q[near], among[nn.ravel()[near]]], 1))
+
+    orient = [t for t in range(len(TURNS)) if t != FRAMED]
+    search(c.bits[among], c.turns[rows][:, orient].reshape(-1, 8),
+           np.repeat(rows, len(orient)), TURNED_HASH)
+    framed = c.turns[among, FRAMED]
+    search(c.bits[among], c.turns[rows, FRAMED], rows, FRAMED_HASH)
+    search(framed, c.bits[rows], rows, FRAMED_HASH)
+    search(framed, c.turns[rows, FRAMED], rows, FRAMED_HASH)
     return np.concatenate(out).astype(np.int64)
 
 
 def _turned_distance(c: Collection, i: np.ndarray, j: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair, the least distance between one image's hash and the other's mirrored or
-    turned views (either way round), and which view (index of TURNS)."""
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: the least distance between one image's hash and the other's mirrored or
+    turned views (either way round) and which view (an index of TURNS); and the least
+    distance through a frame's content (either's frame view against the other's hash or
+    frame view)."""
     assert c.turns is not None
     best = np.full(len(i), 65, np.int64)
     view = np.zeros(len(i), np.int64)
+    framed = np.full(len(i), 65, np.int64)
     if not len(i) or not c.turns.any():
-        return best, view
+        return best, view, framed
+    orient = np.array([t for t in range(len(TURNS)) if t != FRAMED])
     for start in range(0, len(i), 8192):
         a, b = i[start:start + 8192], j[start:start + 8192]
         d1 = np.unpackbits(c.turns[a] ^ c.bits[b][:, None, :], axis=2).sum(axis=2)
         d2 = np.unpackbits(c.turns[b] ^ c.bits[a][:, None, :], axis=2).sum(axis=2)
         d = np.minimum(d1, d2)
         inside = np.unpackbits(c.turns[a, FRAMED] ^ c.turns[b, FRAMED], axis=1).sum(axis=1)
-        d[:, FRAMED] = np.minimum(d[:, FRAMED], inside)
-        best[start:start + 8192] = d.min(axis=1)
-        view[start:start + 8192] = d.argmin(axis=1)
-    return best, view
+        framed[start:start + 8192] = np.minimum(d[:, FRAMED], inside)
+        best[start:start + 8192] = d[:, orient].min(axis=1)
+        view[start:start + 8192] = orient[d[:, orient].argmin(axis=1)]
+    return best, view, framed
 
 
 def _feature_neighbours(c: Collection, rows: np.ndarray, k: int

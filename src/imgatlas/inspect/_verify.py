@@ -32,6 +32,7 @@ SAME_PIXELS = 0.98  # small pictures: correlation of a copy with its original
 MIN_INLIERS = 15  # matches in one placement that a copy always had on the planted sets
 MIN_INLIER_SHARE = 0.35  # ... as a share of the matches: different photos stay below 0.25
 SURE_INLIERS = 40  # this many in one placement settle it whatever the share
+ORB_FEATURES = 500  # keypoints per picture (matching costs their square)
 CROPPED = 0.8  # matched keypoints spanning less of a picture (area share): part of it
 SQUARE_TURN = 12.0  # degrees from upright or a quarter turn that a copy's placement keeps
 MIN_OVERLAP_PART = 0.2  # area share of each picture the agreeing keypoints span, at least
@@ -135,7 +136,7 @@ class Verifier:
 
     def _tools(self) -> tuple[Any, Any]:
         if not hasattr(self._local, "orb"):
-            self._local.orb = cv2.ORB_create(nfeatures=500)
+            self._local.orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
             self._local.matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
         return self._local.orb, self._local.matcher
 
@@ -180,7 +181,8 @@ class Verifier:
             return None
         return np.float32([k.pt for k in kp]), des
 
-    def match(self, a: int, b: int, mirror: bool = True) -> Match | PixelMatch | None:
+    def match(self, a: int, b: int, mirror: bool = True, framed: bool = True
+              ) -> Match | PixelMatch | None:
         """The verdict on images ``a`` and ``b``; None when either cannot be judged (no
         keypoints, unreadable)."""
         if self.small(np.array([a, b])).any():
@@ -198,7 +200,9 @@ class Verifier:
             if flipped.same_photo:
                 return flipped
         # a picture inside a frame (a screenshot): what the frame holds, at full size
-        for fa, fb in ((self.framed_keypoints(a), None), (None, self.framed_keypoints(b))):
+        tries = ((self.framed_keypoints(a), None), (None, self.framed_keypoints(b))) if framed \
+            else ()
+        for fa, fb in tries:
             if fa is None and fb is None:
                 continue
             inner = self._place(fa[0] if fa else ka, fa[1] if fa else sa,
