@@ -65,6 +65,24 @@ def class_balanced(folder: Path, n: int, exts=(".jpg", ".jpeg", ".png")) -> list
     return out[:n]
 
 
+def mixed_dev_folder(folder: Path, n: int) -> list[Path]:
+    """``n`` dev images of every set, shuffled with a fixed seed, copied into ``folder``
+    (a folder per class); returns the whole shuffled pool (what follows the ``n`` serves as
+    new images)."""
+    import random
+    import shutil
+
+    pool: list[Path] = []
+    for s in ["clothing", "rooms", "imagenette", "sketchy/photo", "cifar10", "fashion-mnist"]:
+        pool += class_balanced(SHARED / s, 10**6)
+    random.Random(0).shuffle(pool)
+    for k, p in enumerate(pool[:n]):
+        d = folder / p.parent.name
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, d / f"{k}{p.suffix}")
+    return pool
+
+
 def write_section(results: Path, title: str, body: str) -> None:
     """Replace (or append) the section ``## title`` of RESULTS.md, keeping the others."""
     text = results.read_text() if results.exists() else "# Benchmark results\n\n" \

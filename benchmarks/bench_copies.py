@@ -43,7 +43,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, class_balanced, preamble, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    SHARED,
+    class_balanced,
+    mixed_dev_folder,
+    preamble,
+    write_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["clothing", "rooms", "imagenette", "sketchy/photo"]
@@ -248,19 +254,10 @@ print(json.dumps({"inspect_s": time.perf_counter() - t, "timings": res["run"]["t
 def speed(n: int, against: str, tmp: Path) -> list[str]:
     """Inspect's time on ``n`` dev images (all dev sets mixed, as bench_inspect.py --speed)
     with this code and with git ref ``against`` (a worktree), side by side: REF, this, REF."""
-    import random
-    import shutil
     import subprocess
 
     folder = tmp / "speed"
-    pool: list[Path] = []
-    for s in ["clothing", "rooms", "imagenette", "sketchy/photo", "cifar10", "fashion-mnist"]:
-        pool += class_balanced(SHARED / s, 10**6)
-    random.Random(0).shuffle(pool)
-    for k, p in enumerate(pool[:n]):
-        d = folder / p.parent.name
-        d.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p, d / f"{k}{p.suffix}")
+    mixed_dev_folder(folder, n)
     tree = tmp / "against"
     subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), against], cwd=ROOT,
                    check=True)

@@ -39,7 +39,14 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, SHARED, class_balanced, preamble, write_section  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    SHARED,
+    class_balanced,
+    mixed_dev_folder,
+    preamble,
+    write_section,
+)
 
 SOURCES = ["clothing", "rooms", "imagenette", "sketchy/photo"]
 COPY_KINDS = ["half", "smaller", "jpeg", "crop", "brighter", "darker", "saturation", "gray",
@@ -238,14 +245,7 @@ def speed(n: int, tmp: Path) -> dict[str, float]:
     from imgatlas.store import Workspace
 
     folder = tmp / "speed"
-    pool = []
-    for s in ["clothing", "rooms", "imagenette", "sketchy/photo", "cifar10", "fashion-mnist"]:
-        pool += class_balanced(SHARED / s, 10**6)
-    random.Random(0).shuffle(pool)
-    for k, p in enumerate(pool[:n]):
-        d = folder / p.parent.name
-        d.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p, d / f"{k}{p.suffix}")
+    pool = mixed_dev_folder(folder, n)
     out: dict[str, Any] = {}
     times: dict[bool, list[float]] = {False: [], True: []}
     bb = create_backbone("efficientnet_lite0")
