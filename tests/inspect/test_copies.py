@@ -236,3 +236,31 @@ def test_a_mirrored_copy_across_the_splits_is_a_leak(tmp_path, cache_dir):
     res = api.inspect(ws, splits="train,test")
     members = [sorted(os.path.basename(p) for p in lk["members"]) for lk in res["leaks"]]
     assert sorted([original.name, "mirrored.jpg"]) in members
+
+
+def test_large_collections_search_hashes_through_an_inverted_file(tmp_path, cache_dir,
+                                                                   monkeypatch):
+    """Above EXACT_UP_TO images the hash searches go through a binary inverted file (no
+    all-against-all): on a small collection with the bound lowered, the same groups."""
+    import imgatlas.inspect._duplicates as dup
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name, make in [("mirrored", ImageOps.mirror),
+                       ("turned", lambda im: im.transpose(Image.ROTATE_90))]:
+        im = Image.open(SAMPLES[30 if name == "mirrored" else 50]).convert("RGB")
+        im.save(root / f"{name}-original.jpg", quality=92)
+        make(im).save(root / f"{name}-copy.jpg", quality=85)
+    for f in SAMPLES[60:100]:
+        shutil.copy(f, root / f"other-{f.name}")
+
+    def groups(ws: Path) -> list[set[str]]:
+        api.scan(root, ws)
+        api.embed(ws, cache_dir=cache_dir)
+        return sorted((sorted({os.path.basename(p) for p in [g["keep"], *g["copies"]]})
+                       for g in api.inspect(ws)["near_duplicate_groups"]))
+
+    exact = groups(tmp_path / "exact")
+    monkeypatch.setattr(dup, "EXACT_UP_TO", 10)
+    assert groups(tmp_path / "ivf") == exact
+    assert ["mirrored-copy.jpg", "mirrored-original.jpg"] in exact

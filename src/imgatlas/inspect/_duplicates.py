@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -230,7 +231,6 @@ def _turned_candidates(c: Collection, rows: np.ndarray, big: np.ndarray) -> np.n
     the new image's views find the old copy), or to what its frame holds, or whose frame
     holds it, or whose frame holds what its frame holds (a product on white shown in a
     white window). ``big``: the rows large enough for keypoints, the only ones searched."""
-    import faiss
 
     if not len(rows) or c.turns is None or not c.turns.any():
         return np.zeros((0, 2), np.int64)
@@ -240,8 +240,7 @@ def _turned_candidates(c: Collection, rows: np.ndarray, big: np.ndarray) -> np.n
 
     def search(index_rows: np.ndarray, queries: np.ndarray, owner: np.ndarray,
                limit: int) -> None:
-        index = faiss.IndexBinaryFlat(64)
-        index.add(np.ascontiguousarray(index_rows))
+        index = hash_index(np.ascontiguousarray(index_rows))
         d, nn = index.search(np.ascontiguousarray(queries), k)
         q = np.repeat(owner, nn.shape[1])
         near = (d.ravel() <= limit) & (nn.ravel() >= 0)
@@ -306,8 +305,25 @@ def _feature_neighbours(c: Collection, rows: np.ndarray, k: int
 def _hash_neighbours(c: Collection, rows: np.ndarray, k: int
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Hamming distance and row of each query row's ``k`` nearest hashes."""
+
+    index = hash_index(c.bits)
+    return index.search(np.ascontiguousarray(c.bits[rows]), min(k, len(c.ids)))
+
+
+def hash_index(bits: np.ndarray) -> Any:
+    """A faiss index of ``(n, 8)`` uint8 hashes: exact up to :data:`EXACT_UP_TO`, above
+    that an inverted file over the hashes (a copy's hash lies in its original's cell or a
+    near one: 16 cells are probed), so the search no longer grows as n squared."""
     import faiss
 
-    index = faiss.IndexBinaryFlat(64)
-    index.add(c.bits)
-    return index.search(np.ascontiguousarray(c.bits[rows]), min(k, len(c.ids)))
+    n = len(bits)
+    if n <= EXACT_UP_TO:
+        index = faiss.IndexBinaryFlat(64)
+    else:
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(64), 64, int(4 * np.sqrt(n)))
+        rng = np.random.default_rng(0)
+        index.train(np.ascontiguousarray(bits[np.sort(rng.choice(n, min(n, 100_000),
+                                                                 replace=False))]))
+        index.nprobe = 16
+    index.add(np.ascontiguousarray(bits))
+    return index
