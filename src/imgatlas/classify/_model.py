@@ -228,13 +228,11 @@ class Model:
 def _recorded_backbone(record: dict[str, Any], cache_dir: Path) -> Any:
     """The backbone a head was trained on, refusing one that no longer gives its features."""
     from imgatlas.backbones import create_backbone
+    from imgatlas.backbones.hf import reopen_name
     from imgatlas.errors import UnknownBackbone
 
     try:
-        pinned = str(record.get("weights") or "")
-        # a Hugging Face export: opened at the commit the head was trained on
-        bb = create_backbone(pinned if pinned.startswith("hf:") else record["name"],
-                             cache_dir=cache_dir)
+        bb = create_backbone(reopen_name(record), cache_dir=cache_dir)
     except UnknownBackbone:
         try:
             bb = create_backbone(record.get("weights") or record["name"], cache_dir=cache_dir)

@@ -31,11 +31,11 @@ def store_backbone(store: FeatureStore, cache_dir: Path | None = None) -> Any:
         d = record["derived"]
         bb = reopen_derived(store.ws.path, create_backbone(d["base"], cache_dir=cache_dir),
                             d["kind"], d["fingerprint"])
-    elif str(record.get("weights", "")).startswith("hf:"):  # pinned to the export's commit
-        bb = create_backbone(record["weights"], cache_dir=cache_dir)
     else:
+        from imgatlas.backbones.hf import reopen_name
+
         try:
-            bb = create_backbone(record["name"], cache_dir=cache_dir)
+            bb = create_backbone(reopen_name(record), cache_dir=cache_dir)
         except UnknownBackbone:  # a user's ONNX file: its path is the record's 'weights'
             bb = create_backbone(record["weights"], cache_dir=cache_dir)
     if record.get("precision") == "int8":

@@ -13,10 +13,9 @@ built (docs/guide/foundation.md).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from imgatlas._npy import save_npy_atomic
 from imgatlas._package_data import package_file
 
 PROMPT = "a photo of a {}."
@@ -54,17 +54,9 @@ def concept_vectors(tower: Any) -> np.ndarray:
     except (OSError, ValueError, EOFError):  # not made yet, or damaged: made again
         pass
     V = tower.encode([PROMPT.format(n) for n in names], batch_size=256)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, V.astype(np.float16))
-        os.replace(tmp, path)
-    except OSError:  # a read-only model cache: the vectors are still right, just not kept
-        pass
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # a read-only model cache: the vectors are still right, just not kept
+    with contextlib.suppress(OSError):
+        save_npy_atomic(path, V.astype(np.float16))
     return V
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from imgatlas import defaults
+from imgatlas._npy import save_npy_atomic
 from imgatlas.errors import ConfigError
 from imgatlas.reduce import make_reducer
 from imgatlas.store import Workspace
@@ -144,10 +144,10 @@ def map_coordinates(ws: Workspace, run: dict[str, Any], X: np.ndarray, method: s
     if ids is not None:
         xy = _from_parent_map(ws, run, ids, Z, method)
         if xy is not None:
-            _save_atomic(cache, xy)
+            save_npy_atomic(cache, xy)
             return xy, method
     xy, method = lay_out(Z, method, run["params"].get("seed", 0))
-    _save_atomic(cache, xy)
+    save_npy_atomic(cache, xy)
     return xy, method
 
 
@@ -312,13 +312,6 @@ def fuzzy_graph(nn: np.ndarray, dist: np.ndarray, n_iter: int = 64) -> Any:
     G = (P + Pt - P.multiply(Pt)).tocoo()
     G.eliminate_zeros()
     return G
-
-
-def _save_atomic(path: Path, a: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, a)
-    os.replace(tmp, path)
 
 
 def rank_by_centrality(distance: np.ndarray, clusters: np.ndarray) -> dict[int, np.ndarray]:

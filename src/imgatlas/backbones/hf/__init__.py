@@ -11,10 +11,12 @@ from imgatlas.backbones._base import Backbone
 from imgatlas.backbones._registry import register_backbone
 from imgatlas.backbones.hf._backbone import (
     INT8_CALIBRATION,
+    HFBackbone,
     export_folder,
     fetch,
     hf_backbone,
     open_export,
+    reopen_name,
 )
 from imgatlas.backbones.hf._catalog import CATALOG, FAMILIES, TEXT_FAMILIES, Entry
 from imgatlas.backbones.hf._hub import (
@@ -42,6 +44,6 @@ def _register(entry: Entry) -> None:
 for _entry in CATALOG.values():
     _register(_entry)
 
-__all__ = ["CATALOG", "FAMILIES", "INT8_CALIBRATION", "TEXT_FAMILIES", "ModelName",
-           "export_folder", "export_root", "fetch", "hf_backbone", "hf_hub_cache",
-           "is_hf_name", "open_export", "parse_name"]
+__all__ = ["CATALOG", "FAMILIES", "INT8_CALIBRATION", "TEXT_FAMILIES", "HFBackbone",
+           "ModelName", "export_folder", "export_root", "fetch", "hf_backbone",
+           "hf_hub_cache", "is_hf_name", "open_export", "parse_name", "reopen_name"]

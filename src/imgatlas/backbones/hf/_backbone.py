@@ -67,32 +67,45 @@ def open_export(model: ModelName, folder: Path) -> Backbone:
         if not (folder / f).is_file():
             raise MissingWeights(f"The export of {model.display} lacks {folder / f}; delete "
                                  f"{folder} and run again.")
-    bb = Backbone(cfg, folder / spec["image"]["fp32"], identity=identity)
-    int8_file = spec["image"].get("int8")
-    bb.default_precision = "int8" if int8_file else "fp32"
-    bb.quantized = lambda: _int8(bb, folder, spec)  # type: ignore[attr-defined]
-    bb.text_tower = lambda: _text(folder, text)  # type: ignore[method-assign]
-    return bb
+    return HFBackbone(cfg, folder, spec, identity)
 
 
-def _int8(base: Backbone, folder: Path, spec: dict[str, Any]) -> Backbone:
-    from imgatlas.backbones._quantize import int8_backbone
+class HFBackbone(Backbone):
+    """A Hugging Face export: its fp32 image graph, its own int8 graph (where int8 agreed
+    with fp32 at the export) and, for CLIP and SigLIP, its text tower."""
 
-    name = spec["image"].get("int8")
-    if not name:
-        a = spec["image"]["int8_agreement"]
-        raise ConfigError(
-            f"{base.name} has no int8 graph: its int8 features agreed with fp32 only at "
-            f"cosine {a['mean']:.3f} (lowest {a['min']:.3f}); use --precision fp32.")
-    return int8_backbone(base, folder / name, INT8_CALIBRATION)
+    def __init__(self, cfg: BackboneCfg, folder: Path, spec: dict[str, Any],
+                 identity: str) -> None:
+        super().__init__(cfg, folder / spec["image"]["fp32"], identity=identity)
+        self.folder, self.spec = folder, spec
+        self.default_precision = "int8" if spec["image"].get("int8") else "fp32"
+        self.quantized = self._int8
+
+    def _int8(self) -> Backbone:
+        from imgatlas.backbones._quantize import int8_backbone
+
+        name = self.spec["image"].get("int8")
+        if not name:
+            a = self.spec["image"]["int8_agreement"]
+            raise ConfigError(
+                f"{self.name} has no int8 graph: its int8 features agreed with fp32 only at "
+                f"cosine {a['mean']:.3f} (lowest {a['min']:.3f}); use --precision fp32.")
+        return int8_backbone(self, self.folder / name, INT8_CALIBRATION)
+
+    def text_tower(self) -> Any:
+        text = self.spec.get("text")
+        if text is None:
+            return None
+        from imgatlas.backbones.hf._text import TextTower
+
+        return TextTower(self.folder, text)
 
 
-def _text(folder: Path, text: dict[str, Any] | None) -> Any:
-    if text is None:
-        return None
-    from imgatlas.backbones.hf._text import TextTower
-
-    return TextTower(folder, text)
+def reopen_name(record: dict[str, Any]) -> str:
+    """The name that reopens a recorded backbone: a Hugging Face export at the commit that
+    made the record (``weights``: ``hf:ORG/NAME@COMMIT``), else its registered name."""
+    weights = str(record.get("weights") or "")
+    return weights if weights.startswith("hf:") else record["name"]
 
 
 def _is_commit(revision: str) -> bool:
