@@ -176,7 +176,7 @@ def resize_like_hf(a: np.ndarray, size: tuple[int, int], mode: str, resample: in
     h, w = a.shape[:2]
     if mode == "squash":
         tw, th = size
-    elif mode.partition(":")[0] == "center_crop":
+    elif _crops(mode):
         side = shorter_side(mode) or min(size)
         if w <= h:
             tw, th = side, int(side * h / w)
@@ -187,10 +187,14 @@ def resize_like_hf(a: np.ndarray, size: tuple[int, int], mode: str, resample: in
         raise ValueError(f"unknown resize mode {mode!r}")
     if (tw, th) != (w, h):
         a = np.asarray(Image.fromarray(a).resize((tw, th), resample=resample))
-    if mode != "squash":
-        top, left = (th - size[1]) // 2, (tw - size[0]) // 2
-        a = a[top:top + size[1], left:left + size[0]]
-    return np.ascontiguousarray(a)
+    return _centre(a, size) if mode != "squash" else np.ascontiguousarray(a)
+
+
+def _centre(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The centre ``size=(W, H)`` of an array at least that large."""
+    h, w = a.shape[:2]
+    top, left = (h - size[1]) // 2, (w - size[0]) // 2
+    return np.ascontiguousarray(a[top:top + size[1], left:left + size[0]])
 
 
 def upright_size(img: Image.Image) -> tuple[int, int]:
@@ -235,11 +239,16 @@ def _rotated(img: Image.Image) -> bool:
 
 
 def _draft_request(src: tuple[int, int], size: tuple[int, int], resize: str) -> tuple[int, int]:
-    if resize.startswith("center_crop"):
+    if _crops(resize):
         s = min(src)
         scale = max(max(size), shorter_side(resize) or 0) / s
         return (max(1, int(src[0] * scale)), max(1, int(src[1] * scale)))
     return size
+
+
+def _crops(resize: str) -> bool:
+    """``center_crop`` or ``center_crop:S``."""
+    return resize.partition(":")[0] == "center_crop"
 
 
 def shorter_side(resize: str) -> int | None:
@@ -265,7 +274,7 @@ def resize_for_model(a: np.ndarray, size: tuple[int, int], mode: str, interpolat
     h, w = a.shape[:2]
     if mode == "squash":
         tw, th = size
-    elif mode.partition(":")[0] == "center_crop":
+    elif _crops(mode):
         side = shorter_side(mode)
         scale = side / min(w, h) if side else max(size[0] / w, size[1] / h)
         tw, th = max(size[0], round(w * scale)), max(size[1], round(h * scale))
@@ -276,10 +285,7 @@ def resize_for_model(a: np.ndarray, size: tuple[int, int], mode: str, interpolat
         a = cv2.resize(a, (w // fx, h // fy), interpolation=cv2.INTER_AREA)
     if a.shape[1] != tw or a.shape[0] != th:
         a = cv2.resize(a, (tw, th), interpolation=interpolation)
-    if mode != "squash":
-        left, top = (tw - size[0]) // 2, (th - size[1]) // 2
-        a = a[top:top + size[1], left:left + size[0]]
-    return np.ascontiguousarray(a)
+    return _centre(a, size) if mode != "squash" else np.ascontiguousarray(a)
 
 
 def error_reason(e: BaseException) -> str:

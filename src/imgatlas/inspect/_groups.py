@@ -78,20 +78,23 @@ def near_duplicate_groups(ws: Workspace, edge_widths: dict[int, float] | None = 
             exif[i] = camera_exif(paths[i]) if i in paths else False
         return exif[i]
 
+    def pixels_of(i: int) -> int:
+        w, h = facts.get(i, (0, 0))[:2]
+        return (w or 0) * (h or 0)
+
     def ranker(ids: list[int]) -> Callable[[int], tuple]:
         known = [widths[i] for i in ids if i in widths]
         sharpest = min(known) if known else 0.0
+        most = max(pixels_of(i) for i in ids)
 
         def rank(i: int) -> tuple:
             w, h, fmt, size, mtime = facts.get(i, (0, 0, "", 0, 0))
             # softer than the sharpest copy by what a person sees (the blurry check's
             # ratio), not by measurement noise between a copy and its re-exposure
             soft = widths.get(i, sharpest) >= SOFTER * sharpest if known else False
-            pixels = (w or 0) * (h or 0)
-            tied = pixels == max((facts.get(o, (0, 0))[0] or 0) * (facts.get(o, (0, 0))[1] or 0)
-                                 for o in ids)
-            return (pixels, not soft, tied and has_exif(i), (fmt or "") in CAMERA_TYPES,
-                    -(mtime or 0), size or 0, -i)
+            pixels = pixels_of(i)
+            return (pixels, not soft, pixels == most and has_exif(i),
+                    (fmt or "") in CAMERA_TYPES, -(mtime or 0), size or 0, -i)
 
         return rank
 

@@ -164,8 +164,8 @@ def framed_content(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     x0, x1 = _longest_run(mask[y0:y1].mean(axis=0) >= 0.5)
     if x1 - x0 < 8:
         return None
-    y0, y1 = (y0 + _longest_run(mask[y0:y1, x0:x1].mean(axis=1) >= 0.5)[0],
-              y0 + _longest_run(mask[y0:y1, x0:x1].mean(axis=1) >= 0.5)[1])
+    top, bottom = _longest_run(mask[y0:y1, x0:x1].mean(axis=1) >= 0.5)
+    y0, y1 = y0 + top, y0 + bottom
     share = (x1 - x0) * (y1 - y0) / (h * w)
     return (x0, y0, x1 - x0, y1 - y0) if 0.10 <= share <= 0.85 else None
 

@@ -18,7 +18,7 @@ on demand (at :data:`~imgatlas.inspect._pixels.SIDE` pixels) and their keypoints
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -208,8 +208,7 @@ class Verifier:
             inner = self._place(fa[0] if fa else ka, fa[1] if fa else sa,
                                 fb[0] if fb else kb, fb[1] if fb else sb, mirrored=False)
             if inner.same_photo:
-                return Match(inner.inliers, inner.matches, inner.mirrored, inner.angle,
-                             inner.part, inner.part_ratio, inner.overlapping, framed=True)
+                return replace(inner, framed=True)
         return direct
 
     def _framed_or(self, m: Match, a: int, b: int) -> Match:
@@ -219,8 +218,7 @@ class Verifier:
         for i in (a, b):
             gray = self.gray(i)
             if gray is not None and framed_content(gray) is not None:
-                return Match(m.inliers, m.matches, m.mirrored, m.angle, m.part, m.part_ratio,
-                             m.overlapping, framed=True)
+                return replace(m, framed=True)
         return m
 
     def framed_keypoints(self, image_id: int

@@ -91,8 +91,8 @@ def export_model(name: ModelName, cache_dir: str | os.PathLike[str] | None,
 
     root = export_root(name, cache_dir)
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".export-") as tmp:
-        out = Path(tmp)
+    out = Path(tempfile.mkdtemp(dir=root, prefix=".export-"))
+    try:
         spec: dict[str, Any] = {
             "export_version": EXPORT_VERSION, "repo": name.repo, "revision": name.revision,
             "commit": commit, "family": family, "model_type": config.model_type,
@@ -106,8 +106,9 @@ def export_model(name: ModelName, cache_dir: str | os.PathLike[str] | None,
         final = root / commit
         if final.exists():
             shutil.rmtree(final)
-        os.replace(out, final)
-        out.mkdir()  # the temporary folder's own cleanup expects it
+        os.replace(out, final)  # the export appears whole, or not at all
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     write_ref(name, cache_dir, commit)
     if spec["image"]["int8"] is None:
         a = spec["image"]["int8_agreement"]

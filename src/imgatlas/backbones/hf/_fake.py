@@ -35,6 +35,15 @@ _PREPROCESS = {
                "image_std": [0.5] * 3},
 }
 
+def _clip_b(patch: int) -> dict[str, Any]:
+    """CLIP ViT-B/``patch``: the image tower ViT-B, the text tower 512 wide, 512-d."""
+    return {"vision": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                       "intermediate_size": 3072, "image_size": 224, "patch_size": patch},
+            "text": {"hidden_size": 512, "num_hidden_layers": 12, "num_attention_heads": 8,
+                     "intermediate_size": 2048},
+            "projection_dim": 512}
+
+
 # the published architectures (what the benchmarks time)
 REAL = {
     "dinov2-small": ("dinov2", {"hidden_size": 384, "num_hidden_layers": 12,
@@ -43,18 +52,8 @@ REAL = {
     "dinov2-base": ("dinov2", {"hidden_size": 768, "num_hidden_layers": 12,
                                "num_attention_heads": 12, "intermediate_size": 3072,
                                "image_size": 518, "patch_size": 14}),
-    "clip-vit-b32": ("clip", {"vision": {"hidden_size": 768, "num_hidden_layers": 12,
-                                         "num_attention_heads": 12, "intermediate_size": 3072,
-                                         "image_size": 224, "patch_size": 32},
-                              "text": {"hidden_size": 512, "num_hidden_layers": 12,
-                                       "num_attention_heads": 8, "intermediate_size": 2048},
-                              "projection_dim": 512}),
-    "clip-vit-b16": ("clip", {"vision": {"hidden_size": 768, "num_hidden_layers": 12,
-                                         "num_attention_heads": 12, "intermediate_size": 3072,
-                                         "image_size": 224, "patch_size": 16},
-                              "text": {"hidden_size": 512, "num_hidden_layers": 12,
-                                       "num_attention_heads": 8, "intermediate_size": 2048},
-                              "projection_dim": 512}),
+    "clip-vit-b32": ("clip", _clip_b(32)),
+    "clip-vit-b16": ("clip", _clip_b(16)),
     "siglip-base": ("siglip", {"vision": {"hidden_size": 768, "num_hidden_layers": 12,
                                           "num_attention_heads": 12,
                                           "intermediate_size": 3072, "image_size": 224,

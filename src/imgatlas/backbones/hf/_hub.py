@@ -96,9 +96,11 @@ def known_commit(name: ModelName, cache_dir: str | os.PathLike[str] | None) -> s
 
 
 def write_ref(name: ModelName, cache_dir: str | os.PathLike[str] | None, commit: str) -> None:
-    refs = export_root(name, cache_dir) / "refs"
-    refs.mkdir(parents=True, exist_ok=True)
-    (refs / name.revision.replace("/", "--")).write_text(commit + "\n", "ascii")
+    """Record the commit ``name``'s revision stands for, where :func:`known_commit` reads it
+    (a branch such as ``refs/pr/1`` nests, as in the Hugging Face cache)."""
+    ref = export_root(name, cache_dir) / "refs" / name.revision
+    ref.parent.mkdir(parents=True, exist_ok=True)
+    ref.write_text(commit + "\n", "ascii")
 
 
 def fetch_hint(name: ModelName) -> str:
