@@ -264,3 +264,14 @@ def test_large_collections_search_hashes_through_an_inverted_file(tmp_path, cach
     monkeypatch.setattr(dup, "EXACT_UP_TO", 10)
     assert groups(tmp_path / "ivf") == exact
     assert ["mirrored-copy.jpg", "mirrored-original.jpg"] in exact
+
+
+def test_an_aligned_placement_needs_few_keypoints_and_a_chance_one_many():
+    """A stamp over much of a picture leaves 11 of 52 overlapping matches agreeing, all in
+    place (the identity placement): a copy. The same count in a placement that is not the
+    identity is no evidence."""
+    from imgatlas.inspect._verify import Match
+
+    assert Match(11, 87, False, 0.7, 0.4, 0.99, overlapping=52, aligned=True).same_photo
+    assert not Match(11, 87, False, 0.7, 0.4, 0.99, overlapping=52).same_photo
+    assert not Match(9, 87, False, 0.7, 0.4, 0.99, overlapping=52, aligned=True).same_photo

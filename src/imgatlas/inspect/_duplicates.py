@@ -60,10 +60,6 @@ FRAMED_HASH = 12
 # nor a close cosine (0.74-0.93 on planted dev copies), but is its original's nearest image.
 NEAREST_COS = 0.72
 MIRROR_COS = 0.93  # a plain mirror image's features stay this close (0.94-0.98 planted)
-# A stamp (text, a logo) over much of a picture leaves too few keypoints agreeing, but the
-# hash and the features close: this close by both, a few keypoints in one placement suffice
-# (different dev photos: none within 7 bits; the closest near-miss pair, 9 bits at 0.83)
-STAMPED_HASH, STAMPED_COS, STAMPED_INLIERS = 8, 0.75, 10
 # what a new image was compared under: a change of the rules compares everything again
 PAIRS_VERSION = 2
 K_NEIGHBOURS = 5  # similarities kept per image for the outlier check
@@ -200,11 +196,6 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
             progress(1)
         if verdict is not None and verdict.same_photo:
             return Pair(a, b, similarity(cs, d), cs, d, verdict.evidence)
-        inliers = getattr(verdict, "inliers", 0)
-        if d <= STAMPED_HASH and cs >= STAMPED_COS and inliers >= STAMPED_INLIERS:
-            return Pair(a, b, similarity(cs, d), cs, d,
-                        f"stamped: hash {d} bits apart, features {cs:.2f}, {inliers} "
-                        "keypoints agree on one placement")
         return None
 
     # OpenCV's keypoints and matching release the GIL: two threads verify twice as fast

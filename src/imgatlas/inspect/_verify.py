@@ -36,6 +36,10 @@ ORB_FEATURES = 500  # keypoints per picture (matching costs their square)
 CROPPED = 0.8  # matched keypoints spanning less of a picture (area share): part of it
 SQUARE_TURN = 12.0  # degrees from upright or a quarter turn that a copy's placement keeps
 MIN_OVERLAP_PART = 0.2  # area share of each picture the agreeing keypoints span, at least
+# an aligned placement (within ALIGN_DEGREES, ALIGN_SCALE of the sizes' ratio, ALIGN_SHIFT of
+# the side): this many agreeing keypoints, this share of the overlap's matches
+ALIGN_DEGREES, ALIGN_SCALE, ALIGN_SHIFT = 2.0, 0.05, 0.03
+ALIGNED_INLIERS, ALIGNED_SHARE = 10, 0.2
 _REPROJECTION = 4.0  # px at SIDE: how far a match may land from where the placement puts it
 
 
@@ -53,10 +57,18 @@ class Match:
     # crop's other keypoints have no counterpart: their matches are noise, not evidence)
     overlapping: int | None = None
     framed: bool = False  # found between one picture and what the other's frame holds
+    # the placement lays one picture exactly over the other (upright, the scale their sizes
+    # give, no shift): the same frame, re-saved, resized or stamped
+    aligned: bool = False
 
     @property
     def same_photo(self) -> bool:
         if self.inliers >= SURE_INLIERS:
+            return True
+        if (self.aligned and self.overlapping is not None
+                and self.inliers >= max(ALIGNED_INLIERS, ALIGNED_SHARE * self.overlapping)):
+            # a chance placement between two photos is almost never the identity: a stamp
+            # covering much of the picture leaves few keypoints, but all of them in place
             return True
         if self.inliers < MIN_INLIERS:
             return False
@@ -66,8 +78,9 @@ class Match:
         # placement must also be upright or turned by quarters, as copies are (a chance
         # placement between two different photos is turned any way), and the agreeing
         # keypoints span a fair part of both pictures (not one face or one logo)
-        return (self.overlapping is not None and self._square_turn
-                and self.part >= MIN_OVERLAP_PART
+        if self.overlapping is None:
+            return False
+        return (self._square_turn and self.part >= MIN_OVERLAP_PART
                 and self.inliers >= MIN_INLIER_SHARE * self.overlapping)
 
     @property
@@ -262,8 +275,8 @@ class Verifier:
         spans = sorted((_span(src[keep], sa), _span(dst[keep], sb)))
         inside = _inside(src, src[keep]) & _inside(dst, dst[keep])
         return Match(int(keep.sum()), len(pairs), mirrored, angle % 360, spans[0],
-                     spans[0] / max(spans[1], 1e-6), int(inside.sum()))
-
+                     spans[0] / max(spans[1], 1e-6), int(inside.sum()),
+                     aligned=not mirrored and _aligned(M, angle, sa, sb))
 
     def _pixel_match(self, a: int, b: int) -> PixelMatch | None:
         ga, gb = self.gray(a), self.gray(b)
@@ -300,3 +313,14 @@ def _inside(points: np.ndarray, agreeing: np.ndarray, margin: float = 8.0) -> np
         return np.ones(len(points), dtype=bool)
     lo, hi = agreeing.min(axis=0) - margin, agreeing.max(axis=0) + margin
     return np.all((points >= lo) & (points <= hi), axis=1)
+
+
+def _aligned(M: np.ndarray, angle: float, sa: tuple[int, ...], sb: tuple[int, ...]) -> bool:
+    """Whether the placement ``M`` (from a picture of shape ``sa`` to one of ``sb``) lays
+    one whole picture over the other: upright, scaled as their sizes are, not shifted."""
+    expected = max(sb[:2]) / max(sa[:2])
+    scale = float(np.hypot(M[0, 0], M[1, 0]))
+    shift = float(np.hypot(M[0, 2], M[1, 2])) / max(sb[:2])
+    turn = abs((angle + 180.0) % 360.0 - 180.0)
+    return (turn <= ALIGN_DEGREES and abs(scale / expected - 1.0) <= ALIGN_SCALE
+            and shift <= ALIGN_SHIFT)
