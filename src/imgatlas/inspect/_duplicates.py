@@ -150,7 +150,12 @@ def find_pairs(c: Collection, new_rows: np.ndarray, verifier: Verifier,
         k = todo[start:start + 8192]
         cos[k] = np.einsum("ij,ij->i", c.X[i[k]], c.X[j[k]])
     dist = np.unpackbits(c.bits[i] ^ c.bits[j], axis=1).sum(axis=1)
-    turned, view, framed_dist = _turned_distance(c, i, j)
+    # views matter only between pictures with keypoints: measured for those pairs alone
+    both = big[i] & big[j]
+    turned = np.full(len(i), 65, np.int64)
+    view = np.zeros(len(i), np.int64)
+    framed_dist = np.full(len(i), 65, np.int64)
+    turned[both], view[both], framed_dist[both] = _turned_distance(c, i[both], j[both])
     same = content[i] == content[j]
     sure = same | ((dist <= HASH_SAME) & (cos >= COS_WITH_HASH))
     zone = np.zeros(len(i), dtype=bool)
