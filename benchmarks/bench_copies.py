@@ -312,7 +312,7 @@ def main() -> None:
         f"Planted from dev photos ({args.sources}), seed {args.seed}: {s['n_copies']} copies "
         f"({args.per_kind} of each kind) and {s['n_near']} near-miss pairs (different photos of "
         "one class, each other's nearest by Lite0 features). Dev data: the rules were tuned "
-        "on the sets of seeds 0 and 1 (other photos and copies of the same dev sets); the "
+        "on the sets of seeds 0, 1 and 3 (other photos and copies of the same dev sets); the "
         "held-out folder decides.", "",
         f"Pair recall **{s['recall']:.3f}**, precision **{s['precision']:.3f}**, near-miss "
         f"pairs grouped **{s['near_false']:.3f}**; inspect {seconds:.1f} s.", "",
