@@ -118,23 +118,32 @@ def status(workspace: PathLike) -> dict[str, Any]:
 
 def inspect(workspace: PathLike, *, features: str | None = None,
             options: dict[str, dict[str, Any]] | None = None, workers: int = 2,
-            splits: str | list[str] | None = None, progress: bool = False,
+            splits: str | list[str] | None = None, engine: str = "local",
+            address: str | None = None, num_workers: int | None = None,
+            shard_size: int | None = None, progress: bool = False,
             wait: float = 0.0) -> dict[str, Any]:
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny, oddly
     shaped, grey and outlying images; recorded as a run, incremental (only new or changed
     images are compared). ``options``: per check, thresholds other than the defaults
     (``{"blurry": {"blur_width": 2.5}}``; ``algorithms()["checks"]`` lists them).
     ``splits`` (``"train,test"``): top-level folders that are the collection's splits;
-    near-duplicates across them are reported as ``leaks``.
+    near-duplicates across them are reported as ``leaks``. ``engine="ray"``: the new images'
+    searches run as Ray tasks of ``shard_size`` images (default 32768; the pairs found are
+    the same as on the local engine).
 
     Returns ``{"near_duplicate_groups": [...], "flags": [...], "leaks": [...], "counts":
     {...}, "run": {...}}``."""
+    from imgatlas._shards import check_engine
     from imgatlas.inspect import inspect_workspace, inspection, parse_splits
 
+    check_engine(engine)  # before the workspace is locked
     names = parse_splits(splits)
     with Workspace.open(workspace, write=True, wait=wait, purpose="inspect") as ws:
         res = inspect_workspace(ws, ws.pick_store(features), options=options,
-                                workers=workers, splits=names, progress=progress)
+                                workers=workers, splits=names, engine=engine,
+                                address=address, num_workers=num_workers,
+                                **({"shard_size": shard_size} if shard_size else {}),
+                                progress=progress)
         return {**inspection(ws), "run": res}
 
 

@@ -247,10 +247,15 @@ def _print_status(r: dict[str, Any]) -> None:
               help="Top-level folders that are the collection's splits (train,val,test): "
                    "near-duplicates across them are leaks; --exclude leaks leaves out the "
                    "copies outside the first.")
+@engine_opts("the new images' searches run as parallel tasks (the same pairs)")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="New images searched per shard (bounds the vectors in memory per "
+                   "worker) [32768].")
 @wait_opt
 @progress_opt
 @json_opt
-def inspect_cmd(workspace, features, limit, splits, wait, progress, as_json, **thresholds):
+def inspect_cmd(workspace, features, limit, splits, engine, address, num_workers, shard_size,
+                wait, progress, as_json, **thresholds):
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny,
     oddly shaped, grey and outlying images (incremental: only new images are compared)."""
     options: dict[str, dict[str, Any]] = {}
@@ -259,7 +264,8 @@ def inspect_cmd(workspace, features, limit, splits, wait, progress, as_json, **t
         if value is not None:
             options.setdefault(params[name][1][0], {})[name] = value
     res = api.inspect(workspace, features=features, options=options, splits=splits,
-                      progress=_progress(progress), wait=wait)
+                      engine=engine, address=address, num_workers=num_workers,
+                      shard_size=shard_size, progress=_progress(progress), wait=wait)
     _emit(res, as_json, lambda r: _print_inspection(r, limit))
 
 

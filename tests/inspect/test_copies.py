@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,7 +243,8 @@ def test_large_collections_search_hashes_through_an_inverted_file(tmp_path, cach
                                                                    monkeypatch):
     """Above EXACT_UP_TO images the hash searches go through a binary inverted file (no
     all-against-all): on a small collection with the bound lowered, the same groups."""
-    import imgatlas.inspect._duplicates as dup
+    import imgatlas.inspect._candidates as cand
+    import imgatlas.inspect._space as space
 
     root = tmp_path / "photos"
     root.mkdir()
@@ -257,11 +259,12 @@ def test_large_collections_search_hashes_through_an_inverted_file(tmp_path, cach
     def groups(ws: Path) -> list[set[str]]:
         api.scan(root, ws)
         api.embed(ws, cache_dir=cache_dir)
-        return sorted((sorted({os.path.basename(p) for p in [g["keep"], *g["copies"]]})
-                       for g in api.inspect(ws)["near_duplicate_groups"]))
+        return sorted(sorted({os.path.basename(p) for p in [g["keep"], *g["copies"]]})
+                       for g in api.inspect(ws)["near_duplicate_groups"])
 
     exact = groups(tmp_path / "exact")
-    monkeypatch.setattr(dup, "EXACT_UP_TO", 10)
+    monkeypatch.setattr(cand, "HASH_EXACT_UP_TO", 10)
+    monkeypatch.setattr(space, "EXACT_UP_TO", 10)
     assert groups(tmp_path / "ivf") == exact
     assert ["mirrored-copy.jpg", "mirrored-original.jpg"] in exact
 

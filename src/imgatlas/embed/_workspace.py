@@ -125,7 +125,7 @@ def embed_workspace(
     p = plan(ws, backbone, l2_normalize=l2_normalize, dtype=dtype, view=view)
     measure = None
     if measure_pixels and view is None:
-        measured = set(ws.pixel_stats(STATS_VERSION)["id"].tolist())
+        measured = set(ws.measured_ids(STATS_VERSION).tolist())
         if any(i not in measured for ids in p.by_sha.values() for i in ids):
             measure = pixel_stats
     embedder = Embedder(backbone, batch_size=batch_size, device=device, threads=threads,

@@ -10,91 +10,129 @@ the Ray engine, or whose file changed) is decoded and measured here.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from imgatlas._progress import progress_bar
+from imgatlas._shards import StoreFile, check_engine
 from imgatlas.decode import DEFAULT_MAX_PIXELS, load_rgb, read_file
 from imgatlas.errors import ConfigError, DecodeError
+from imgatlas.inspect._candidates import Collection
 from imgatlas.inspect._checks import CHECKS, Measures, run_checks
-from imgatlas.inspect._duplicates import K_NEIGHBOURS, PAIRS_VERSION, Collection, find_pairs
+from imgatlas.inspect._duplicates import SHARD_SIZE, find_pairs
 from imgatlas.inspect._groups import near_duplicate_groups
 from imgatlas.inspect._leaks import check_splits
-from imgatlas.inspect._pixels import SIDE, STATS_VERSION, pixel_stats, turn_bits
+from imgatlas.inspect._pixels import (
+    MIN_FOCUS_SIDE,
+    SIDE,
+    STATS_VERSION,
+    TURNS,
+    hash_bits,
+    pixel_stats,
+)
+from imgatlas.inspect._rules import K_NEIGHBOURS, PAIRS_VERSION
+from imgatlas.inspect._space import SearchSpace
 from imgatlas.inspect._verify import Verifier
-from imgatlas.store import FeatureStore, Status, Workspace, fingerprint
+from imgatlas.store import FeatureStore, Workspace, fingerprint
 
 
 def inspect_workspace(ws: Workspace, store: FeatureStore, *,
                       options: dict[str, dict[str, Any]] | None = None,
                       workers: int = 2, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                      splits: list[str] | None = None, progress: bool = False
-                      ) -> dict[str, Any]:
+                      splits: list[str] | None = None, engine: str = "local",
+                      address: str | None = None, num_workers: int | None = None,
+                      shard_size: int = SHARD_SIZE, exact_up_to: int | None = None,
+                      progress: bool = False) -> dict[str, Any]:
     """Find near-duplicate groups and flag unusable images (see the module docstring);
     ``splits``: the top-level folders that are a collection's train/val/test splits, whose
-    shared near-duplicates are leaks (:mod:`imgatlas.inspect._leaks`)."""
+    shared near-duplicates are leaks (:mod:`imgatlas.inspect._leaks`). ``engine``: where
+    the search shards of ``shard_size`` new images run (the pairs do not depend on it);
+    above ``exact_up_to`` images (default: EXACT_UP_TO) the features are searched as codes
+    (:mod:`imgatlas.inspect._space`)."""
     t0 = time.perf_counter()
+    check_engine(engine)
     options = {name: CHECKS[name].options(given) for name, given in (options or {}).items()}
-    rows = {r.id: r for r in ws.images(Status.OK)}
-    if not rows:
+    images = ws.comparable_images()
+    if not len(images["id"]):
         raise ConfigError(f"Workspace {ws.path} has no usable images; scan a folder first.")
     if splits:
         check_splits(ws, splits)
     params = {"features": store.key, "options": options, "stats_version": STATS_VERSION,
               **({"splits": list(splits)} if splits else {})}
-    with ws.recording("inspect", params, inputs=fingerprint(sorted(rows), store.key)) as run:
+    with ws.recording("inspect", params,
+                      inputs=fingerprint(images["id"].tolist(), store.key)) as run:
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        measured = _measure_missing(ws, rows, workers, max_pixels, progress)
+        measured = _measure_missing(ws, images["id"], workers, max_pixels, progress)
         timings["measure"] = time.perf_counter() - t
 
-        stats = ws.pixel_stats(STATS_VERSION)
-        ids, X = store.read()
-        have_stats = {int(i): r for r, i in enumerate(stats["id"].tolist())}
-        keep = np.array([i in have_stats for i in ids.tolist()], dtype=bool)
-        ids, X = ids[keep], X[keep]
-        X = X.astype(np.float32)
-        X /= np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-        srow = np.array([have_stats[int(i)] for i in ids], dtype=np.int64)
-        c = Collection(ids=ids, X=np.ascontiguousarray(X), hashes=stats["phash"][srow],
-                       sha=[rows[int(i)].sha256 or f"id{int(i)}" for i in ids],
-                       turns=turn_bits(list(stats["turns"][srow])))
-
         t = time.perf_counter()
+        stats = ws.pixel_stats(STATS_VERSION)
+        ids = np.intersect1d(store.usable_ids(), stats["id"])
+        srow = np.searchsorted(stats["id"], ids)
+        irow = np.searchsorted(images["id"], ids)
         compared = compared_key(store.key)
-        done = ws.inspected(compared)
-        new_rows = np.array([r for r, i in enumerate(ids.tolist()) if i not in done],
-                            dtype=np.int64)
+        done_ids, done_sims = ws.inspected(compared, K_NEIGHBOURS)
+        new = ~np.isin(ids, done_ids)
+        new_rows = np.flatnonzero(new)
+        turns = stats["turns"][srow]
+        turns = (turns.reshape(len(ids), len(TURNS), 8) if turns.shape[1] == 8 * len(TURNS)
+                 else np.zeros((len(ids), len(TURNS), 8), np.uint8))
+        c = Collection(bits=hash_bits(stats["phash"][srow]), turns=turns,
+                       content=images["content"][irow],
+                       big=np.minimum(images["width"][irow], images["height"][irow])
+                       >= MIN_FOCUS_SIDE, new=new)
+        del turns
         if len(new_rows):
+            space = SearchSpace.build(StoreFile.of(store), ids, exact_up_to=exact_up_to)
+            c.index()
+            timings["index"] = time.perf_counter() - t
+            t = time.perf_counter()
             ws.forget_pairs_of(ids[new_rows].tolist())
-            verifier = Verifier({int(i): rows[int(i)].path for i in ids},
-                                {int(i): (rows[int(i)].width or 0, rows[int(i)].height or 0)
-                                 for i in ids}, max_pixels)
-            bar = progress_bar(total=None, desc="inspect: verify", unit="pair",
-                               enable=progress)
-            pairs, near = find_pairs(c, new_rows, verifier, bar.update)
-            bar.close()
-            ws.record_duplicate_pairs(p.row() for p in pairs)
-            ws.record_inspected(compared, _merge_neighbours(done, near, c, new_rows).items())
+            searched = progress_bar(total=len(new_rows), desc="inspect: search", unit="img",
+                                    enable=progress)
+            verified = progress_bar(total=None, desc="inspect: verify", unit="pair",
+                                    enable=progress)
+            found = find_pairs(space, c, new_rows, lambda wanted: _verifier(ws, wanted,
+                                                                            max_pixels),
+                               engine=engine, address=address, num_workers=num_workers,
+                               shard_size=shard_size, searched=searched.update,
+                               verified=verified.update)
+            searched.close()
+            verified.close()
+            del space, c
+            ws.record_duplicate_pairs(p.row() for p in found.pairs)
+            ws.record_inspected(compared, _merge_neighbours(
+                done_ids, done_sims, ids[found.rows], found.neighbours,
+                ids[found.reverse[:, 0].astype(np.int64)], found.reverse[:, 2]))
         timings["compare"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        neighbours = ws.inspected(compared)
-        width = {i: stats["edge_width"][r] for i, r in have_stats.items()}
+        done_ids, done_sims = ws.inspected(compared, K_NEIGHBOURS)
+        width = dict(zip(stats["id"].tolist(), stats["edge_width"].tolist(), strict=True))
         groups = near_duplicate_groups(ws, width)
-        m = _measures(ws, rows, stats, neighbours, groups)
+        m = _measures(images, stats, done_ids, done_sims, groups)
         flags = run_checks(m, options)
         ws.replace_flags(run.id, flags)
         timings["flags"] = time.perf_counter() - t
         counts = _counts(groups, flags)
         run.results = {
-            "n_images": len(rows), "n_compared": int(len(new_rows)),
-            "n_measured": measured, "counts": counts,
+            "n_images": len(images["id"]), "n_compared": int(len(new_rows)),
+            "n_measured": measured, "counts": counts, "engine": engine,
             "seconds": round(time.perf_counter() - t0, 3),
             "timings": {k: round(v, 3) for k, v in timings.items()}, "run_id": run.id}
     return run.results
+
+
+def _verifier(ws: Workspace, wanted: np.ndarray, max_pixels: int | None) -> Verifier:
+    """A verifier that knows the files of the images ``wanted`` (the ones pairs to verify
+    hold), looked up once."""
+    rows = ws.images_by_id(wanted.tolist())
+    return Verifier({i: r.path for i, r in rows.items()},
+                    {i: (r.width or 0, r.height or 0) for i, r in rows.items()}, max_pixels)
 
 
 def compared_key(store_key: str) -> str:
@@ -104,14 +142,15 @@ def compared_key(store_key: str) -> str:
     return store_key if PAIRS_VERSION == 1 else f"{store_key}#pairs{PAIRS_VERSION}"
 
 
-def _measure_missing(ws: Workspace, rows: dict[int, Any], workers: int,
+def _measure_missing(ws: Workspace, usable: np.ndarray, workers: int,
                      max_pixels: int | None, progress: bool) -> int:
     """Decode and measure the usable images that have no current measures; a file that no
     longer decodes is recorded as such, as embed would."""
-    have = set(ws.pixel_stats(STATS_VERSION)["id"].tolist())
-    todo = [rows[i] for i in sorted(rows) if i not in have]
-    if not todo:
+    missing = np.setdiff1d(usable, ws.measured_ids(STATS_VERSION))
+    if not len(missing):
         return 0
+    found = ws.images_by_id(missing.tolist())
+    todo = [found[i] for i in missing.tolist() if i in found]
 
     def measure(row: Any) -> tuple[int, str, Any]:
         try:
@@ -139,28 +178,32 @@ def _measure_missing(ws: Workspace, rows: dict[int, Any], workers: int,
     return len(todo) - len(failed)
 
 
-def _merge_neighbours(done: dict[int, np.ndarray], near: dict[int, np.ndarray],
-                      c: Collection, new_rows: np.ndarray) -> dict[int, np.ndarray]:
+def _merge_neighbours(done_ids: np.ndarray, done_sims: np.ndarray, new_ids: np.ndarray,
+                      new_sims: np.ndarray, older: np.ndarray, older_sims: np.ndarray
+                      ) -> Iterator[tuple[int, np.ndarray]]:
     """The new images' nearest-neighbour similarities, and the older images' updated where a
-    new image is now among their nearest."""
-    out = dict(near)
-    new_ids = c.ids[new_rows]
-    old_ids = np.array([i for i in c.ids.tolist() if i in done], dtype=np.int64)
-    if len(old_ids) and len(new_ids):
-        old_rows = np.array([c.row[int(i)] for i in old_ids])
-        for start in range(0, len(old_rows), 4096):  # (4096 x new) similarities at a time
-            block = old_rows[start:start + 4096]
-            sims = c.X[block] @ c.X[new_rows].T
-            for r, srow in zip(block.tolist(), sims, strict=True):
-                i = int(c.ids[r])
-                merged = np.sort(np.concatenate([done[i], srow[srow < 0.9999]]))[::-1]
-                if merged[:K_NEIGHBOURS].tolist() != done[i][:K_NEIGHBOURS].tolist():
-                    out[i] = merged[:K_NEIGHBOURS].astype(np.float32)
-    return out
+    new image is now among their nearest: those found among the new images' own nearest
+    (an older image whose nearest a new one became is, nearly always, among the new one's
+    nearest too; the outlier check reads only the mean of five)."""
+    for i, sims in zip(new_ids.tolist(), new_sims, strict=True):
+        yield i, sims[~np.isnan(sims)]
+    if not len(older):
+        return
+    order = np.argsort(older, kind="stable")
+    older, older_sims = older[order], older_sims[order]
+    starts = np.flatnonzero(np.r_[True, older[1:] != older[:-1]])
+    ends = np.r_[starts[1:], len(older)]
+    at = np.searchsorted(done_ids, older[starts])
+    width = done_sims.shape[1]
+    for r, a, b in zip(at.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        had = done_sims[r][~np.isnan(done_sims[r])]
+        merged = np.sort(np.concatenate([had, older_sims[a:b].astype(np.float32)]))[::-1]
+        if merged[:width].tolist() != had[:width].tolist():
+            yield int(done_ids[r]), merged[:width].astype(np.float32)
 
 
-def _measures(ws: Workspace, rows: dict[int, Any], stats: dict[str, np.ndarray],
-              neighbours: dict[int, np.ndarray], groups: list[Any]) -> Measures:
+def _measures(images: dict[str, np.ndarray], stats: dict[str, np.ndarray],
+              done_ids: np.ndarray, done_sims: np.ndarray, groups: list[Any]) -> Measures:
     ids = stats["id"]
     by_id = {int(i): r for r, i in enumerate(ids.tolist())}
     sharper: dict[int, float] = {}
@@ -174,15 +217,17 @@ def _measures(ws: Workspace, rows: dict[int, Any], stats: dict[str, np.ndarray],
             peers = [o for o in known if o != r and abs(side[o] - side[r]) <= 0.12 * side[r]]
             if peers:
                 sharper[r] = float(min(width[o] for o in peers))
-    return Measures(
-        ids=ids,
-        width=np.array([rows[int(i)].width or 0 for i in ids], dtype=np.float64),
-        height=np.array([rows[int(i)].height or 0 for i in ids], dtype=np.float64),
-        stats=stats,
-        neighbour_similarity=np.array(
-            [float(neighbours[int(i)].mean()) if len(neighbours.get(int(i), ())) else np.nan
-             for i in ids], dtype=np.float64),
-        sharper_copy=sharper)
+    irow = np.searchsorted(images["id"], ids)
+    have = np.isin(ids, done_ids)
+    similarity = np.full(len(ids), np.nan)
+    if have.any():
+        rows = done_sims[np.searchsorted(done_ids, ids[have])]
+        counted = (~np.isnan(rows)).sum(axis=1)
+        mean = np.nansum(rows, axis=1) / np.maximum(counted, 1)
+        similarity[have] = np.where(counted > 0, mean, np.nan)
+    return Measures(ids=ids, width=images["width"][irow].astype(np.float64),
+                    height=images["height"][irow].astype(np.float64), stats=stats,
+                    neighbour_similarity=similarity, sharper_copy=sharper)
 
 
 def _counts(groups: list[Any], flags: list[tuple[int, str, float, str]]) -> dict[str, int]:

@@ -40,32 +40,93 @@ class InspectMixin:
 
     def pixel_stats(self: Workspace, version: int) -> dict[str, np.ndarray]:
         """Measures of every usable image measured by ``version`` from its current content:
-        ``{"id": ids, column: values...}`` (NaN where a measure is None)."""
+        ``{"id": ids, column: values...}`` (NaN where a measure is None; ``turns``: one row
+        of bytes per image, zeros where it has none). Read in pieces into arrays: at a
+        million images a list of rows held 0.5 GB."""
         cols = ", ".join(f"p.{c}" for c in STATS_COLUMNS)
-        rows = self._con.execute(
-            f"SELECT p.image_id, {cols} FROM pixel_stats p JOIN images i ON i.id=p.image_id "  # noqa: S608
-            "WHERE i.status='ok' AND p.sha256=i.sha256 AND p.version=? ORDER BY p.image_id",
-            (version,)).fetchall()
-        out: dict[str, np.ndarray] = {"id": np.array([r[0] for r in rows], dtype=np.int64)}
-        for k, c in enumerate(STATS_COLUMNS, 1):
-            if c == "phash":
-                out[c] = np.array([r[k] for r in rows], dtype=np.int64)
-            elif c == "turns":  # 7 hashes of 8 bytes (inspect/_pixels.py TURNS), as stored
-                out[c] = np.array([r[k] for r in rows], dtype=object)
-            else:
-                out[c] = np.array([np.nan if r[k] is None else r[k] for r in rows],
-                                  dtype=np.float64)
+        where = ("FROM pixel_stats p JOIN images i ON i.id=p.image_id WHERE i.status='ok' "
+                 "AND p.sha256=i.sha256 AND p.version=?")
+        n = self._con.execute(f"SELECT count(*) {where}", (version,)).fetchone()[0]  # noqa: S608
+        out: dict[str, Any] = {"id": np.empty(n, np.int64), "phash": np.empty(n, np.int64)}
+        floats = [c for c in STATS_COLUMNS if c not in ("phash", "turns")]
+        for c in floats:
+            out[c] = np.empty(n, np.float64)
+        turns: np.ndarray | None = None
+        cur = self._con.execute(f"SELECT p.image_id, {cols} {where} ORDER BY p.image_id",  # noqa: S608
+                                (version,))
+        at = 0
+        while rows := cur.fetchmany(65_536):
+            part = list(zip(*rows, strict=True))
+            k = slice(at, at + len(rows))
+            out["id"][k] = part[0]
+            out["phash"][k] = part[1 + STATS_COLUMNS.index("phash")]
+            for c in floats:
+                out[c][k] = np.array(part[1 + STATS_COLUMNS.index(c)], dtype=np.float64)
+            blobs = part[1 + STATS_COLUMNS.index("turns")]
+            width = max((len(b) for b in blobs if b is not None), default=0)
+            if turns is None or width > turns.shape[1]:
+                grown = np.zeros((n, width), np.uint8)
+                if turns is not None:
+                    grown[:, :turns.shape[1]] = turns
+                turns = grown
+            for r, b in enumerate(blobs, at):
+                if b is not None and len(b) == turns.shape[1]:
+                    turns[r] = np.frombuffer(b, np.uint8)
+            at += len(rows)
+        out["turns"] = np.zeros((n, 0), np.uint8) if turns is None else turns
         return out
 
+    def measured_ids(self: Workspace, version: int) -> np.ndarray:
+        """Ids of the usable images with current measures of ``version``, ascending."""
+        rows = self._con.execute(
+            "SELECT p.image_id FROM pixel_stats p JOIN images i ON i.id=p.image_id WHERE "
+            "i.status='ok' AND p.sha256=i.sha256 AND p.version=? ORDER BY p.image_id",
+            (version,)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def comparable_images(self: Workspace) -> dict[str, np.ndarray]:
+        """Per usable image, by id: ``id``, ``content`` (one number per distinct content
+        hash), ``width`` and ``height`` (0 when unknown): what comparing them needs of the
+        catalogue, as arrays (a million rows as objects held 0.6 GB)."""
+        where = "FROM images WHERE status='ok'"
+        n = self._con.execute(f"SELECT count(*) {where}").fetchone()[0]  # noqa: S608
+        ids = np.empty(n, np.int64)
+        sha = np.empty(n, "S64")
+        size = np.zeros((n, 2), np.int64)
+        cur = self._con.execute(f"SELECT id, coalesce(sha256, 'id' || id), coalesce(width, 0), "  # noqa: S608
+                                f"coalesce(height, 0) {where} ORDER BY id")
+        at = 0
+        while rows := cur.fetchmany(65_536):
+            part = list(zip(*rows, strict=True))
+            k = slice(at, at + len(rows))
+            ids[k] = part[0]
+            sha[k] = [s.encode() for s in part[1]]
+            size[k, 0], size[k, 1] = part[2], part[3]
+            at += len(rows)
+        _, content = np.unique(sha, return_inverse=True)
+        return {"id": ids, "content": content.astype(np.int64), "width": size[:, 0],
+                "height": size[:, 1]}
+
     # -- what has been compared ----------------------------------------------------------------
-    def inspected(self: Workspace, store: str) -> dict[int, np.ndarray]:
-        """``{image id: its nearest-neighbour similarities}`` for usable images already
-        compared with the collection, in feature store ``store``, from their current
-        content."""
-        return {r[0]: np.frombuffer(r[1], dtype=np.float32) for r in self._con.execute(
-            "SELECT n.image_id, n.neighbours FROM inspected n JOIN images i ON "
-            "i.id=n.image_id WHERE i.status='ok' AND n.sha256=i.sha256 AND n.store=?",
-            (store,))}
+    def inspected(self: Workspace, store: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Usable images already compared with the collection in feature store ``store``,
+        from their current content: ``(ids, similarities)``, ids ascending, each row the
+        image's nearest-neighbour similarities NaN-padded to ``width``."""
+        where = ("FROM inspected n JOIN images i ON i.id=n.image_id WHERE i.status='ok' "
+                 "AND n.sha256=i.sha256 AND n.store=?")
+        n = self._con.execute(f"SELECT count(*) {where}", (store,)).fetchone()[0]  # noqa: S608
+        ids = np.empty(n, np.int64)
+        sims = np.full((n, width), np.nan, np.float32)
+        cur = self._con.execute(f"SELECT n.image_id, n.neighbours {where} "  # noqa: S608
+                                "ORDER BY n.image_id", (store,))
+        at = 0
+        while rows := cur.fetchmany(65_536):
+            for r, (i, blob) in enumerate(rows, at):
+                ids[r] = i
+                v = np.frombuffer(blob, np.float32)[:width]
+                sims[r, :len(v)] = v
+            at += len(rows)
+        return ids, sims
 
     def record_inspected(self: Workspace, store: str,
                          rows: Iterable[tuple[int, np.ndarray]]) -> None:
@@ -100,9 +161,16 @@ class InspectMixin:
 
     def forget_pairs_of(self: Workspace, image_ids: Sequence[int]) -> None:
         """Drop the pairs of images about to be compared again (their content changed)."""
+        if self._con.execute("SELECT 1 FROM duplicate_pairs LIMIT 1").fetchone() is None:
+            return  # nothing to forget (a first inspection of a million: 1M deletes)
         with self.transaction("recording near-duplicates") as con:
-            con.executemany("DELETE FROM duplicate_pairs WHERE a=? OR b=?",
-                            [(int(i), int(i)) for i in image_ids])
+            con.execute("CREATE TEMP TABLE IF NOT EXISTS forget(id INTEGER PRIMARY KEY)")
+            con.execute("DELETE FROM forget")
+            con.executemany("INSERT OR IGNORE INTO forget VALUES (?)",
+                            [(int(i),) for i in image_ids])
+            con.execute("DELETE FROM duplicate_pairs WHERE a IN (SELECT id FROM forget) "
+                        "OR b IN (SELECT id FROM forget)")
+            con.execute("DELETE FROM forget")
 
     # -- flags -------------------------------------------------------------------------------
     def replace_flags(self: Workspace, run_id: int,
