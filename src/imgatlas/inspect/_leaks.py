@@ -15,7 +15,7 @@ from typing import Any
 
 from imgatlas.errors import ConfigError
 from imgatlas.inspect._groups import Group
-from imgatlas.store import Status, Workspace
+from imgatlas.store import Workspace
 
 LEAKS = "leaks"  # the --exclude name of copies outside the first split
 
@@ -42,7 +42,8 @@ def check_splits(ws: Workspace, names: list[str]) -> None:
     present = set(split_of_images(ws, names).values())
     missing = [n for n in names if n not in present]
     if missing:
-        tops = sorted({top for r in ws.images(Status.OK) if (top := _top(r.path, r.root))})
+        tops = sorted({top for _, path, root in ws.usable_paths()
+                       if (top := _top(path, root))})
         raise ConfigError(f"--splits names {missing[0]!r}, which is not a top-level folder of "
                           f"the collection (it has: {', '.join(tops[:10]) or 'none'}).")
 
@@ -59,10 +60,10 @@ def split_of_images(ws: Workspace, names: list[str]) -> dict[int, str]:
     """``{image id: split name}`` for the usable images under one of ``names``."""
     wanted = set(names)
     out = {}
-    for r in ws.images(Status.OK):
-        top = _top(r.path, r.root)
+    for i, path, root in ws.usable_paths():
+        top = _top(path, root)
         if top in wanted:
-            out[r.id] = top
+            out[i] = top
     return out
 
 

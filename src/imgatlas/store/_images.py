@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +59,14 @@ class ImagesMixin:
             q += " WHERE status=?"
             args = (str(status),)
         return [ImageRow(*r) for r in self._con.execute(q + " ORDER BY id", args)]
+
+    def usable_paths(self: Workspace) -> Iterator[tuple[int, bytes, bytes]]:
+        """``(id, path, root)`` of every usable image, streamed (nothing else of a
+        million rows held at once)."""
+        cur = self._con.execute("SELECT id, path, root FROM images WHERE status='ok' "
+                                "ORDER BY id")
+        while rows := cur.fetchmany(65_536):
+            yield from rows
 
     def images_by_id(self: Workspace, image_ids: list[int]) -> dict[int, ImageRow]:
         """The rows of ``image_ids`` (any status), by id; unknown ids are left out."""
