@@ -63,7 +63,7 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
     params = {"features": store.key, "options": options, "stats_version": STATS_VERSION,
               **({"splits": list(splits)} if splits else {})}
     with ws.recording("inspect", params,
-                      inputs=fingerprint(images["id"].tolist(), store.key)) as run:
+                      inputs=fingerprint(images["id"], store.key)) as run:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         measured = _measure_missing(ws, images["id"], workers, max_pixels, progress)

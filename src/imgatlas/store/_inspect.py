@@ -69,9 +69,13 @@ class InspectMixin:
                 if turns is not None:
                     grown[:, :turns.shape[1]] = turns
                 turns = grown
-            for r, b in enumerate(blobs, at):
-                if b is not None and len(b) == turns.shape[1]:
-                    turns[r] = np.frombuffer(b, np.uint8)
+            if width == turns.shape[1] > 0 and all(b is not None and len(b) == width
+                                                   for b in blobs):
+                turns[k] = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(rows), width)
+            else:
+                for r, b in enumerate(blobs, at):
+                    if b is not None and len(b) == turns.shape[1]:
+                        turns[r] = np.frombuffer(b, np.uint8)
             at += len(rows)
         out["turns"] = np.zeros((n, 0), np.uint8) if turns is None else turns
         return out
@@ -135,7 +139,7 @@ class InspectMixin:
             con.executemany(
                 "INSERT OR REPLACE INTO inspected(image_id, sha256, store, neighbours) "
                 "SELECT id, sha256, ?, ? FROM images WHERE id=?",
-                [(store, np.asarray(nb, np.float32).tobytes(), int(i)) for i, nb in rows])
+                ((store, np.asarray(nb, np.float32).tobytes(), int(i)) for i, nb in rows))
 
     # -- near-duplicates ---------------------------------------------------------------------
     def record_duplicate_pairs(self: Workspace,
