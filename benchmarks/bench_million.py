@@ -278,6 +278,18 @@ def plant_in_million(w: Path, rws: Path, bws: Path, seed: int) -> tuple[Path, di
     return folder, truth, desc
 
 
+def new_arrivals(w: Path, n: int) -> Path:
+    """``n`` pictures that arrive after the first inspection: dev sketches (the planted
+    folder holds none of them), re-saved."""
+    folder = w / "arrivals"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    files = sorted(glob.glob(str(SHARED / "sketchy" / "sketch" / "*" / "*.png")))[:n]
+    for k, f in enumerate(files):
+        Image.open(f).convert("RGB").save(folder / f"arrival-{k:03d}.jpg", quality=90)
+    return folder
+
+
 def inspect_scores(w: Path, bws: Path, folder: Path, truth: dict, desc: str, seed: int,
                    log: list[tuple[str, float, float]]) -> tuple[dict, list[str]]:
     """The planted pairs scored in the million's inspection, then inspected and scored
@@ -396,8 +408,12 @@ def main() -> None:
     r = stage("report (sampled map, capped pages)",
               ["report", "--workspace", str(bws), "--out", str(w / "million-report")], log)
     n = stage("inspect (1M)", ["inspect", "--workspace", str(bws)], log)
+    arrivals = new_arrivals(w, 100)
+    stage("scan (100 new images)", ["scan", str(arrivals), "--workspace", str(bws)], [])
+    stage("embed (100 new images)", ["embed", "--workspace", str(bws)], [])
+    stage("inspect again (1M + 100 new images)", ["inspect", "--workspace", str(bws)], log)
     scores, inspect_lines = inspect_scores(w, bws, folder, truth, bg, args.seed, log)
-    at_scale = ("cluster", "index", "report", "inspect (1M)")
+    at_scale = ("cluster", "index", "report", "inspect (1M)", "inspect again")
     peak = max(m for name, _, m in log if name.startswith(at_scale))
     inspect_peak = next(m for name, _, m in log if name == "inspect (1M)")
     total = c + i + r + n

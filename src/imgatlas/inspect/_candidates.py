@@ -108,25 +108,31 @@ def search_shard(shared: tuple[SearchSpace, Collection], rows: np.ndarray) -> Fo
     space, c = shared
     rows = np.asarray(rows, dtype=np.int64)
     X, codes = space.query(rows)
-    inner, nn = space.search(codes, K_FEATURES + 1)
-    sims = space.similarity(inner, rows, nn)
+    sims, nn, exact_rows = space.nearest(rows, X, codes, K_FEATURES + 1)
     q = np.repeat(rows, nn.shape[1])
     valid = (nn >= 0) & (nn != rows[:, None])
     first = valid.argmax(axis=1)
     nearest = np.where(valid.any(axis=1), nn[np.arange(len(rows)), first], -1)
     other = (nn >= 0) & (c.content[np.maximum(nn, 0)] != c.content[rows][:, None])
-    # each row's first K_NEIGHBOURS other contents, in the search's order (highest first)
+    # each row's first K_NEIGHBOURS other contents, in the search's order (highest first),
+    # their similarity on one scale for all rows (the codes' cosine above EXACT_UP_TO)
+    scale = sims.copy()
+    recoded = np.flatnonzero(exact_rows & ~space.exact)
+    if len(recoded):
+        scale[recoded] = np.einsum("ij,ikj->ik", codes[recoded],
+                                   space.codes(np.maximum(nn[recoded], 0).ravel()).reshape(
+                                       len(recoded), nn.shape[1], -1))
     order = np.argsort(~other, axis=1, kind="stable")[:, :K_NEIGHBOURS]
-    neighbours = np.take_along_axis(sims, order, axis=1).astype(np.float32)
+    neighbours = np.take_along_axis(scale, order, axis=1).astype(np.float32)
     neighbours[~np.take_along_axis(other, order, axis=1)] = np.nan
     if neighbours.shape[1] < K_NEIGHBOURS:
         neighbours = np.pad(neighbours, ((0, 0), (0, K_NEIGHBOURS - neighbours.shape[1])),
                             constant_values=np.nan)
     old = other & ~c.new[np.maximum(nn, 0)]
     reverse = np.stack([nn[old], np.broadcast_to(rows[:, None], nn.shape)[old],
-                        sims[old]], 1).astype(np.float64)
+                        scale[old]], 1).astype(np.float64)
 
-    # candidates: the features' neighbours (their inner product known from the search),
+    # candidates: the features' neighbours (their cosine known from the search),
     # the hash's neighbours close enough to matter, the turned views', the same contents
     hd, hnn = c.hashes["plain"].search(np.ascontiguousarray(c.bits[rows]),
                                        min(K_HASH + 1, len(c.bits)))
@@ -136,18 +142,22 @@ def search_shard(shared: tuple[SearchSpace, Collection], rows: np.ndarray) -> Fo
                                      hnn[near]], 1),
                            _turned_candidates(c, rows[c.big[rows]]),
                            c.same_content(rows)])
-    ip = np.concatenate([inner.ravel(), np.full(len(cand) - inner.size, np.nan, np.float32)])
+    ip = np.concatenate([sims.ravel(), np.full(len(cand) - sims.size, np.nan, np.float32)])
+    known = np.zeros(len(cand), bool)  # an exact cosine already
+    known[:sims.size] = np.repeat(exact_rows, nn.shape[1])
     ok = (cand[:, 1] >= 0) & (cand[:, 0] != cand[:, 1])
-    cand, ip = cand[ok], ip[ok]
-    # one entry per pair, the one with the search's inner product first
+    cand, ip, known = cand[ok], ip[ok], known[ok]
+    # one entry per pair, the one with the search's cosine first
     _, first = np.unique(np.sort(cand, axis=1), axis=0, return_index=True)
-    cand, ip = cand[first], ip[first]
+    cand, ip, known = cand[first], ip[first], known[first]
     # query row a (position qa in this shard), other row b
     a, b = cand[:, 0], cand[:, 1]
     qa = np.searchsorted(rows, a)
     todo = np.flatnonzero(np.isnan(ip))
     ip[todo] = np.einsum("ij,ij->i", codes[qa[todo]], space.codes(b[todo]))
-    slack = space.residual[a] * space.residual[b]
+    ip = np.where(known, ip, space.projected(ip, a, b))  # Wx·Wy: within slack of the cosine
+    residual = space.residual
+    slack = np.where(known, 0.0, residual[a] * residual[b])
     m = _measure(c, a, b, np.minimum(ip + slack, 1.0).astype(np.float32))
     rank1 = b == nearest[qa]  # a's nearest; whether mutual is known once all shards are in
     sure, zone = decide(m, rank1)
