@@ -169,3 +169,33 @@ def test_inspect_on_ray_finds_what_one_process_finds(ray_cluster, tmp_path_facto
     flags = {e: sorted((os.path.basename(f["path"]), f["flag"]) for f in r["flags"])
              for e, r in results.items()}
     assert flags["ray"] == flags["local"]
+
+
+def test_images_the_codes_describe_poorly_find_their_copies_exactly(tmp_path):
+    """A few pictures unlike the many (their vectors mostly outside the directions fitted
+    on the sample) are searched exactly among themselves: each finds its copy as its
+    nearest, with the exact cosine."""
+    rng = np.random.default_rng(3)
+    n, d = 3000, 256
+    X = np.zeros((n + 40, d))
+    X[:n, :48] = rng.normal(0, 1, (20, 48))[rng.integers(0, 20, n)] + rng.normal(0, 0.5,
+                                                                                  (n, 48))
+    X[:n, 48:] = rng.normal(0, 0.05, (n, d - 48))
+    X[n:n + 20, 48:] = rng.normal(0, 1, (20, d - 48))
+    X[n + 20:, 48:] = X[n:n + 20, 48:] + rng.normal(0, 0.6, (20, d - 48))  # cos ~0.85
+    X[n:, :48] = rng.normal(0, 0.3, (40, 48))
+    path = tmp_path / "vectors.f32"
+    X.astype(np.float32).tofile(path)
+    ids = np.arange(1, n + 41)
+    space = SearchSpace.build(StoreFile(str(path), "float32", d), ids, exact_up_to=100)
+    assert space.atypical_rows is not None
+    odd = np.arange(n, n + 40)
+    assert np.isin(odd, space.atypical_rows).all() and len(space.atypical_rows) < 200
+    U = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    X_odd, codes = space.query(odd)
+    sims, nn, exact = space.nearest(odd, X_odd, codes, 3)
+    assert exact.all()
+    partner = np.r_[odd[20:], odd[:20]]
+    assert (nn[:, 1] == partner).all()  # [0] is itself
+    np.testing.assert_allclose(sims[:, 1], np.einsum("ij,ij->i", U[odd], U[partner]),
+                               atol=1e-5)
