@@ -407,7 +407,7 @@ def main() -> None:
                                              "ivfpq:64", "--shard-size", "65536"], log)
     r = stage("report (sampled map, capped pages)",
               ["report", "--workspace", str(bws), "--out", str(w / "million-report")], log)
-    n = stage("inspect (1M)", ["inspect", "--workspace", str(bws)], log)
+    n = stage("inspect (1M)", ["inspect", "--workspace", str(bws), "--fresh"], log)
     arrivals = new_arrivals(w, 100)
     stage("scan (100 new images)", ["scan", str(arrivals), "--workspace", str(bws)], [])
     stage("embed (100 new images)", ["embed", "--workspace", str(bws)], [])

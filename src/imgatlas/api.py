@@ -120,7 +120,7 @@ def inspect(workspace: PathLike, *, features: str | None = None,
             options: dict[str, dict[str, Any]] | None = None, workers: int = 2,
             splits: str | list[str] | None = None, engine: str = "local",
             address: str | None = None, num_workers: int | None = None,
-            shard_size: int | None = None, progress: bool = False,
+            shard_size: int | None = None, fresh: bool = False, progress: bool = False,
             wait: float = 0.0) -> dict[str, Any]:
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny, oddly
     shaped, grey and outlying images; recorded as a run, incremental (only new or changed
@@ -129,7 +129,8 @@ def inspect(workspace: PathLike, *, features: str | None = None,
     ``splits`` (``"train,test"``): top-level folders that are the collection's splits;
     near-duplicates across them are reported as ``leaks``. ``engine="ray"``: the new images'
     searches run as Ray tasks of ``shard_size`` images (default 32768; the pairs found are
-    the same as on the local engine).
+    the same as on the local engine). ``fresh``: compare every image again, not only the
+    new or changed ones.
 
     Returns ``{"near_duplicate_groups": [...], "flags": [...], "leaks": [...], "counts":
     {...}, "run": {...}}``."""
@@ -143,7 +144,7 @@ def inspect(workspace: PathLike, *, features: str | None = None,
                                 workers=workers, splits=names, engine=engine,
                                 address=address, num_workers=num_workers,
                                 **({"shard_size": shard_size} if shard_size else {}),
-                                progress=progress)
+                                fresh=fresh, progress=progress)
         return {**inspection(ws), "run": res}
 
 

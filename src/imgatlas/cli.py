@@ -251,11 +251,13 @@ def _print_status(r: dict[str, Any]) -> None:
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
               help="New images searched per shard (bounds the vectors in memory per "
                    "worker) [32768].")
+@click.option("--fresh", is_flag=True,
+              help="Compare every image again, not only the new or changed ones.")
 @wait_opt
 @progress_opt
 @json_opt
 def inspect_cmd(workspace, features, limit, splits, engine, address, num_workers, shard_size,
-                wait, progress, as_json, **thresholds):
+                fresh, wait, progress, as_json, **thresholds):
     """Find near-duplicate groups and flag blurry, dark, bright, nearly uniform, tiny,
     oddly shaped, grey and outlying images (incremental: only new images are compared)."""
     options: dict[str, dict[str, Any]] = {}
@@ -265,7 +267,8 @@ def inspect_cmd(workspace, features, limit, splits, engine, address, num_workers
             options.setdefault(params[name][1][0], {})[name] = value
     res = api.inspect(workspace, features=features, options=options, splits=splits,
                       engine=engine, address=address, num_workers=num_workers,
-                      shard_size=shard_size, progress=_progress(progress), wait=wait)
+                      shard_size=shard_size, fresh=fresh, progress=_progress(progress),
+                      wait=wait)
     _emit(res, as_json, lambda r: _print_inspection(r, limit))
 
 

@@ -199,3 +199,26 @@ def test_images_the_codes_describe_poorly_find_their_copies_exactly(tmp_path):
     assert (nn[:, 1] == partner).all()  # [0] is itself
     np.testing.assert_allclose(sims[:, 1], np.einsum("ij,ij->i", U[odd], U[partner]),
                                atol=1e-5)
+
+
+def test_fresh_compares_everything_again(tmp_path, cache_dir):
+    from imgatlas.cli import main
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for f in SAMPLES[:12]:
+        shutil.copy(f, root / f.name)
+    shutil.copy(SAMPLES[0], root / "again.jpg")
+    ws = tmp_path / "ws"
+    api.scan(root, ws)
+    api.embed(ws, cache_dir=cache_dir)
+    assert api.inspect(ws)["run"]["n_compared"] == 13
+    assert api.inspect(ws)["run"]["n_compared"] == 0
+    assert main(["inspect", "--workspace", str(ws), "--fresh", "--json"]) == 0
+    again = api.inspection(ws)
+    assert again["counts"]["near_duplicate_groups"] == 1
+    from imgatlas.store import Workspace
+
+    with Workspace.open(ws) as w:
+        last = [r for r in w.runs("inspect")][-1]
+    assert last["results"]["n_compared"] == 13 and last["params"]["fresh"]

@@ -45,13 +45,14 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
                       splits: list[str] | None = None, engine: str = "local",
                       address: str | None = None, num_workers: int | None = None,
                       shard_size: int = SHARD_SIZE, exact_up_to: int | None = None,
-                      progress: bool = False) -> dict[str, Any]:
+                      fresh: bool = False, progress: bool = False) -> dict[str, Any]:
     """Find near-duplicate groups and flag unusable images (see the module docstring);
     ``splits``: the top-level folders that are a collection's train/val/test splits, whose
     shared near-duplicates are leaks (:mod:`imgatlas.inspect._leaks`). ``engine``: where
     the search shards of ``shard_size`` new images run (the pairs do not depend on it);
     above ``exact_up_to`` images (default: EXACT_UP_TO) the features are searched as codes
-    (:mod:`imgatlas.inspect._space`)."""
+    (:mod:`imgatlas.inspect._space`). ``fresh``: forget what earlier inspections compared
+    and compare every image again."""
     t0 = time.perf_counter()
     check_engine(engine)
     options = {name: CHECKS[name].options(given) for name, given in (options or {}).items()}
@@ -61,7 +62,7 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
     if splits:
         check_splits(ws, splits)
     params = {"features": store.key, "options": options, "stats_version": STATS_VERSION,
-              **({"splits": list(splits)} if splits else {})}
+              **({"splits": list(splits)} if splits else {}), **({"fresh": True} if fresh else {})}
     with ws.recording("inspect", params,
                       inputs=fingerprint(images["id"], store.key)) as run:
         timings: dict[str, float] = {}
@@ -75,6 +76,8 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
         srow = np.searchsorted(stats["id"], ids)
         irow = np.searchsorted(images["id"], ids)
         compared = compared_key(store.key)
+        if fresh:
+            ws.forget_comparisons(compared)
         done_ids, done_sims = ws.inspected(compared, K_NEIGHBOURS)
         new = ~np.isin(ids, done_ids)
         new_rows = np.flatnonzero(new)

@@ -163,6 +163,13 @@ class InspectMixin:
             "JOIN images ib ON ib.id=d.b WHERE ia.status='ok' AND ib.status='ok' "
             "AND na.sha256=ia.sha256 AND nb.sha256=ib.sha256 ORDER BY d.a, d.b").fetchall()
 
+    def forget_comparisons(self: Workspace, store: str) -> None:
+        """Forget which images were compared in feature store ``store`` and every recorded
+        pair: the next inspection compares everything again."""
+        with self.transaction("forgetting comparisons") as con:
+            con.execute("DELETE FROM inspected WHERE store=?", (store,))
+            con.execute("DELETE FROM duplicate_pairs")
+
     def forget_pairs_of(self: Workspace, image_ids: Sequence[int]) -> None:
         """Drop the pairs of images about to be compared again (their content changed)."""
         if self._con.execute("SELECT 1 FROM duplicate_pairs LIMIT 1").fetchone() is None:
