@@ -278,12 +278,9 @@ def plant_in_million(w: Path, rws: Path, bws: Path, seed: int) -> tuple[Path, di
     return folder, truth, desc
 
 
-def new_arrivals(w: Path, n: int) -> Path:
+def new_arrivals(folder: Path, n: int) -> Path:
     """``n`` pictures that arrive after the first inspection: dev sketches (the planted
     folder holds none of them), re-saved."""
-    folder = w / "arrivals"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
     files = sorted(glob.glob(str(SHARED / "sketchy" / "sketch" / "*" / "*.png")))[:n]
     for k, f in enumerate(files):
         Image.open(f).convert("RGB").save(folder / f"arrival-{k:03d}.jpg", quality=90)
@@ -407,8 +404,12 @@ def main() -> None:
                                              "ivfpq:64", "--shard-size", "65536"], log)
     r = stage("report (sampled map, capped pages)",
               ["report", "--workspace", str(bws), "--out", str(w / "million-report")], log)
+    arrivals = w / "arrivals"  # an earlier run's arrivals leave (scanned as gone)
+    shutil.rmtree(arrivals, ignore_errors=True)
+    arrivals.mkdir(parents=True)
+    stage("scan (arrivals gone)", ["scan", str(arrivals), "--workspace", str(bws)], [])
     n = stage("inspect (1M)", ["inspect", "--workspace", str(bws), "--fresh"], log)
-    arrivals = new_arrivals(w, 100)
+    new_arrivals(arrivals, 100)
     stage("scan (100 new images)", ["scan", str(arrivals), "--workspace", str(bws)], [])
     stage("embed (100 new images)", ["embed", "--workspace", str(bws)], [])
     stage("inspect again (1M + 100 new images)", ["inspect", "--workspace", str(bws)], log)

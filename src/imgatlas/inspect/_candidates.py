@@ -118,10 +118,10 @@ def search_shard(shared: tuple[SearchSpace, Collection], rows: np.ndarray) -> Fo
     # their similarity on one scale for all rows (the codes' cosine above EXACT_UP_TO)
     scale = sims.copy()
     recoded = np.flatnonzero(exact_rows & ~space.exact)
-    if len(recoded):
-        scale[recoded] = np.einsum("ij,ikj->ik", codes[recoded],
-                                   space.codes(np.maximum(nn[recoded], 0).ravel()).reshape(
-                                       len(recoded), nn.shape[1], -1))
+    for start in range(0, len(recoded), 1024):
+        k = recoded[start:start + 1024]
+        scale[k] = np.einsum("ij,ikj->ik", codes[k], space.codes(
+            np.maximum(nn[k], 0).ravel()).reshape(len(k), nn.shape[1], -1))
     order = np.argsort(~other, axis=1, kind="stable")[:, :K_NEIGHBOURS]
     neighbours = np.take_along_axis(scale, order, axis=1).astype(np.float32)
     neighbours[~np.take_along_axis(other, order, axis=1)] = np.nan
@@ -154,7 +154,9 @@ def search_shard(shared: tuple[SearchSpace, Collection], rows: np.ndarray) -> Fo
     a, b = cand[:, 0], cand[:, 1]
     qa = np.searchsorted(rows, a)
     todo = np.flatnonzero(np.isnan(ip))
-    ip[todo] = np.einsum("ij,ij->i", codes[qa[todo]], space.codes(b[todo]))
+    for start in range(0, len(todo), 8192):  # gathered vectors cost memory: in blocks
+        k = todo[start:start + 8192]
+        ip[k] = np.einsum("ij,ij->i", codes[qa[k]], space.codes(b[k]))
     ip = np.where(known, ip, space.projected(ip, a, b))  # Wx·Wy: within slack of the cosine
     residual = space.residual
     slack = np.where(known, 0.0, residual[a] * residual[b])

@@ -147,8 +147,10 @@ class SearchSpace:
             return sims, nn, exact
         s2, n2 = self.atypical.search(X[q], k)
         n2 = np.where(n2 >= 0, self.atypical_rows[np.maximum(n2, 0)], -1)
-        s1 = self.cosines(np.repeat(X[q], nn.shape[1], axis=0),
-                          np.maximum(nn[q], 0).ravel()).reshape(len(q), -1)
+        s1 = np.concatenate([  # in blocks: the repeated vectors cost memory
+            self.cosines(np.repeat(X[q[a:a + 1024]], nn.shape[1], axis=0),
+                         np.maximum(nn[q[a:a + 1024]], 0).ravel()).reshape(-1, nn.shape[1])
+            for a in range(0, len(q), 1024)])
         for t, r in enumerate(q.tolist()):
             best: dict[int, float] = {}
             for o, c in zip([*nn[r].tolist(), *n2[t].tolist()], [*s1[t], *s2[t]],
