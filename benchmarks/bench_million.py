@@ -40,7 +40,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,6 +65,16 @@ def stage(name: str, argv: list[str], log: list[tuple[str, float, float]]) -> fl
     log.append((name, secs, usage.ru_maxrss / 1024))
     print(f"{name}: {secs:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB", flush=True)
     return secs
+
+
+def in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh process: what it holds never grows this one, whose size a
+    stage started after would count in its peak RSS (wait4's figure includes the forked
+    copy of this process)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def make_real(out: Path, n: int) -> int:
@@ -269,9 +281,9 @@ def plant_in_million(w: Path, rws: Path, bws: Path, seed: int) -> tuple[Path, di
     """The background made ready for inspect, and the planted folder scanned and embedded
     into the million (before cluster, index and report: every stage sees one collection)."""
     t = time.perf_counter()
-    desc = background_for_inspect(rws, bws)
+    desc = in_child(background_for_inspect, rws, bws)
     print(f"background measures: {desc} in {time.perf_counter() - t:.0f} s", flush=True)
-    folder, truth = planted_set(w, seed)
+    folder, truth = in_child(planted_set, w, seed)
     stage("scan (planted, into the million)", ["scan", str(folder), "--workspace", str(bws)],
           [])
     stage("embed (planted)", ["embed", "--workspace", str(bws)], [])
@@ -292,12 +304,12 @@ def inspect_scores(w: Path, bws: Path, folder: Path, truth: dict, desc: str, see
     """The planted pairs scored in the million's inspection, then inspected and scored
     inside 10,000 images of the same background."""
     n_planted = sum(1 for _ in folder.iterdir())
-    s1m = planted_score(bws, folder, truth)
-    ws10 = ten_thousand(w, bws, folder, 10_000 - n_planted)
+    s1m = in_child(planted_score, bws, folder, truth)
+    ws10 = in_child(ten_thousand, w, bws, folder, 10_000 - n_planted)
     stage("scan (planted, into 10,000)", ["scan", str(folder), "--workspace", str(ws10)], [])
     stage("embed (planted, 10,000)", ["embed", "--workspace", str(ws10)], [])
     stage("inspect (10,000)", ["inspect", "--workspace", str(ws10)], log)
-    s10k = planted_score(ws10, folder, truth)
+    s10k = in_child(planted_score, ws10, folder, truth)
     out = {"recall_1m": s1m["recall"], "recall_10k": s10k["recall"],
            "precision_1m": s1m["precision"], "precision_10k": s10k["precision"]}
     lines = [f"Inspect: bench_copies' planted folder of seed {seed} (held out from the "
@@ -382,7 +394,7 @@ def main() -> None:
     big, bws = w / "links", w / "million.imgatlas"
     if args.stages_only:
         desc = earlier["desc"]
-        record_tags(bws)  # workspaces made before the benchmark recorded them
+        in_child(record_tags, bws)  # workspaces made before the benchmark recorded them
         subprocess.run(IMGATLAS[:1] + ["--help"], capture_output=True)  # warm the imports
     else:
         t = time.perf_counter()
@@ -392,7 +404,7 @@ def main() -> None:
         stage("scan (1M hard links)", ["scan", str(big), "--workspace", str(bws),
                                        "--labels-from-folders"], log)
         t = time.perf_counter()
-        desc = write_million_store(rws, bws)
+        desc = in_child(write_million_store, rws, bws)
         print(f"store written in {time.perf_counter() - t:.0f} s", flush=True)
         saved.write_text(json.dumps({"lines": lines[n_pre:], "log": log, "desc": desc,
                                      "commit": git_rev(), "date": time.strftime("%Y-%m-%d")}))
@@ -404,9 +416,10 @@ def main() -> None:
                                              "ivfpq:64", "--shard-size", "65536"], log)
     r = stage("report (sampled map, capped pages)",
               ["report", "--workspace", str(bws), "--out", str(w / "million-report")], log)
-    arrivals = w / "arrivals"  # an earlier run's arrivals leave (scanned as gone)
-    shutil.rmtree(arrivals, ignore_errors=True)
+    arrivals = w / "arrivals"  # an earlier run's arrivals leave (scanned as gone), but
+    shutil.rmtree(arrivals, ignore_errors=True)  # one placeholder: a scan needs an image
     arrivals.mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(arrivals / "placeholder.png")
     stage("scan (arrivals gone)", ["scan", str(arrivals), "--workspace", str(bws)], [])
     n = stage("inspect (1M)", ["inspect", "--workspace", str(bws), "--fresh"], log)
     new_arrivals(arrivals, 100)
