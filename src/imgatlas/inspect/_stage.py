@@ -5,6 +5,10 @@ rerun compares only the images that are new or changed since, against everything
 re-derives the flags (cheap: they read stored measures). Pixel measures normally come from
 the embed stage's decode threads; an image without them (embedded by an older imgatlas, by
 the Ray engine, or whose file changed) is decoded and measured here.
+
+The comparison's memory does not grow with the collection beyond a code and the hashes per
+image (:mod:`~imgatlas.inspect._space`, :mod:`~imgatlas.inspect._duplicates`): the
+catalogue, the measures and the neighbours are read as arrays, the features in shards.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
     if splits:
         check_splits(ws, splits)
     params = {"features": store.key, "options": options, "stats_version": STATS_VERSION,
-              **({"splits": list(splits)} if splits else {}), **({"fresh": True} if fresh else {})}
+              **({"splits": list(splits)} if splits else {}),
+              **({"fresh": True} if fresh else {})}
     with ws.recording("inspect", params,
                       inputs=fingerprint(images["id"], store.key)) as run:
         timings: dict[str, float] = {}
@@ -81,14 +86,7 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
         done_ids, done_sims = ws.inspected(compared, K_NEIGHBOURS)
         new = ~np.isin(ids, done_ids)
         new_rows = np.flatnonzero(new)
-        turns = stats["turns"][srow]
-        turns = (turns.reshape(len(ids), len(TURNS), 8) if turns.shape[1] == 8 * len(TURNS)
-                 else np.zeros((len(ids), len(TURNS), 8), np.uint8))
-        c = Collection(bits=hash_bits(stats["phash"][srow]), turns=turns,
-                       content=images["content"][irow],
-                       big=np.minimum(images["width"][irow], images["height"][irow])
-                       >= MIN_FOCUS_SIDE, new=new)
-        del turns
+        c = _collection(stats, srow, images, irow, new)
         if len(new_rows):
             space = SearchSpace.build(StoreFile.of(store), ids, exact_up_to=exact_up_to)
             c.index()
@@ -128,6 +126,20 @@ def inspect_workspace(ws: Workspace, store: FeatureStore, *,
             "seconds": round(time.perf_counter() - t0, 3),
             "timings": {k: round(v, 3) for k, v in timings.items()}, "run_id": run.id}
     return run.results
+
+
+def _collection(stats: dict[str, np.ndarray], srow: np.ndarray,
+                images: dict[str, np.ndarray], irow: np.ndarray, new: np.ndarray
+                ) -> Collection:
+    """What the comparison reads per image (rows ``srow`` of the measures, ``irow`` of the
+    catalogue arrays): hashes, views' hashes, contents, sizes, which are new."""
+    turns = stats["turns"][srow]
+    turns = (turns.reshape(len(srow), len(TURNS), 8) if turns.shape[1] == 8 * len(TURNS)
+             else np.zeros((len(srow), len(TURNS), 8), np.uint8))
+    return Collection(bits=hash_bits(stats["phash"][srow]), turns=turns,
+                      content=images["content"][irow],
+                      big=np.minimum(images["width"][irow], images["height"][irow])
+                      >= MIN_FOCUS_SIDE, new=new)
 
 
 def _verifier(ws: Workspace, wanted: np.ndarray, max_pixels: int | None) -> Verifier:
