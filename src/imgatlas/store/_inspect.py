@@ -9,7 +9,7 @@ longer usable simply drop out of what is read back.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,43 +41,32 @@ class InspectMixin:
     def pixel_stats(self: Workspace, version: int) -> dict[str, np.ndarray]:
         """Measures of every usable image measured by ``version`` from its current content:
         ``{"id": ids, column: values...}`` (NaN where a measure is None; ``turns``: one row
-        of bytes per image, zeros where it has none). Read in pieces into arrays: at a
-        million images a list of rows held 0.5 GB."""
+        of bytes per image, zeros where it has none or one of another length). Read in
+        pieces into arrays: at a million images a list of rows held 0.5 GB."""
         cols = ", ".join(f"p.{c}" for c in STATS_COLUMNS)
         where = ("FROM pixel_stats p JOIN images i ON i.id=p.image_id WHERE i.status='ok' "
                  "AND p.sha256=i.sha256 AND p.version=?")
-        n = self._con.execute(f"SELECT count(*) {where}", (version,)).fetchone()[0]  # noqa: S608
-        out: dict[str, Any] = {"id": np.empty(n, np.int64), "phash": np.empty(n, np.int64)}
+        width = self._con.execute(f"SELECT coalesce(max(length(p.turns)), 0) {where}",  # noqa: S608
+                                  (version,)).fetchone()[0]
         floats = [c for c in STATS_COLUMNS if c not in ("phash", "turns")]
-        for c in floats:
-            out[c] = np.empty(n, np.float64)
-        turns: np.ndarray | None = None
-        cur = self._con.execute(f"SELECT p.image_id, {cols} {where} ORDER BY p.image_id",  # noqa: S608
-                                (version,))
-        at = 0
-        while rows := cur.fetchmany(65_536):
+        n, pieces = _pieces(self._con, where, (version,),
+                            f"SELECT p.image_id, {cols} {where} ORDER BY p.image_id")  # noqa: S608
+        out: dict[str, Any] = {"id": np.empty(n, np.int64), "phash": np.empty(n, np.int64),
+                               **{c: np.empty(n, np.float64) for c in floats},
+                               "turns": np.zeros((n, width), np.uint8)}
+        for k, rows in pieces:
             part = list(zip(*rows, strict=True))
-            k = slice(at, at + len(rows))
             out["id"][k] = part[0]
             out["phash"][k] = part[1 + STATS_COLUMNS.index("phash")]
             for c in floats:
                 out[c][k] = np.array(part[1 + STATS_COLUMNS.index(c)], dtype=np.float64)
             blobs = part[1 + STATS_COLUMNS.index("turns")]
-            width = max((len(b) for b in blobs if b is not None), default=0)
-            if turns is None or width > turns.shape[1]:
-                grown = np.zeros((n, width), np.uint8)
-                if turns is not None:
-                    grown[:, :turns.shape[1]] = turns
-                turns = grown
-            if width == turns.shape[1] > 0 and all(b is not None and len(b) == width
-                                                   for b in blobs):
-                turns[k] = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(rows), width)
+            if width and all(b is not None and len(b) == width for b in blobs):
+                out["turns"][k] = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, width)
             else:
-                for r, b in enumerate(blobs, at):
-                    if b is not None and len(b) == turns.shape[1]:
-                        turns[r] = np.frombuffer(b, np.uint8)
-            at += len(rows)
-        out["turns"] = np.zeros((n, 0), np.uint8) if turns is None else turns
+                for r, b in enumerate(blobs, k.start):
+                    if b is not None and len(b) == width:
+                        out["turns"][r] = np.frombuffer(b, np.uint8)
         return out
 
     def measured_ids(self: Workspace, version: int) -> np.ndarray:
@@ -93,20 +82,17 @@ class InspectMixin:
         hash), ``width`` and ``height`` (0 when unknown): what comparing them needs of the
         catalogue, as arrays (a million rows as objects held 0.6 GB)."""
         where = "FROM images WHERE status='ok'"
-        n = self._con.execute(f"SELECT count(*) {where}").fetchone()[0]  # noqa: S608
+        n, pieces = _pieces(self._con, where, (),
+                            "SELECT id, coalesce(sha256, 'id' || id), coalesce(width, 0), "
+                            f"coalesce(height, 0) {where} ORDER BY id")  # noqa: S608
         ids = np.empty(n, np.int64)
         sha = np.empty(n, "S64")
         size = np.zeros((n, 2), np.int64)
-        cur = self._con.execute(f"SELECT id, coalesce(sha256, 'id' || id), coalesce(width, 0), "  # noqa: S608
-                                f"coalesce(height, 0) {where} ORDER BY id")
-        at = 0
-        while rows := cur.fetchmany(65_536):
+        for k, rows in pieces:
             part = list(zip(*rows, strict=True))
-            k = slice(at, at + len(rows))
             ids[k] = part[0]
             sha[k] = [s.encode() for s in part[1]]
             size[k, 0], size[k, 1] = part[2], part[3]
-            at += len(rows)
         _, content = np.unique(sha, return_inverse=True)
         return {"id": ids, "content": content.astype(np.int64), "width": size[:, 0],
                 "height": size[:, 1]}
@@ -118,18 +104,15 @@ class InspectMixin:
         image's nearest-neighbour similarities NaN-padded to ``width``."""
         where = ("FROM inspected n JOIN images i ON i.id=n.image_id WHERE i.status='ok' "
                  "AND n.sha256=i.sha256 AND n.store=?")
-        n = self._con.execute(f"SELECT count(*) {where}", (store,)).fetchone()[0]  # noqa: S608
+        n, pieces = _pieces(self._con, where, (store,),
+                            f"SELECT n.image_id, n.neighbours {where} ORDER BY n.image_id")  # noqa: S608
         ids = np.empty(n, np.int64)
         sims = np.full((n, width), np.nan, np.float32)
-        cur = self._con.execute(f"SELECT n.image_id, n.neighbours {where} "  # noqa: S608
-                                "ORDER BY n.image_id", (store,))
-        at = 0
-        while rows := cur.fetchmany(65_536):
-            for r, (i, blob) in enumerate(rows, at):
+        for k, rows in pieces:
+            for r, (i, blob) in enumerate(rows, k.start):
                 ids[r] = i
                 v = np.frombuffer(blob, np.float32)[:width]
                 sims[r, :len(v)] = v
-            at += len(rows)
         return ids, sims
 
     def record_inspected(self: Workspace, store: str,
@@ -222,3 +205,19 @@ class InspectMixin:
                 f"SELECT id, width, height, format, size, mtime_ns FROM images "  # noqa: S608
                 f"WHERE id IN ({q})", chunk))
         return out
+
+
+def _pieces(con: Any, where: str, args: tuple, query: str
+            ) -> tuple[int, Iterator[tuple[slice, list[tuple]]]]:
+    """How many rows ``where`` selects, and ``query``'s rows in pieces with the slice of the
+    result arrays each fills: a million rows are read without ever holding them all."""
+    n = con.execute(f"SELECT count(*) {where}", args).fetchone()[0]  # noqa: S608
+
+    def pieces() -> Iterator[tuple[slice, list[tuple]]]:
+        cur = con.execute(query, args)
+        at = 0
+        while rows := cur.fetchmany(65_536):
+            yield slice(at, at + len(rows)), rows
+            at += len(rows)
+
+    return n, pieces()
