@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -104,3 +105,12 @@ def preamble(*mods: str) -> list[str]:
     lines += [f"Commit: {git_rev()}, date {time.strftime('%Y-%m-%d')}  ",
               f"Command: `{command()}`", ""]
     return lines
+
+
+def scaled(im: Any, f: float) -> Any:
+    """A PIL image resized by ``f`` (bicubic, at least 1 px a side): the planted copies'
+    resize."""
+    from PIL import Image
+
+    w, h = im.size
+    return im.resize((max(1, int(w * f)), max(1, int(h * f))), Image.BICUBIC)

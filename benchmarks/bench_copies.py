@@ -48,6 +48,7 @@ from _common import (  # noqa: E402
     class_balanced,
     mixed_dev_folder,
     preamble,
+    scaled,
     write_section,
 )
 
@@ -62,8 +63,7 @@ def make_copy(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Ima
     w, h = im.size
     quality = 90
     if kind == "resized":
-        f = rng.uniform(0.4, 0.6)
-        im = im.resize((max(1, int(w * f)), max(1, int(h * f))), Image.BICUBIC)
+        im = scaled(im, rng.uniform(0.4, 0.6))
     elif kind == "jpeg":
         quality = rng.randint(10, 25)
     elif kind == "grey":

@@ -45,6 +45,7 @@ from _common import (  # noqa: E402
     class_balanced,
     mixed_dev_folder,
     preamble,
+    scaled,
     write_section,
 )
 
@@ -55,14 +56,12 @@ COPY_KINDS = ["half", "smaller", "jpeg", "crop", "brighter", "darker", "saturati
 
 def _copy(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Image, str, int]:
     """A planted copy of ``im``: (image, extension, JPEG quality)."""
-    w, h = im.size
     ext, quality = "jpg", 90
     for part in kind.split("+"):
         if part == "half":
-            im = im.resize((max(1, w // 2), max(1, h // 2)), Image.BICUBIC)
+            im = scaled(im, 0.5)
         elif part == "smaller":
-            f = rng.uniform(0.6, 0.8)
-            im = im.resize((max(1, int(w * f)), max(1, int(h * f))), Image.BICUBIC)
+            im = scaled(im, rng.uniform(0.6, 0.8))
         elif part == "jpeg":
             quality = rng.randint(15, 40)
         elif part == "crop":

@@ -177,8 +177,8 @@ def background_for_inspect(rws: Path, bws: Path, seed: int = 0) -> str:
     src_row = {rel[int(i)]: k for k, i in enumerate(st["id"].tolist())}
     rng = np.random.default_rng(seed)
     with Workspace.open(bws, write=True) as w:
-        rows = [(i, _relative(p, r, drop=1)) for i, p, r in w.usable_paths()
-                if _relative(p, r, drop=1) in src_row]
+        rows = [(i, rel) for i, p, r in w.usable_paths()
+                if (rel := _relative(p, r, drop=1)) in src_row]
         if len(w.measured_ids(STATS_VERSION)) >= len(rows):
             return f"{len(rows):,} background rows (measures written by an earlier run)"
         with w.transaction("making background contents distinct") as con:
